@@ -1,1 +1,7 @@
-"""TODO"""
+"""The Kubernetes API server: HTTPS, authentication, discovery and the REST verbs.
+
+Request flow: `server` (routing, negotiation, verbs) → `registry` (object semantics:
+defaults, strategies, validation, compare-and-swap) → the store (`pyk8s.storage`).
+Watches (`watch`) turn store events into API watch events. `bootstrap` creates what every
+cluster has from the start. Other components reach this only over HTTPS.
+"""

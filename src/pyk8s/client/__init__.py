@@ -1,1 +1,169 @@
-"""TODO"""
+"""The API client every pyk8s component uses to talk to the API server.
+
+Components (controllers, scheduler, kubelet, proxy, dns) know the cluster only through
+this client: list, watch, get, create, update, patch and delete over HTTPS with a client
+certificate, exactly like any other Kubernetes client. Objects are plain JSON dicts; API
+errors come back as the `pyk8s.api.errors` exception for their Status reason.
+"""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+import aiohttp
+import orjson
+
+from pyk8s.api import errors
+from pyk8s.api.resources import Resource
+
+_ERRORS_BY_REASON = {cls.reason: cls for cls in (
+    errors.BadRequest, errors.Unauthorized, errors.Forbidden, errors.NotFound, errors.MethodNotAllowed,
+    errors.AlreadyExists, errors.Gone, errors.UnsupportedMediaType, errors.TooManyRequests,
+    errors.InternalError, errors.ServiceUnavailable, errors.Timeout, errors.NotAcceptable)}
+_ERRORS_BY_CODE = {cls.code: cls for cls in reversed(list(_ERRORS_BY_REASON.values()))}
+
+
+def error_from_status(status: dict[str, Any], http_code: int) -> errors.ApiError:
+    reason = status.get("reason", "")
+    message = status.get("message", "") or f"HTTP {http_code}"
+    if reason == "Invalid":
+        details = status.get("details") or {}
+        error = errors.Invalid.__new__(errors.Invalid)
+        errors.ApiError.__init__(error, message, details=details)
+        error.causes = details.get("causes") or []
+        return error
+    if reason == "Conflict" or (http_code == 409 and reason != "AlreadyExists"):
+        return errors.Conflict(message, details=status.get("details"))
+    cls = _ERRORS_BY_REASON.get(reason) or _ERRORS_BY_CODE.get(http_code, errors.InternalError)
+    return cls(message, details=status.get("details"))
+
+
+def resource_path(resource: Resource, namespace: str | None = None, name: str | None = None,
+                  subresource: str = "") -> str:
+    base = f"/apis/{resource.group}/{resource.version}" if resource.group else f"/api/{resource.version}"
+    if resource.namespaced and namespace:
+        base += f"/namespaces/{namespace}"
+    base += f"/{resource.plural}"
+    if name:
+        base += f"/{name}"
+        if subresource:
+            base += f"/{subresource}"
+    return base
+
+
+class Client:
+    def __init__(self, server: str, ssl_context: ssl.SSLContext, *, field_manager: str = "pyk8s"):
+        self.server = server.rstrip("/")
+        self.ssl_context = ssl_context
+        self.field_manager = field_manager
+        self._session: aiohttp.ClientSession | None = None
+
+    @classmethod
+    def from_kubeconfig(cls, path: str | Path, **kwargs) -> "Client":
+        """A client for the kubeconfig's current context (embedded certificate data)."""
+        import base64
+        import tempfile
+
+        import yaml
+
+        config = yaml.safe_load(Path(path).read_text())
+        context_name = config.get("current-context")
+        context = next(c["context"] for c in config["contexts"] if c["name"] == context_name)
+        cluster = next(c["cluster"] for c in config["clusters"] if c["name"] == context["cluster"])
+        user = next(u["user"] for u in config["users"] if u["name"] == context["user"])
+        ssl_context = ssl.create_default_context(cadata=base64.b64decode(cluster["certificate-authority-data"]).decode())
+        with tempfile.TemporaryDirectory() as scratch:
+            cert = Path(scratch) / "client.crt"
+            key = Path(scratch) / "client.key"
+            cert.write_bytes(base64.b64decode(user["client-certificate-data"]))
+            key.write_bytes(base64.b64decode(user["client-key-data"]))
+            ssl_context.load_cert_chain(str(cert), str(key))
+        return cls(cluster["server"], ssl_context, **kwargs)
+
+    async def __aenter__(self) -> "Client":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(ssl=self.ssl_context, limit=64)
+            self._session = aiohttp.ClientSession(connector=connector, json_serialize=lambda v: orjson.dumps(v).decode())
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def request(self, method: str, path: str, *, params: dict[str, Any] | None = None,
+                      body: Any = None, content_type: str = "application/json") -> Any:
+        data = orjson.dumps(body) if body is not None else None
+        headers = {"Accept": "application/json"}
+        if data is not None:
+            headers["Content-Type"] = content_type
+        async with self.session.request(method, self.server + path, params=_params(params), data=data,
+                                        headers=headers) as reply:
+            payload = await reply.read()
+            value = orjson.loads(payload) if payload else None
+            if reply.status >= 400:
+                raise error_from_status(value if isinstance(value, dict) else {}, reply.status)
+            return value
+
+    async def get(self, resource: Resource, name: str, namespace: str | None = None) -> dict[str, Any]:
+        return await self.request("GET", resource_path(resource, namespace, name))
+
+    async def list(self, resource: Resource, namespace: str | None = None, **params: Any) -> dict[str, Any]:
+        return await self.request("GET", resource_path(resource, namespace), params=params)
+
+    async def create(self, resource: Resource, obj: dict[str, Any], namespace: str | None = None) -> dict[str, Any]:
+        namespace = namespace or (obj.get("metadata") or {}).get("namespace")
+        return await self.request("POST", resource_path(resource, namespace), body=obj,
+                                  params={"fieldManager": self.field_manager})
+
+    async def update(self, resource: Resource, obj: dict[str, Any], subresource: str = "") -> dict[str, Any]:
+        meta = obj["metadata"]
+        return await self.request("PUT", resource_path(resource, meta.get("namespace"), meta["name"], subresource),
+                                  body=obj, params={"fieldManager": self.field_manager})
+
+    async def patch(self, resource: Resource, name: str, patch: Any, namespace: str | None = None, *,
+                    subresource: str = "", patch_type: str = "application/merge-patch+json") -> dict[str, Any]:
+        return await self.request("PATCH", resource_path(resource, namespace, name, subresource), body=patch,
+                                  content_type=patch_type, params={"fieldManager": self.field_manager})
+
+    async def delete(self, resource: Resource, name: str, namespace: str | None = None, *,
+                     grace_period_seconds: int | None = None, propagation_policy: str | None = None) -> Any:
+        options: dict[str, Any] = {"kind": "DeleteOptions", "apiVersion": "v1"}
+        if grace_period_seconds is not None:
+            options["gracePeriodSeconds"] = grace_period_seconds
+        if propagation_policy:
+            options["propagationPolicy"] = propagation_policy
+        return await self.request("DELETE", resource_path(resource, namespace, name), body=options)
+
+    async def watch(self, resource: Resource, namespace: str | None = None, *, resource_version: str = "",
+                    timeout_seconds: int | None = None, **params: Any) -> AsyncIterator[dict[str, Any]]:
+        """Yields watch events ({"type", "object"}) until the server ends the stream."""
+        query: dict[str, Any] = {"watch": "true", "allowWatchBookmarks": "true", **params}
+        if resource_version:
+            query["resourceVersion"] = resource_version
+        if timeout_seconds is not None:
+            query["timeoutSeconds"] = timeout_seconds
+        timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
+        async with self.session.get(self.server + resource_path(resource, namespace), params=_params(query),
+                                    headers={"Accept": "application/json"}, timeout=timeout) as reply:
+            if reply.status >= 400:
+                payload = await reply.read()
+                raise error_from_status(orjson.loads(payload) if payload else {}, reply.status)
+            async for line in reply.content:
+                if line.strip():
+                    yield orjson.loads(line)
+
+
+def _params(params: dict[str, Any] | None) -> dict[str, str] | None:
+    if not params:
+        return None
+    return {key: ("true" if value is True else "false" if value is False else str(value))
+            for key, value in params.items() if value is not None}

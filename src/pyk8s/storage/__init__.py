@@ -1,1 +1,41 @@
-"""TODO"""
+"""Storage: the cluster's state as keys and revisions, with etcd's semantics.
+
+The API server is the only caller. It stores each object as bytes under
+`/registry/<group>/<plural>/[<namespace>/]<name>`; the store gives every write the next
+global revision (the object's resourceVersion), guards creates on absence and updates and
+deletes on the revision the client sent, and streams every write after a revision to
+watchers with no gap between a list and a watch. `interface.py` is the contract;
+`sqlite.py` implements it on one SQLite file (the default, one server); an etcd backend
+implements the same contract for several servers. FLOW.md follows a write from commit to
+watch event.
+"""
+
+from pyk8s.storage.interface import (
+    Compacted,
+    Event,
+    KeyExists,
+    KeyNotFound,
+    KeyValue,
+    ListResult,
+    RevisionMismatch,
+    RevisionTooNew,
+    Store,
+    StoreError,
+    Watch,
+)
+from pyk8s.storage.sqlite import SQLiteStore
+
+__all__ = [
+    "Compacted",
+    "Event",
+    "KeyExists",
+    "KeyNotFound",
+    "KeyValue",
+    "ListResult",
+    "RevisionMismatch",
+    "RevisionTooNew",
+    "SQLiteStore",
+    "Store",
+    "StoreError",
+    "Watch",
+]

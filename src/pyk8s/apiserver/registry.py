@@ -1,0 +1,551 @@
+"""Object semantics over the store: what upstream's generic registry does.
+
+Objects are plain JSON dicts. They are stored as JSON without `metadata.resourceVersion`;
+the store's `mod_revision` is put back as the resourceVersion on every read, so a
+resourceVersion is always the revision of the object's last write.
+
+Write path: decode → namespace/name checks → defaults → strategy (what a create resets,
+what an update may change) → validation → compare-and-swap in the store. Reads decode and
+stamp resourceVersion. Watches are in `watch.py`.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import random
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import orjson
+
+from pyk8s.api import errors
+from pyk8s.api.defaults import apply_defaults
+from pyk8s.api.resources import Resource, lookup
+from pyk8s.api.selectors import FieldSelector, LabelSelector, object_field
+from pyk8s.api.validation import validate_create, validate_update
+from pyk8s.apiserver import strategies
+from pyk8s.storage.interface import (Compacted, KeyExists, KeyNotFound, KeyValue, RevisionMismatch,
+                                     RevisionTooNew, Store)
+
+NAMESPACES = lookup("", "v1", "namespaces")
+SERVICES = lookup("", "v1", "services")
+
+# Upstream's generateName alphabet (no vowels, no 0/1/3 that read like letters).
+_NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+
+
+def now_rfc3339() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def encode(obj: dict[str, Any]) -> bytes:
+    return orjson.dumps(obj)
+
+
+def decode(kv: KeyValue) -> dict[str, Any]:
+    obj = orjson.loads(kv.value)
+    obj["metadata"]["resourceVersion"] = str(kv.mod_revision)
+    return obj
+
+
+def generated_suffix(length: int = 5) -> str:
+    return "".join(random.choice(_NAME_ALPHABET) for _ in range(length))
+
+
+@dataclass
+class ListOptions:
+    label_selector: LabelSelector | None = None
+    field_selector: FieldSelector | None = None
+    limit: int = 0
+    continue_token: str = ""
+    resource_version: str = ""
+    resource_version_match: str = ""
+
+
+@dataclass
+class DeleteOptions:
+    grace_period_seconds: int | None = None
+    propagation_policy: str | None = None  # Orphan | Background | Foreground
+    orphan_dependents: bool | None = None
+    precondition_uid: str | None = None
+    precondition_resource_version: str | None = None
+    dry_run: bool = False
+
+
+def encode_continue(revision: int, last_key: str) -> str:
+    token = orjson.dumps({"v": "meta.k8s.io/v1", "rv": revision, "start": last_key})
+    return base64.urlsafe_b64encode(token).decode().rstrip("=")
+
+
+def decode_continue(token: str) -> tuple[int, str]:
+    try:
+        padded = token + "=" * (-len(token) % 4)
+        data = orjson.loads(base64.urlsafe_b64decode(padded))
+        return int(data["rv"]), str(data["start"])
+    except Exception:
+        raise errors.BadRequest("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)")
+
+
+def object_matches(obj: dict[str, Any], options: ListOptions) -> bool:
+    if options.label_selector is not None and not options.label_selector.empty():
+        if not options.label_selector.matches(obj["metadata"].get("labels")):
+            return False
+    if options.field_selector is not None:
+        return options.field_selector.matches(lambda path: object_field(obj, path))
+    return True
+
+
+class Registry:
+    """CRUD with upstream's object semantics for every resource in the catalogue."""
+
+    def __init__(self, store: Store, *, service_cidr: str = "10.43.0.0/16",
+                 node_port_range: tuple[int, int] = (30000, 32767)):
+        self.store = store
+        self.service_network = ipaddress.ip_network(service_cidr, strict=False)
+        self.node_port_range = node_port_range
+
+    # ---------------------------------------------------------------- reads
+
+    async def get(self, resource: Resource, namespace: str | None, name: str,
+                  resource_version: str = "") -> dict[str, Any]:
+        key = resource.storage_key(namespace, name)
+        revision = 0
+        if resource_version not in ("", "0"):
+            revision = _parse_rv(resource_version)
+        try:
+            kv = await self.store.get(key, revision)
+        except Compacted as exc:
+            raise errors.Gone(f"too old resource version: {resource_version} ({exc.compacted})")
+        except RevisionTooNew:
+            kv = await self.store.get(key)
+        if kv is None:
+            raise errors.NotFound.of(resource.group, resource.plural, name)
+        return decode(kv)
+
+    async def list(self, resource: Resource, namespace: str | None,
+                   options: ListOptions) -> tuple[list[dict[str, Any]], int, str, int | None]:
+        """Returns (items, revision, continue token, remainingItemCount)."""
+        prefix = resource.storage_prefix(namespace)
+        revision = 0
+        start_after = ""
+        if options.continue_token:
+            revision, start_after = decode_continue(options.continue_token)
+            if not start_after.startswith(prefix):
+                raise errors.BadRequest("continue key is not valid: key does not match the request")
+        elif options.resource_version and options.resource_version != "0":
+            requested = _parse_rv(options.resource_version)
+            if options.resource_version_match == "Exact":
+                revision = requested
+            elif requested > self.store.revision:
+                raise errors.Timeout(f"Too large resource version: {requested}, current: {self.store.revision}",
+                                     details={"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}], "retryAfterSeconds": 1})
+        limit = options.limit if options.limit > 0 else 0
+        items: list[dict[str, Any]] = []
+        filtering = (options.label_selector is not None and not options.label_selector.empty()) or \
+            options.field_selector is not None
+        chunk = max(limit, 500) if limit else 0
+        read_revision = revision
+        while True:
+            try:
+                result = await self.store.list(prefix, revision=read_revision, start_after=start_after, limit=(chunk + 1) if chunk else 0)
+            except Compacted as exc:
+                if options.continue_token:
+                    raise errors.Gone(
+                        "The provided continue parameter is too old to display a consistent list result. "
+                        "You can start a new list without the continue parameter, or use the continue token "
+                        "in this response to retrieve the remainder of the results. Continuing with the provided "
+                        "token results in an inconsistent list - objects that were created, modified, or deleted "
+                        "between the time the first chunk was returned and now may show up in the list.")
+                raise errors.Gone(f"too old resource version: {options.resource_version} ({exc.compacted})")
+            except RevisionTooNew:
+                raise errors.Timeout(f"Too large resource version: {revision}, current: {self.store.revision}")
+            read_revision = result.revision
+            kvs = result.items
+            more = result.more or (chunk and len(kvs) > chunk)
+            if chunk and len(kvs) > chunk:
+                kvs = kvs[:chunk]
+            for index, kv in enumerate(kvs):
+                obj = decode(kv)
+                if filtering and not object_matches(obj, options):
+                    continue
+                items.append(obj)
+                if limit and len(items) == limit:
+                    # Upstream hands out a continue token whenever the read stopped early,
+                    # even if every later key would be filtered out.
+                    if more or index < len(kvs) - 1:
+                        remaining = None if filtering else await self._remaining(prefix, kv.key, read_revision)
+                        return items, read_revision, encode_continue(read_revision, kv.key), remaining
+                    return items, read_revision, "", None
+            if not more:
+                return items, read_revision, "", None
+            start_after = kvs[-1].key
+
+    async def _remaining(self, prefix: str, after_key: str, revision: int) -> int | None:
+        try:
+            result = await self.store.list(prefix, revision=revision, start_after=after_key)
+        except Exception:
+            return None
+        return len(result.items)
+
+    # --------------------------------------------------------------- writes
+
+    async def create(self, resource: Resource, namespace: str | None, obj: dict[str, Any], *,
+                     dry_run: bool = False) -> dict[str, Any]:
+        meta = obj.get("metadata")
+        if not isinstance(meta, dict):
+            meta = obj["metadata"] = {}
+        if resource.namespaced:
+            body_namespace = meta.get("namespace")
+            if body_namespace and namespace and body_namespace != namespace:
+                raise errors.BadRequest("the namespace of the provided object does not match the namespace sent on the request")
+            meta["namespace"] = namespace or body_namespace or "default"
+            namespace = meta["namespace"]
+        else:
+            meta.pop("namespace", None)
+            namespace = None
+        if not meta.get("name") and meta.get("generateName"):
+            meta["name"] = meta["generateName"] + generated_suffix()
+        apply_defaults(resource, obj)
+        strategies.prepare_for_create(resource, obj)
+        validate_create(resource, obj)
+        if resource.namespaced:
+            await self._check_namespace_accepts(namespace)
+        name = meta["name"]
+        for key in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):
+            meta.pop(key, None)
+        meta["uid"] = str(uuid.uuid4())
+        meta["creationTimestamp"] = now_rfc3339()
+        if resource.kind == "Service":
+            await self._allocate_service(obj)
+        obj["apiVersion"] = resource.api_version
+        obj["kind"] = resource.kind
+        key = resource.storage_key(namespace, name)
+        if dry_run:
+            existing = await self.store.get(key)
+            if existing is not None:
+                raise errors.AlreadyExists.of(resource.group, resource.plural, name)
+            return obj
+        try:
+            kv = await self.store.create(key, encode(_ordered(obj)))
+        except KeyExists:
+            raise errors.AlreadyExists.of(resource.group, resource.plural, name)
+        return decode(kv)
+
+    async def _check_namespace_accepts(self, namespace: str) -> None:
+        kv = await self.store.get(NAMESPACES.storage_key(None, namespace))
+        if kv is None:
+            raise errors.NotFound(f'namespaces "{namespace}" not found',
+                                  details={"name": namespace, "kind": "namespaces"})
+        ns = orjson.loads(kv.value)
+        if ns["metadata"].get("deletionTimestamp") or (ns.get("status") or {}).get("phase") == "Terminating":
+            raise errors.Forbidden(
+                f"unable to create new content in namespace {namespace} because it is being terminated",
+                details={"name": namespace, "kind": "namespaces",
+                         "causes": [{"reason": "NamespaceTerminating", "message": f"namespace {namespace} is being terminated", "field": "metadata.namespace"}]})
+
+    async def update(self, resource: Resource, namespace: str | None, name: str, obj: dict[str, Any], *,
+                     subresource: str = "", dry_run: bool = False) -> dict[str, Any]:
+        meta = obj.get("metadata")
+        if not isinstance(meta, dict):
+            raise errors.BadRequest("metadata is required")
+        if meta.get("name") and meta["name"] != name:
+            raise errors.BadRequest(f"the name of the object ({meta['name']}) does not match the name on the URL ({name})")
+        if resource.namespaced and meta.get("namespace") and meta["namespace"] != namespace:
+            raise errors.BadRequest("the namespace of the provided object does not match the namespace sent on the request")
+        key = resource.storage_key(namespace, name)
+        current = await self.store.get(key)
+        if current is None:
+            raise errors.NotFound.of(resource.group, resource.plural, name)
+        expected = 0
+        if meta.get("resourceVersion"):
+            expected = _parse_rv(meta["resourceVersion"])
+            if expected != current.mod_revision:
+                raise errors.Conflict.of(resource.group, resource.plural, name, errors.OBJECT_MODIFIED)
+        old = decode(current)
+        return await self._write_update(resource, namespace, name, obj, old, current, subresource=subresource,
+                                        dry_run=dry_run)
+
+    async def _write_update(self, resource: Resource, namespace: str | None, name: str, obj: dict[str, Any],
+                            old: dict[str, Any], current: KeyValue, *, subresource: str = "",
+                            dry_run: bool = False) -> dict[str, Any]:
+        meta = obj.setdefault("metadata", {})
+        meta["name"] = name
+        if resource.namespaced:
+            meta["namespace"] = namespace
+        obj["apiVersion"] = resource.api_version
+        obj["kind"] = resource.kind
+        if subresource == "status":
+            obj = strategies.prepare_for_status_update(resource, obj, old)
+        else:
+            apply_defaults(resource, obj)
+            strategies.prepare_for_update(resource, obj, old)
+            # Identity fields cannot be changed by an update (upstream resets them).
+            for field in ("uid", "creationTimestamp"):
+                if field in old["metadata"]:
+                    obj["metadata"][field] = old["metadata"][field]
+            validate_update(resource, obj, old)
+        obj["metadata"].pop("resourceVersion", None)
+        old_without_rv = dict(old)
+        old_without_rv["metadata"] = {k: v for k, v in old["metadata"].items() if k != "resourceVersion"}
+        # A finalizer-less object already marked for deletion goes away on this write.
+        if obj["metadata"].get("deletionTimestamp") and not obj["metadata"].get("finalizers") \
+                and not self._awaits_kubelet(resource, obj):
+            if dry_run:
+                return obj
+            try:
+                kv = await self.store.delete(resource.storage_key(namespace, name), current.mod_revision)
+            except RevisionMismatch:
+                raise errors.Conflict.of(resource.group, resource.plural, name, errors.OBJECT_MODIFIED)
+            except KeyNotFound:
+                raise errors.NotFound.of(resource.group, resource.plural, name)
+            result = orjson.loads(encode(obj))
+            result["metadata"]["resourceVersion"] = str(kv.mod_revision)
+            return result
+        if obj == old_without_rv:
+            # No-op writes do not bump the resourceVersion (upstream skips the etcd write).
+            return old
+        if dry_run:
+            obj["metadata"]["resourceVersion"] = str(current.mod_revision)
+            return obj
+        try:
+            kv = await self.store.update(resource.storage_key(namespace, name), encode(_ordered(obj)), current.mod_revision)
+        except RevisionMismatch:
+            raise errors.Conflict.of(resource.group, resource.plural, name, errors.OBJECT_MODIFIED)
+        except KeyNotFound:
+            raise errors.NotFound.of(resource.group, resource.plural, name)
+        return decode(kv)
+
+    async def modify(self, resource: Resource, namespace: str | None, name: str,
+                     mutate: Callable[[dict[str, Any]], dict[str, Any]], *, subresource: str = "",
+                     dry_run: bool = False, retries: int = 5) -> dict[str, Any]:
+        """Read-modify-write with retry on conflict (what PATCH does server-side)."""
+        key = resource.storage_key(namespace, name)
+        for attempt in range(retries):
+            current = await self.store.get(key)
+            if current is None:
+                raise errors.NotFound.of(resource.group, resource.plural, name)
+            old = decode(current)
+            new = mutate(orjson.loads(current.value))
+            if not isinstance(new, dict):
+                raise errors.BadRequest("patch did not produce an object")
+            new_meta = new.get("metadata") if isinstance(new.get("metadata"), dict) else {}
+            new["metadata"] = new_meta
+            if new_meta.get("name", name) != name:
+                raise errors.BadRequest(f"the name of the object ({new_meta.get('name')}) does not match the name on the URL ({name})")
+            # A patch may carry a resourceVersion precondition.
+            if new_meta.get("resourceVersion") and _parse_rv(new_meta["resourceVersion"]) != current.mod_revision:
+                raise errors.Conflict.of(resource.group, resource.plural, name, errors.OBJECT_MODIFIED)
+            try:
+                return await self._write_update(resource, namespace, name, new, old, current,
+                                                subresource=subresource, dry_run=dry_run)
+            except errors.Conflict:
+                if new_meta.get("resourceVersion") or attempt == retries - 1:
+                    raise
+        raise errors.Conflict.of(resource.group, resource.plural, name, errors.OBJECT_MODIFIED)
+
+    def _awaits_kubelet(self, resource: Resource, obj: dict[str, Any]) -> bool:
+        """A pod marked for graceful deletion stays until its node's kubelet removes it."""
+        if resource.kind != "Pod":
+            return False
+        grace = obj["metadata"].get("deletionGracePeriodSeconds")
+        return bool(grace) and bool((obj.get("spec") or {}).get("nodeName"))
+
+    async def delete(self, resource: Resource, namespace: str | None, name: str,
+                     options: DeleteOptions) -> tuple[dict[str, Any], bool]:
+        """Returns (object, removed): removed is False when the object was only marked for
+        deletion (finalizers, graceful pod deletion, a terminating namespace)."""
+        key = resource.storage_key(namespace, name)
+        for _ in range(5):
+            current = await self.store.get(key)
+            if current is None:
+                raise errors.NotFound.of(resource.group, resource.plural, name)
+            obj = decode(current)
+            meta = obj["metadata"]
+            if options.precondition_uid and options.precondition_uid != meta.get("uid"):
+                raise errors.Conflict.of(resource.group, resource.plural, name,
+                                         f"Precondition failed: UID in precondition: {options.precondition_uid}, UID in object meta: {meta.get('uid')}")
+            if options.precondition_resource_version and options.precondition_resource_version != meta.get("resourceVersion"):
+                raise errors.Conflict.of(resource.group, resource.plural, name,
+                                         f"Precondition failed: ResourceVersion in precondition: {options.precondition_resource_version}, ResourceVersion in object meta: {meta.get('resourceVersion')}")
+            marked = self._mark_for_deletion(resource, obj, options)
+            if marked is None:
+                if options.dry_run:
+                    return obj, True
+                try:
+                    kv = await self.store.delete(key, current.mod_revision)
+                except (RevisionMismatch, KeyNotFound):
+                    continue
+                deleted = orjson.loads(kv.value)
+                deleted["metadata"]["resourceVersion"] = str(kv.mod_revision)
+                return deleted, True
+            if options.dry_run:
+                return marked, False
+            marked["metadata"].pop("resourceVersion", None)
+            try:
+                if marked == _without_rv(obj):
+                    return obj, False
+                kv = await self.store.update(key, encode(_ordered(marked)), current.mod_revision)
+            except (RevisionMismatch, KeyNotFound):
+                continue
+            return decode(kv), False
+        raise errors.Conflict.of(resource.group, resource.plural, name, errors.OBJECT_MODIFIED)
+
+    def _mark_for_deletion(self, resource: Resource, obj: dict[str, Any], options: DeleteOptions) -> dict[str, Any] | None:
+        """The object as marked for deletion, or None when it can be removed now."""
+        meta = obj["metadata"]
+        finalizers = list(meta.get("finalizers") or [])
+        policy = options.propagation_policy
+        if policy is None and options.orphan_dependents is not None:
+            policy = "Orphan" if options.orphan_dependents else "Background"
+        if policy == "Orphan" and "orphan" not in finalizers:
+            finalizers.append("orphan")
+        elif policy == "Foreground" and "foregroundDeletion" not in finalizers:
+            finalizers.append("foregroundDeletion")
+        grace = 0
+        if resource.kind == "Pod":
+            grace = strategies.graceful_pod_delete(obj, options.grace_period_seconds)
+        if resource.kind == "Namespace":
+            marked = _without_rv(obj)
+            marked["metadata"].setdefault("deletionTimestamp", now_rfc3339())
+            marked["metadata"]["deletionGracePeriodSeconds"] = 0
+            marked["status"] = dict(marked.get("status") or {}, phase="Terminating")
+            if finalizers:
+                marked["metadata"]["finalizers"] = finalizers
+            if not finalizers and not (marked.get("spec") or {}).get("finalizers"):
+                return None
+            return marked
+        if meta.get("deletionTimestamp"):
+            # Already terminating: a shorter grace period may still shorten it.
+            if resource.kind == "Pod" and grace == 0 and not finalizers:
+                return None
+            if not finalizers and resource.kind != "Pod":
+                return None
+            marked = _without_rv(obj)
+            if resource.kind == "Pod" and grace < (meta.get("deletionGracePeriodSeconds") or 0):
+                marked["metadata"]["deletionGracePeriodSeconds"] = grace
+            if finalizers:
+                marked["metadata"]["finalizers"] = finalizers
+            return marked
+        if not finalizers and grace == 0:
+            return None
+        marked = _without_rv(obj)
+        marked["metadata"]["deletionTimestamp"] = _rfc3339_in(grace)
+        marked["metadata"]["deletionGracePeriodSeconds"] = grace
+        if finalizers:
+            marked["metadata"]["finalizers"] = finalizers
+        return marked
+
+    # ------------------------------------------------------------ services
+
+    async def _allocate_service(self, obj: dict[str, Any]) -> None:
+        """ClusterIP and NodePort allocation (upstream's allocators, done at create)."""
+        spec = obj.setdefault("spec", {})
+        service_type = spec.get("type", "ClusterIP")
+        if service_type == "ExternalName":
+            spec.pop("clusterIP", None)
+            spec.pop("clusterIPs", None)
+            return
+        result = await self.store.list(SERVICES.storage_prefix())
+        used_ips: set[str] = set()
+        used_ports: set[int] = set()
+        for kv in result.items:
+            other = orjson.loads(kv.value).get("spec") or {}
+            for ip in other.get("clusterIPs") or [other.get("clusterIP")]:
+                if ip and ip != "None":
+                    used_ips.add(ip)
+            for port in other.get("ports") or []:
+                if port.get("nodePort"):
+                    used_ports.add(int(port["nodePort"]))
+        requested = spec.get("clusterIP")
+        if requested == "None":
+            spec["clusterIPs"] = ["None"]
+        elif requested:
+            if requested in used_ips:
+                raise errors.Invalid("Service", obj["metadata"]["name"], [errors.invalid(
+                    "spec.clusterIPs", [requested], f"failed to allocate IP {requested}: provided IP is already allocated")])
+            spec["clusterIPs"] = [requested]
+        else:
+            ip = self._free_service_ip(used_ips)
+            spec["clusterIP"] = ip
+            spec["clusterIPs"] = [ip]
+        if service_type in ("NodePort", "LoadBalancer"):
+            low, high = self.node_port_range
+            for port in spec.get("ports") or []:
+                wanted = port.get("nodePort")
+                if wanted:
+                    if int(wanted) in used_ports:
+                        raise errors.Invalid("Service", obj["metadata"]["name"], [errors.invalid(
+                            "spec.ports[0].nodePort", wanted, "provided port is already allocated")])
+                    used_ports.add(int(wanted))
+                    continue
+                candidate = random.randint(low, high)
+                while candidate in used_ports:
+                    candidate = random.randint(low, high)
+                port["nodePort"] = candidate
+                used_ports.add(candidate)
+
+    def _free_service_ip(self, used: set[str]) -> str:
+        network = self.service_network
+        size = network.num_addresses
+        # Upstream reserves the lower part of the range for static IPs (10 = kube-dns);
+        # dynamic allocation starts above it.
+        dynamic_start = min(max(16, size // 16), 256)
+        for _ in range(64):
+            offset = random.randint(dynamic_start, size - 2)
+            candidate = str(network.network_address + offset)
+            if candidate not in used:
+                return candidate
+        for offset in range(1, size - 1):
+            candidate = str(network.network_address + offset)
+            if candidate not in used:
+                return candidate
+        raise errors.InternalError("failed to allocate a serviceIP: range is full")
+
+
+def _without_rv(obj: dict[str, Any]) -> dict[str, Any]:
+    copy = dict(obj)
+    copy["metadata"] = {k: v for k, v in obj["metadata"].items() if k != "resourceVersion"}
+    return copy
+
+
+def _rfc3339_in(seconds: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + seconds))
+
+
+def _parse_rv(value: str) -> int:
+    try:
+        revision = int(value)
+        if revision < 0:
+            raise ValueError
+        return revision
+    except (TypeError, ValueError):
+        raise errors.BadRequest(f'invalid resource version "{value}"') from None
+
+
+_TOP_ORDER = ("apiVersion", "kind", "metadata", "spec", "status")
+_META_ORDER = ("name", "generateName", "namespace", "uid", "resourceVersion", "generation",
+               "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds",
+               "labels", "annotations", "ownerReferences", "finalizers", "managedFields")
+
+
+def _ordered(obj: dict[str, Any]) -> dict[str, Any]:
+    """Key order as Go's encoder writes it (declaration order), so JSON and YAML output read
+    like upstream's."""
+    ordered = {key: obj[key] for key in _TOP_ORDER if key in obj}
+    for key, value in obj.items():
+        if key not in ordered:
+            ordered[key] = value
+    meta = ordered.get("metadata")
+    if isinstance(meta, dict):
+        ordered_meta = {key: meta[key] for key in _META_ORDER if key in meta}
+        for key, value in meta.items():
+            if key not in ordered_meta:
+                ordered_meta[key] = value
+        ordered["metadata"] = ordered_meta
+    if "status" in ordered and ordered["status"] is not None and list(ordered)[-1] != "status":
+        status = ordered.pop("status")
+        ordered["status"] = status
+    return ordered

@@ -1,0 +1,586 @@
+"""The HTTPS front of the API server: authentication, routing, and the REST verbs.
+
+Every request is authenticated by its client certificate (signed by the cluster CA), then
+routed by path: discovery and health endpoints, or a resource path
+`/api/v1/...` / `/apis/<group>/<version>/...` handled through the Registry. Errors of any
+kind become a Status body in `_status_response`, the single place that does so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote
+
+import orjson
+from aiohttp import web
+
+from pyk8s.api import errors
+from pyk8s.api.patch import json_merge_patch, json_patch
+from pyk8s.api.resources import Resource, group_versions, lookup
+from pyk8s.api.selectors import parse_field_selector, parse_label_selector, validate_field_selector
+from pyk8s.api import tables
+from pyk8s.apiserver import discovery, negotiation
+from pyk8s.apiserver.bootstrap import bootstrap
+from pyk8s.apiserver.registry import DeleteOptions, ListOptions, Registry
+from pyk8s.apiserver.watch import WatchOptions, watch_events
+
+log = logging.getLogger("pyk8s.apiserver")
+
+KUBERNETES_VERSION = {"major": "1", "minor": "36", "emulationMajor": "1", "emulationMinor": "36",
+                      "minCompatibilityMajor": "1", "minCompatibilityMinor": "35",
+                      "gitVersion": "v1.36.0+pyk8s", "gitCommit": "0000000000000000000000000000000000000000",
+                      "gitTreeState": "clean", "buildDate": "2026-11-27T00:00:00Z", "goVersion": "python",
+                      "compiler": "cpython", "platform": "linux/amd64"}
+
+_LIST_KINDS_SUFFIX = "List"
+
+
+@dataclass
+class Target:
+    """What a resource path names."""
+
+    resource: Resource
+    namespace: str | None
+    name: str | None
+    subresource: str
+
+
+class APIServer:
+    def __init__(self, store, pki, config):
+        self.store = store
+        self.pki = pki
+        self.config = config
+        self.registry = Registry(store, service_cidr=config.service_cidr)
+        self._runner: web.AppRunner | None = None
+        self._ready = False
+        self._watch_tasks: set[asyncio.Task] = set()
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        from pyk8s.cluster.pki import server_ssl_context
+
+        await bootstrap(self.registry, self.config)
+        app = web.Application(middlewares=[self._middleware], client_max_size=16 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self._dispatch)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.config.bind_address or None, self.config.https_port,
+                           ssl_context=server_ssl_context(self.pki), backlog=1024, reuse_address=True)
+        await site.start()
+        self._ready = True
+
+    async def stop(self) -> None:
+        self._ready = False
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    # ------------------------------------------------------------ middleware
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler):
+        try:
+            if not self._authenticated(request):
+                raise errors.Unauthorized("Unauthorized")
+            return await handler(request)
+        except errors.ApiError as exc:
+            return _status_response(exc)
+        except web.HTTPException:
+            raise
+        except (ConnectionResetError, asyncio.CancelledError):
+            raise
+        except Exception as exc:  # a bug must not take the server down: answer 500 like upstream
+            log.exception("internal error serving %s %s", request.method, request.path)
+            return _status_response(errors.InternalError(f"Internal error occurred: {exc}"))
+
+    def _authenticated(self, request: web.Request) -> bool:
+        transport = request.transport
+        if transport is None:
+            return False
+        return bool(transport.get_extra_info("peercert"))
+
+    # ------------------------------------------------------------ routing
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        path = request.path
+        parts = [unquote(p) for p in path.strip("/").split("/")] if path.strip("/") else []
+        if not parts:
+            return _json({"paths": sorted(self._root_paths())})
+        head = parts[0]
+        if head == "api":
+            if len(parts) == 1:
+                return self._discovery_response(request, core=True)
+            if len(parts) == 2:
+                return self._resource_list_response("", parts[1])
+            return await self._resource_request(request, "", parts[1], parts[2:])
+        if head == "apis":
+            if len(parts) == 1:
+                return self._discovery_response(request, core=False)
+            if len(parts) == 2:
+                group = discovery.api_group(parts[1])
+                if group is None:
+                    raise errors.NotFound("the server could not find the requested resource")
+                return _json(group)
+            if len(parts) == 3:
+                return self._resource_list_response(parts[1], parts[2])
+            return await self._resource_request(request, parts[1], parts[2], parts[3:])
+        if head == "version" and len(parts) == 1:
+            return _json(KUBERNETES_VERSION)
+        if head in ("healthz", "livez", "readyz"):
+            if not self._ready:
+                return web.Response(status=500, text=f"[-]{head} failed: not ready\n")
+            if "verbose" in request.query:
+                return web.Response(text=f"[+]ping ok\n[+]etcd ok\n{head} check passed\n")
+            return web.Response(text="ok")
+        if head == "openapi":
+            raise errors.NotFound("the server could not find the requested resource")
+        raise errors.NotFound("the server could not find the requested resource")
+
+    def _root_paths(self) -> list[str]:
+        paths = ["/api", "/api/v1", "/apis", "/healthz", "/livez", "/readyz", "/version"]
+        for group, version in group_versions():
+            if group:
+                paths += [f"/apis/{group}", f"/apis/{group}/{version}"]
+        return paths
+
+    def _discovery_response(self, request: web.Request, *, core: bool) -> web.Response:
+        for media_type, params in negotiation.parse_accept(request.headers.get("Accept")):
+            if params.get("as") == "APIGroupDiscoveryList" and params.get("g") == "apidiscovery.k8s.io" \
+                    and params.get("v") == "v2":
+                body = orjson.dumps(discovery.aggregated(core))
+                return web.Response(body=body, headers={"Content-Type": discovery.AGGREGATED_CONTENT_TYPE})
+        if core:
+            address = f"{self.config.resolved_advertise_address()}:{self.config.https_port}"
+            return _json(discovery.api_versions(address))
+        return _json(discovery.api_group_list())
+
+    def _resource_list_response(self, group: str, version: str) -> web.Response:
+        document = discovery.api_resource_list(group, version)
+        if document is None:
+            raise errors.NotFound("the server could not find the requested resource")
+        return _json(document)
+
+    def _target(self, group: str, version: str, rest: list[str]) -> tuple[Target, bool]:
+        """Parses `[watch/][namespaces/NS/]PLURAL[/NAME[/SUB]]`; returns (target, legacy_watch)."""
+        legacy_watch = False
+        if rest and rest[0] == "watch":
+            legacy_watch = True
+            rest = rest[1:]
+        namespace = None
+        if len(rest) >= 3 and rest[0] == "namespaces":
+            # /namespaces/NS/PLURAL... unless it is the namespace's own subresource
+            # (/namespaces/NAME/status|finalize).
+            candidate = lookup(group, version, rest[2])
+            if candidate is not None and candidate.namespaced:
+                namespace = rest[1]
+                rest = rest[2:]
+        if not rest:
+            raise errors.NotFound("the server could not find the requested resource")
+        resource = lookup(group, version, rest[0])
+        if resource is None:
+            raise errors.NotFound("the server could not find the requested resource")
+        name = rest[1] if len(rest) > 1 else None
+        subresource = rest[2] if len(rest) > 2 else ""
+        if len(rest) > 3 and subresource != "proxy":
+            raise errors.NotFound("the server could not find the requested resource")
+        if subresource and subresource not in resource.subresources:
+            raise errors.NotFound("the server could not find the requested resource")
+        if namespace is None and resource.namespaced and name is not None:
+            raise errors.NotFound("the server could not find the requested resource")
+        return Target(resource, namespace, name, subresource), legacy_watch
+
+    async def _resource_request(self, request: web.Request, group: str, version: str,
+                                rest: list[str]) -> web.StreamResponse:
+        target, legacy_watch = self._target(group, version, rest)
+        method = request.method
+        query = request.query
+        if target.name is None:
+            if method == "GET":
+                if legacy_watch or _truthy(query.get("watch")):
+                    return await self._watch(request, target)
+                return await self._list(request, target)
+            if method == "POST":
+                return await self._create(request, target)
+            if method == "DELETE":
+                return await self._delete_collection(request, target)
+            raise errors.MethodNotAllowed(f"the server does not allow this method on the requested resource")
+        if target.subresource == "scale":
+            return await self._scale(request, target)
+        if target.subresource == "binding" and method == "POST":
+            return await self._bind(request, target)
+        if target.subresource not in ("", "status", "finalize"):
+            raise errors.NotFound("the server could not find the requested resource")
+        if method == "GET":
+            if legacy_watch:
+                return await self._watch(request, target)
+            return await self._get(request, target)
+        if method == "PUT":
+            return await self._update(request, target)
+        if method == "PATCH":
+            return await self._patch(request, target)
+        if method == "DELETE":
+            return await self._delete(request, target)
+        raise errors.MethodNotAllowed("the server does not allow this method on the requested resource")
+
+    # ------------------------------------------------------------ verbs
+
+    async def _get(self, request: web.Request, target: Target) -> web.Response:
+        form = negotiation.choose_form(request.headers.get("Accept"))
+        obj = await self.registry.get(target.resource, target.namespace, target.name,
+                                      request.query.get("resourceVersion", ""))
+        if form.as_kind == "Table":
+            return _respond(self._table(target.resource, [obj], request, obj["metadata"].get("resourceVersion", "")), form)
+        if form.as_kind == "PartialObjectMetadata":
+            return _respond(_partial(obj, form), form)
+        return _respond(obj, form)
+
+    async def _list(self, request: web.Request, target: Target) -> web.Response:
+        form = negotiation.choose_form(request.headers.get("Accept"))
+        options = self._list_options(request, target.resource)
+        items, revision, token, remaining = await self.registry.list(target.resource, target.namespace, options)
+        metadata: dict[str, Any] = {"resourceVersion": str(revision)}
+        if token:
+            metadata["continue"] = token
+            if remaining is not None:
+                metadata["remainingItemCount"] = remaining
+        if form.as_kind == "Table":
+            table = self._table(target.resource, items, request, str(revision))
+            table["metadata"] = metadata
+            return _respond(table, form)
+        if form.as_kind in ("PartialObjectMetadataList", "PartialObjectMetadata"):
+            body = {"kind": "PartialObjectMetadataList", "apiVersion": f"meta.k8s.io/{form.version}",
+                    "metadata": metadata, "items": [_partial(o, form) for o in items]}
+            return _respond(body, form)
+        body = {"kind": target.resource.kind + _LIST_KINDS_SUFFIX, "apiVersion": target.resource.api_version,
+                "metadata": metadata, "items": items}
+        return _respond(body, form)
+
+    def _list_options(self, request: web.Request, resource: Resource) -> ListOptions:
+        query = request.query
+        options = ListOptions()
+        if query.get("labelSelector"):
+            options.label_selector = parse_label_selector(query["labelSelector"])
+        if query.get("fieldSelector"):
+            selector = parse_field_selector(query["fieldSelector"])
+            allowed = ["metadata.name", "metadata.namespace", *resource.field_selectors]
+            validate_field_selector(selector, allowed, resource.kind)
+            options.field_selector = selector
+        if query.get("limit"):
+            try:
+                options.limit = max(int(query["limit"]), 0)
+            except ValueError:
+                raise errors.BadRequest(f"invalid limit {query['limit']!r}")
+        options.continue_token = query.get("continue", "")
+        options.resource_version = query.get("resourceVersion", "")
+        options.resource_version_match = query.get("resourceVersionMatch", "")
+        if options.resource_version_match and not options.resource_version:
+            raise errors.BadRequest("resourceVersionMatch is forbidden unless resourceVersion is provided")
+        if options.continue_token and options.resource_version and options.resource_version != "0":
+            raise errors.BadRequest("specifying resource version is not allowed when using continue")
+        return options
+
+    def _table(self, resource: Resource, items: list[dict[str, Any]], request: web.Request,
+               revision: str) -> dict[str, Any]:
+        include = request.query.get("includeObject", "Metadata")
+        now = time.time()
+        rows = []
+        for obj in items:
+            row: dict[str, Any] = {"cells": tables.row_cells(resource, obj, now)}
+            if include == "Object":
+                row["object"] = obj
+            elif include != "None":
+                row["object"] = _partial(obj, negotiation.ResponseForm(as_kind="PartialObjectMetadata", version="v1"))
+            rows.append(row)
+        return {"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {"resourceVersion": revision},
+                "columnDefinitions": tables.column_definitions(resource), "rows": rows}
+
+    async def _read_body(self, request: web.Request) -> Any:
+        body = await request.read()
+        return negotiation.decode_body(body, request.headers.get("Content-Type"))
+
+    def _check_kind(self, obj: Any, resource: Resource, accept_scale: bool = False) -> dict[str, Any]:
+        if not isinstance(obj, dict):
+            raise errors.BadRequest("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf")
+        kind = obj.get("kind")
+        api_version = obj.get("apiVersion")
+        if kind and kind != resource.kind:
+            raise errors.BadRequest(f"the API version in the data ({api_version}) does not match the expected API version ({resource.api_version})"
+                                    if api_version and api_version != resource.api_version else
+                                    f"the kind in the data ({kind}) does not match the expected kind ({resource.kind})")
+        if api_version and api_version != resource.api_version:
+            raise errors.BadRequest(f"the API version in the data ({api_version}) does not match the expected API version ({resource.api_version})")
+        return obj
+
+    async def _create(self, request: web.Request, target: Target) -> web.Response:
+        form = negotiation.choose_form(request.headers.get("Accept"), allow_as=())
+        obj = self._check_kind(await self._read_body(request), target.resource)
+        created = await self.registry.create(target.resource, target.namespace, obj, dry_run=_dry_run(request))
+        return _respond(created, form, status=201)
+
+    async def _update(self, request: web.Request, target: Target) -> web.Response:
+        form = negotiation.choose_form(request.headers.get("Accept"), allow_as=())
+        obj = self._check_kind(await self._read_body(request), target.resource)
+        if target.subresource == "finalize":
+            updated = await self.registry.modify(target.resource, target.namespace, target.name,
+                                                 lambda current: _finalize_namespace(current, obj))
+            return _respond(updated, form)
+        updated = await self.registry.update(target.resource, target.namespace, target.name, obj,
+                                             subresource=target.subresource, dry_run=_dry_run(request))
+        return _respond(updated, form)
+
+    async def _patch(self, request: web.Request, target: Target) -> web.Response:
+        form = negotiation.choose_form(request.headers.get("Accept"), allow_as=())
+        content_type = (request.headers.get("Content-Type") or "").split(";")[0].strip()
+        patch = await self._read_body(request)
+        mutate = _patcher(content_type, patch)
+        updated = await self.registry.modify(target.resource, target.namespace, target.name, mutate,
+                                             subresource=target.subresource, dry_run=_dry_run(request))
+        return _respond(updated, form)
+
+    async def _delete(self, request: web.Request, target: Target) -> web.Response:
+        form = negotiation.choose_form(request.headers.get("Accept"), allow_as=())
+        options = await self._delete_options(request)
+        obj, removed = await self.registry.delete(target.resource, target.namespace, target.name, options)
+        if removed and target.resource.kind not in ("Pod", "Namespace", "Service", "Node"):
+            details = {"name": target.name, "kind": target.resource.plural, "uid": obj["metadata"].get("uid")}
+            if target.resource.group:
+                details["group"] = target.resource.group
+            return _respond({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                             "details": details}, form)
+        return _respond(obj, form, status=200 if removed else 202)
+
+    async def _delete_options(self, request: web.Request) -> DeleteOptions:
+        options = DeleteOptions()
+        query = request.query
+        body: dict[str, Any] = {}
+        if request.can_read_body:
+            raw = await request.read()
+            if raw.strip():
+                decoded = negotiation.decode_body(raw, request.headers.get("Content-Type"))
+                if isinstance(decoded, dict):
+                    body = decoded
+        grace = body.get("gracePeriodSeconds", query.get("gracePeriodSeconds"))
+        if grace is not None:
+            try:
+                options.grace_period_seconds = int(grace)
+            except ValueError:
+                raise errors.BadRequest(f"invalid gracePeriodSeconds {grace!r}")
+        options.propagation_policy = body.get("propagationPolicy") or query.get("propagationPolicy")
+        if options.propagation_policy not in (None, "Orphan", "Background", "Foreground"):
+            raise errors.Invalid("DeleteOptions", "", [errors.not_supported(
+                "propagationPolicy", options.propagation_policy, ["Foreground", "Background", "Orphan", "nil"])])
+        orphan = body.get("orphanDependents", query.get("orphanDependents"))
+        if orphan is not None:
+            options.orphan_dependents = orphan if isinstance(orphan, bool) else _truthy(orphan)
+        preconditions = body.get("preconditions") or {}
+        options.precondition_uid = preconditions.get("uid")
+        options.precondition_resource_version = preconditions.get("resourceVersion")
+        dry_run = body.get("dryRun") or request.query.getall("dryRun", [])
+        options.dry_run = "All" in (dry_run or [])
+        return options
+
+    async def _delete_collection(self, request: web.Request, target: Target) -> web.Response:
+        form = negotiation.choose_form(request.headers.get("Accept"), allow_as=())
+        list_options = self._list_options(request, target.resource)
+        options = await self._delete_options(request)
+        items, revision, _, _ = await self.registry.list(target.resource, target.namespace, list_options)
+        deleted = []
+        for obj in items:
+            meta = obj["metadata"]
+            try:
+                result, _ = await self.registry.delete(target.resource, meta.get("namespace"), meta["name"], options)
+                deleted.append(result)
+            except errors.NotFound:
+                continue
+        return _respond({"kind": target.resource.kind + _LIST_KINDS_SUFFIX, "apiVersion": target.resource.api_version,
+                         "metadata": {"resourceVersion": str(revision)}, "items": deleted}, form)
+
+    async def _watch(self, request: web.Request, target: Target) -> web.StreamResponse:
+        form = negotiation.choose_form(request.headers.get("Accept"))
+        query = request.query
+        list_options = self._list_options(request, target.resource)
+        if target.name is not None:
+            name_selector = parse_field_selector(f"metadata.name={target.name}")
+            list_options.field_selector = name_selector
+        timeout = None
+        if query.get("timeoutSeconds"):
+            try:
+                timeout = float(query["timeoutSeconds"])
+            except ValueError:
+                raise errors.BadRequest("invalid timeoutSeconds")
+        options = WatchOptions(resource_version=query.get("resourceVersion", ""), timeout_seconds=timeout,
+                               allow_bookmarks=_truthy(query.get("allowWatchBookmarks")),
+                               send_initial_events=_truthy(query.get("sendInitialEvents")))
+        response = web.StreamResponse(status=200, headers={"Content-Type": "application/json",
+                                                           "Cache-Control": "no-cache, private"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        first = True
+        events = watch_events(self.registry, target.resource, target.namespace, list_options, options)
+        try:
+            async for event_type, obj in events:
+                if form.as_kind == "Table" and event_type not in ("ERROR", "BOOKMARK"):
+                    table = self._table(target.resource, [obj], request, obj["metadata"].get("resourceVersion", ""))
+                    if not first:
+                        table["columnDefinitions"] = []
+                    first = False
+                    obj = table
+                await response.write(orjson.dumps({"type": event_type, "object": obj}) + b"\n")
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            await events.aclose()
+        return response
+
+    async def _scale(self, request: web.Request, target: Target) -> web.Response:
+        form = negotiation.choose_form(request.headers.get("Accept"), allow_as=())
+        resource = target.resource
+        if request.method == "GET":
+            obj = await self.registry.get(resource, target.namespace, target.name)
+            return _respond(_scale_of(obj), form)
+        if request.method not in ("PUT", "PATCH"):
+            raise errors.MethodNotAllowed("the server does not allow this method on the requested resource")
+        body = await self._read_body(request)
+        content_type = (request.headers.get("Content-Type") or "").split(";")[0].strip()
+
+        def mutate(current: dict[str, Any]) -> dict[str, Any]:
+            scale = _scale_of(current)
+            if request.method == "PUT":
+                wanted = body
+                wanted_rv = ((body or {}).get("metadata") or {}).get("resourceVersion")
+                if wanted_rv and wanted_rv != scale["metadata"]["resourceVersion"]:
+                    raise errors.Conflict.of(resource.group, resource.plural, target.name, errors.OBJECT_MODIFIED)
+            else:
+                wanted = _patcher(content_type, body)(scale)
+            replicas = ((wanted or {}).get("spec") or {}).get("replicas", 0)
+            if not isinstance(replicas, int) or replicas < 0:
+                raise errors.Invalid("Scale", target.name, [errors.invalid("spec.replicas", replicas, "must be greater than or equal to 0")], group="autoscaling")
+            current.setdefault("spec", {})["replicas"] = replicas
+            current["metadata"].pop("resourceVersion", None)
+            return current
+
+        # The stored object does not hold its resourceVersion: give mutate() a decoded view.
+        async def modify() -> dict[str, Any]:
+            key = resource.storage_key(target.namespace, target.name)
+            for _ in range(5):
+                kv = await self.store.get(key)
+                if kv is None:
+                    raise errors.NotFound.of(resource.group, resource.plural, target.name)
+                current = orjson.loads(kv.value)
+                current["metadata"]["resourceVersion"] = str(kv.mod_revision)
+                new = mutate(current)
+                try:
+                    return await self.registry.update(resource, target.namespace, target.name,
+                                                      dict(new, metadata=dict(new["metadata"], resourceVersion=str(kv.mod_revision))),
+                                                      dry_run=_dry_run(request))
+                except errors.Conflict:
+                    continue
+            raise errors.Conflict.of(resource.group, resource.plural, target.name, errors.OBJECT_MODIFIED)
+
+        updated = await modify()
+        return _respond(_scale_of(updated), form)
+
+    async def _bind(self, request: web.Request, target: Target) -> web.Response:
+        """pods/binding: the scheduler's way of setting spec.nodeName once."""
+        body = await self._read_body(request)
+        node = ((body or {}).get("target") or {}).get("name")
+        if not node:
+            raise errors.Invalid("Binding", target.name, [errors.required("target.name")])
+
+        def bind(pod: dict[str, Any]) -> dict[str, Any]:
+            spec = pod.setdefault("spec", {})
+            if pod["metadata"].get("deletionTimestamp"):
+                raise errors.Conflict.of("", "pods", target.name, "pod is being deleted, cannot be assigned to a host")
+            if spec.get("nodeName"):
+                raise errors.Conflict.of("", "pods", target.name, f"pod {target.name} is already assigned to node \"{spec['nodeName']}\"")
+            spec["nodeName"] = node
+            status = pod.setdefault("status", {})
+            conditions = [c for c in status.get("conditions") or [] if c.get("type") != "PodScheduled"]
+            conditions.append({"type": "PodScheduled", "status": "True", "lastProbeTime": None,
+                               "lastTransitionTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+            status["conditions"] = conditions
+            return pod
+
+        # Binding writes spec and status together, as upstream's binding REST does.
+        await self.registry.modify(target.resource, target.namespace, target.name, bind, subresource="binding")
+        return _respond({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201},
+                        negotiation.ResponseForm(), status=201)
+
+
+# ---------------------------------------------------------------- helpers
+
+def _truthy(value: str | None) -> bool:
+    return value is not None and value.lower() in ("true", "1")
+
+
+def _dry_run(request: web.Request) -> bool:
+    values = request.query.getall("dryRun", [])
+    for value in values:
+        if value != "All":
+            raise errors.BadRequest(f'Invalid dryRun value: "{value}". Supported values: "All"')
+    return bool(values)
+
+
+def _patcher(content_type: str, patch: Any):
+    if content_type == negotiation.MERGE_PATCH:
+        if not isinstance(patch, dict):
+            raise errors.BadRequest("json: cannot unmarshal into Go value of type map[string]interface {}")
+        return lambda current: json_merge_patch(current, patch)
+    if content_type == negotiation.JSON_PATCH:
+        if not isinstance(patch, list):
+            raise errors.BadRequest("json: cannot unmarshal object into Go value of type jsonpatch.Patch")
+        return lambda current: json_patch(current, patch)
+    if content_type == negotiation.STRATEGIC_MERGE_PATCH:
+        from pyk8s.api import strategicpatch  # arrives with the kubectl-fidelity work
+        return lambda current: strategicpatch.apply(current, patch)
+    raise errors.UnsupportedMediaType(f"the body of the request was in an unknown format - accepted media types include: "
+                                      f"application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml")
+
+
+def _finalize_namespace(current: dict[str, Any], wanted: dict[str, Any]) -> dict[str, Any]:
+    current.setdefault("spec", {})["finalizers"] = list((wanted.get("spec") or {}).get("finalizers") or [])
+    return current
+
+
+def _scale_of(obj: dict[str, Any]) -> dict[str, Any]:
+    meta = obj["metadata"]
+    spec = obj.get("spec") or {}
+    status = obj.get("status") or {}
+    selector = spec.get("selector")
+    if isinstance(selector, dict) and ("matchLabels" in selector or "matchExpressions" in selector):
+        from pyk8s.api.selectors import label_selector_from_spec
+        selector_text = str(label_selector_from_spec(selector))
+    elif isinstance(selector, dict):
+        selector_text = ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
+    else:
+        selector_text = ""
+    scale_status: dict[str, Any] = {"replicas": status.get("replicas", 0)}
+    if selector_text:
+        scale_status["selector"] = selector_text
+    scale_meta = {key: meta[key] for key in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp") if key in meta}
+    return {"kind": "Scale", "apiVersion": "autoscaling/v1", "metadata": scale_meta,
+            "spec": {"replicas": spec.get("replicas", 0)}, "status": scale_status}
+
+
+def _partial(obj: dict[str, Any], form: negotiation.ResponseForm) -> dict[str, Any]:
+    return {"kind": "PartialObjectMetadata", "apiVersion": f"meta.k8s.io/{form.version or 'v1'}",
+            "metadata": obj.get("metadata", {})}
+
+
+def _json(value: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(value), status=status, content_type="application/json")
+
+
+def _respond(value: Any, form: negotiation.ResponseForm, status: int = 200) -> web.Response:
+    media_type = negotiation.YAML if form.media_type == negotiation.YAML else negotiation.JSON
+    return web.Response(body=negotiation.encode(value, media_type), status=status, content_type=media_type)
+
+
+def _status_response(error: errors.ApiError) -> web.Response:
+    return web.Response(body=orjson.dumps(error.status()), status=error.code, content_type="application/json",
+                        headers=error.headers)

@@ -1,0 +1,301 @@
+"""The `pyk8s` command (also `python -m pyk8s`).
+
+    pyk8s server   run the control plane in the foreground (what `up` runs in the background)
+    pyk8s up       start it detached, wait until ready, merge its kubeconfig into the user's
+    pyk8s down     stop it
+    pyk8s status   what runs and whether it is ready
+    pyk8s reset    stop it and delete everything it wrote (data dir, kubeconfig entries, netns)
+    pyk8s kubectl  kubectl with the cluster's admin kubeconfig (inside its netns if isolated)
+
+Every command takes `--data-dir` (default $PYK8S_DATA_DIR, else /var/lib/pyk8s): that is how
+the later commands find the cluster an earlier `up` started. Parsing builds a ServerConfig
+(`server_config_from_args`) and `server_argv` turns one back into flags, so `up` starts
+exactly the server it was asked for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from pyk8s.cluster import daemon
+from pyk8s.cluster.netns import nsenter_prefix
+from pyk8s.cluster.server import ServerConfig
+
+ISOLATED_NETNS = "pyk8s"
+_DEFAULTS = ServerConfig()
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get("PYK8S_DATA_DIR") or _DEFAULTS.data_dir)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pyk8s", description="Kubernetes, written in Python.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    server = commands.add_parser("server", help="run the control plane in the foreground")
+    _add_server_flags(server)
+
+    up = commands.add_parser("up", help="start the cluster in the background and wait until it is ready")
+    _add_server_flags(up)
+    up.add_argument("--isolated", action="store_true",
+                    help=f"run in network namespace {ISOLATED_NETNS!r}, reachable only from inside it")
+    up.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for readiness (default 60)")
+
+    down = commands.add_parser("down", help="stop the cluster")
+    _add_data_dir_flag(down)
+    down.add_argument("--timeout", type=float, default=30.0, help="seconds before SIGKILL (default 30)")
+
+    status = commands.add_parser("status", help="show whether the cluster runs and is ready")
+    _add_data_dir_flag(status)
+
+    reset = commands.add_parser("reset", help="stop the cluster and delete all its data")
+    _add_data_dir_flag(reset)
+    reset.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+
+    # Listed for --help; `main` hands its arguments to kubectl untouched (see split_kubectl_args).
+    commands.add_parser("kubectl", help="run kubectl against the cluster: pyk8s kubectl [--data-dir D] ARGS...",
+                        add_help=False)
+    return parser
+
+
+def _add_data_dir_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="where the cluster keeps its files (default $PYK8S_DATA_DIR or /var/lib/pyk8s)")
+
+
+def _add_server_flags(parser: argparse.ArgumentParser) -> None:
+    _add_data_dir_flag(parser)
+    # None = "not given", so that --isolated can choose 127.0.0.1 unless told otherwise.
+    parser.add_argument("--bind-address", default=None,
+                        help=f"address the API listens on (default {_DEFAULTS.bind_address})")
+    parser.add_argument("--https-port", type=int, default=_DEFAULTS.https_port)
+    parser.add_argument("--advertise-address", default=_DEFAULTS.advertise_address,
+                        help="address other nodes and the kubernetes Service use (default: this node's IP)")
+    parser.add_argument("--datastore", default=_DEFAULTS.datastore,
+                        help="sqlite:PATH (default sqlite:<data-dir>/server/state.db)")
+    parser.add_argument("--service-cidr", default=_DEFAULTS.service_cidr)
+    parser.add_argument("--cluster-cidr", default=_DEFAULTS.cluster_cidr)
+    parser.add_argument("--disable-agent", action="store_true", help="do not run the embedded node agent")
+    parser.add_argument("--tls-san", action="extend", nargs="+", default=[], metavar="NAME",
+                        help="extra host names or IPs for the serving certificate (repeatable, comma-separated ok)")
+
+
+def server_config_from_args(args: argparse.Namespace) -> ServerConfig:
+    bind_address = args.bind_address
+    if bind_address is None:
+        bind_address = "127.0.0.1" if getattr(args, "isolated", False) else _DEFAULTS.bind_address
+    return ServerConfig(
+        data_dir=(args.data_dir or default_data_dir()).absolute(),
+        bind_address=bind_address,
+        https_port=args.https_port,
+        advertise_address=args.advertise_address,
+        datastore=args.datastore,
+        service_cidr=args.service_cidr,
+        cluster_cidr=args.cluster_cidr,
+        disable_agent=args.disable_agent,
+        # k3s's --tls-san is a string slice: "a,b" means two names.
+        extra_sans=[name for value in args.tls_san for name in value.split(",") if name],
+    )
+
+
+def server_argv(config: ServerConfig) -> list[str]:
+    """The `pyk8s server` command line that runs `config` (inverse of server_config_from_args)."""
+    argv = [sys.executable, "-m", "pyk8s", "server",
+            "--data-dir", str(config.data_dir),
+            "--bind-address", config.bind_address,
+            "--https-port", str(config.https_port),
+            "--service-cidr", config.service_cidr,
+            "--cluster-cidr", config.cluster_cidr]
+    if config.advertise_address:
+        argv += ["--advertise-address", config.advertise_address]
+    if config.datastore:
+        argv += ["--datastore", config.datastore]
+    if config.disable_agent:
+        argv.append("--disable-agent")
+    for name in config.extra_sans:
+        argv += ["--tls-san", name]
+    return argv
+
+
+def split_kubectl_args(argv: list[str]) -> tuple[Path, list[str]]:
+    """`pyk8s kubectl` arguments → (data dir, kubectl's own arguments). Only a leading
+    `--data-dir D` (or `--data-dir=D`) and an optional `--` belong to pyk8s; everything else,
+    flags included, goes to kubectl unchanged."""
+    data_dir = None
+    rest = list(argv)
+    if rest and rest[0] == "--data-dir" and len(rest) >= 2:
+        data_dir, rest = Path(rest[1]), rest[2:]
+    elif rest and rest[0].startswith("--data-dir="):
+        data_dir, rest = Path(rest[0].split("=", 1)[1]), rest[1:]
+    if rest and rest[0] == "--":
+        rest = rest[1:]
+    return (data_dir or default_data_dir()).absolute(), rest
+
+
+def kubectl_binary() -> str:
+    """The kubectl installed next to this Python (the venv's), else the one on PATH."""
+    beside_python = Path(sys.executable).parent / "kubectl"
+    if beside_python.exists():
+        return str(beside_python)
+    found = shutil.which("kubectl")
+    if not found:
+        raise FileNotFoundError("kubectl not found next to this Python nor on PATH")
+    return found
+
+
+def kubectl_command(data_dir: Path, kubectl_args: list[str]) -> list[str]:
+    state = daemon.read_state(data_dir)
+    prefix = nsenter_prefix(state.netns) if state is not None and state.netns else []
+    return prefix + [kubectl_binary(), "--kubeconfig", str(data_dir / daemon.KUBECONFIG_FILE), *kubectl_args]
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "kubectl":
+        return run_kubectl(*split_kubectl_args(argv[1:]))
+    args = build_parser().parse_args(argv)
+    handlers = {"server": run_server_foreground, "up": up, "down": down, "status": status, "reset": reset}
+    return handlers[args.command](args)
+
+
+# --- commands ----------------------------------------------------------------------------
+
+def run_server_foreground(args: argparse.Namespace) -> int:
+    from pyk8s.cluster.server import run_server
+
+    run_server(server_config_from_args(args))
+    return 0
+
+
+def up(args: argparse.Namespace) -> int:
+    from pyk8s.cluster.kubeconfig import merge_into_user_config
+    from pyk8s.cluster.netns import create_netns
+
+    config = server_config_from_args(args)
+    data_dir = config.data_dir
+    running = daemon.running_server(data_dir)
+    if running is not None:
+        print(f"pyk8s is already running (pid {running.pid}, {running.url or 'url unknown'}, data dir {data_dir})")
+        return 0
+
+    netns = None
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if args.isolated:
+        netns = ISOLATED_NETNS
+        if create_netns(netns):
+            (data_dir / daemon.NETNS_MARKER).write_text(netns + "\n")
+    # The server rewrites the kubeconfig once it listens; an old one must not make us
+    # believe it is ready, nor be merged with a stale URL.
+    (data_dir / daemon.KUBECONFIG_FILE).unlink(missing_ok=True)
+
+    url = daemon.local_api_url(config)
+    process, log_offset = daemon.start_server(server_argv(config), data_dir, url, netns)
+    state = daemon.read_state(data_dir)
+    print(f"starting pyk8s server (pid {process.pid}{f', network namespace {netns}' if netns else ''}); "
+          f"log: {data_dir / daemon.LOG_FILE}", flush=True)
+    try:
+        ready = daemon.wait_until_ready(process, state, args.timeout, log_offset)
+    except daemon.ServerExited as exited:
+        daemon.clear_state(data_dir)
+        print(f"pyk8s server exited with status {exited.returncode} before it was ready; end of its log:",
+              file=sys.stderr)
+        print(exited.log_tail, file=sys.stderr)
+        return 1
+    if not ready:
+        print(f"pyk8s server was not ready within {args.timeout:g}s; stopping it. End of its log:", file=sys.stderr)
+        print(daemon.log_tail(data_dir / daemon.LOG_FILE, log_offset), file=sys.stderr)
+        daemon.stop_server(data_dir)
+        return 1
+
+    kubeconfig = data_dir / daemon.KUBECONFIG_FILE
+    print(f"pyk8s is ready at {url}")
+    if netns:
+        print(f"The API is reachable only inside network namespace {netns!r}. Use:\n"
+              f"  pyk8s kubectl{_data_dir_flag(data_dir)} get nodes\n"
+              f"or: {' '.join(nsenter_prefix(netns))} kubectl --kubeconfig {kubeconfig} get nodes")
+    else:
+        merged = merge_into_user_config(kubeconfig)
+        print(f"Merged context 'pyk8s' into {merged} and made it current. Use:\n"
+              f"  kubectl get nodes\n"
+              f"or: kubectl --kubeconfig {kubeconfig} get nodes")
+    return 0
+
+
+def down(args: argparse.Namespace) -> int:
+    data_dir = (args.data_dir or default_data_dir()).absolute()
+    stopped = daemon.stop_server(data_dir, timeout=args.timeout)
+    print(f"pyk8s server (pid {stopped}) stopped" if stopped else "pyk8s is not running")
+    return 0
+
+
+def status(args: argparse.Namespace) -> int:
+    data_dir = (args.data_dir or default_data_dir()).absolute()
+    state = daemon.running_server(data_dir)
+    if state is None:
+        print(f"pyk8s is not running (data dir {data_dir})")
+        return 1
+    ready = daemon.probe_ready(state)
+    print(f"pyk8s is running\n"
+          f"  pid:        {state.pid}\n"
+          f"  url:        {state.url}\n"
+          f"  data dir:   {state.data_dir}\n"
+          f"  kubeconfig: {state.kubeconfig}\n"
+          f"  netns:      {state.netns or '-'}\n"
+          f"  ready:      {'yes' if ready else 'no'}")
+    return 0 if ready else 1
+
+
+def reset(args: argparse.Namespace) -> int:
+    from pyk8s.cluster.kubeconfig import remove_from_user_config
+    from pyk8s.cluster.netns import delete_netns
+
+    data_dir = (args.data_dir or default_data_dir()).absolute()
+    if data_dir.resolve() in (Path("/"), Path.home().resolve()):
+        print(f"refusing to wipe {data_dir}", file=sys.stderr)
+        return 1
+    if not args.yes:
+        if not sys.stdin.isatty():
+            print("pyk8s reset deletes every object of the cluster; re-run with --yes", file=sys.stderr)
+            return 1
+        answer = input(f"Delete the cluster in {data_dir} and all its data? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            return 1
+    stopped = daemon.stop_server(data_dir)
+    if stopped:
+        print(f"pyk8s server (pid {stopped}) stopped")
+    marker = data_dir / daemon.NETNS_MARKER
+    created_netns = marker.read_text().strip() if marker.exists() else None
+    if data_dir.exists():
+        for entry in data_dir.iterdir():
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+        print(f"wiped {data_dir}")
+    if remove_from_user_config():
+        print("removed context 'pyk8s' from the user's kubeconfig")
+    if created_netns and delete_netns(created_netns):
+        print(f"deleted network namespace {created_netns}")
+    return 0
+
+
+def run_kubectl(data_dir: Path, kubectl_args: list[str]) -> int:
+    if not (data_dir / daemon.KUBECONFIG_FILE).exists():
+        print(f"no cluster in {data_dir} (no {daemon.KUBECONFIG_FILE}); start one with `pyk8s up`", file=sys.stderr)
+        return 1
+    command = kubectl_command(data_dir, kubectl_args)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Replace this process: kubectl gets the terminal and signals directly (exec -it,
+    # get -w and Ctrl-C), and its exit status becomes ours.
+    os.execvp(command[0], command)
+    return 127  # not reached
+
+
+def _data_dir_flag(data_dir: Path) -> str:
+    return "" if data_dir == default_data_dir().absolute() else f" --data-dir {data_dir}"

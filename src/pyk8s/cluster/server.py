@@ -1,0 +1,148 @@
+"""The control-plane process: storage, API server (and, with later issues, controllers,
+scheduler and the embedded agent) started in order and stopped in reverse.
+
+`run_server(config)` is what `pyk8s server` calls; it blocks until SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import os
+import signal
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger("pyk8s.server")
+
+
+@dataclass
+class ServerConfig:
+    data_dir: Path = Path("/var/lib/pyk8s")
+    bind_address: str = "0.0.0.0"
+    https_port: int = 6443
+    advertise_address: str = ""  # default: first non-loopback IPv4, else 127.0.0.1
+    datastore: str = ""  # "" = sqlite:<data-dir>/server/state.db ; "sqlite:PATH"
+    service_cidr: str = "10.43.0.0/16"
+    cluster_cidr: str = "10.42.0.0/16"
+    disable_agent: bool = False
+    extra_sans: list[str] = field(default_factory=list)
+
+    @property
+    def kubeconfig_path(self) -> Path:
+        return self.data_dir / "kubeconfig.yaml"
+
+    @property
+    def datastore_path(self) -> Path:
+        if self.datastore.startswith("sqlite:"):
+            return Path(self.datastore[len("sqlite:"):])
+        if self.datastore:
+            raise ValueError(f"unsupported datastore {self.datastore!r} (expected sqlite:PATH)")
+        return self.data_dir / "server" / "state.db"
+
+    def resolved_advertise_address(self) -> str:
+        if self.advertise_address:
+            return self.advertise_address
+        if self.bind_address not in ("0.0.0.0", "::", ""):
+            return self.bind_address
+        return first_non_loopback_ipv4() or "127.0.0.1"
+
+    def kubernetes_service_ip(self) -> str:
+        """The first address of the service CIDR: the `kubernetes` Service (10.43.0.1)."""
+        network = ipaddress.ip_network(self.service_cidr, strict=False)
+        return str(network.network_address + 1)
+
+
+def first_non_loopback_ipv4() -> str | None:
+    """The address of the interface holding the default route, else the first non-loopback
+    IPv4 address, else None (a namespace with only loopback)."""
+    try:
+        with open("/proc/net/route") as routes:
+            next(routes)
+            for line in routes:
+                fields = line.split()
+                if fields[1] == "00000000":
+                    address = _interface_ipv4(fields[0])
+                    if address:
+                        return address
+    except OSError:
+        pass
+    for _, name in socket.if_nameindex():
+        if name == "lo":
+            continue
+        address = _interface_ipv4(name)
+        if address:
+            return address
+    return None
+
+
+def _interface_ipv4(interface: str) -> str | None:
+    import fcntl
+    import struct
+
+    SIOCGIFADDR = 0x8915
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            packed = fcntl.ioctl(sock.fileno(), SIOCGIFADDR, struct.pack("256s", interface.encode()[:15]))
+        except OSError:
+            return None
+    return socket.inet_ntoa(packed[20:24])
+
+
+async def serve(config: ServerConfig, stop: asyncio.Event) -> None:
+    """Start every control-plane component, wait for `stop`, stop them in reverse order."""
+    from pyk8s.apiserver.server import APIServer
+    from pyk8s.cluster.kubeconfig import write_kubeconfig
+    from pyk8s.cluster.pki import ensure_pki
+    from pyk8s.storage.sqlite import SQLiteStore
+
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(config.data_dir, 0o700)
+    advertise = config.resolved_advertise_address()
+    hosts = ["127.0.0.1", "localhost", advertise, config.kubernetes_service_ip(),
+             "kubernetes", "kubernetes.default", "kubernetes.default.svc",
+             "kubernetes.default.svc.cluster.local", socket.gethostname(), *config.extra_sans]
+    if config.bind_address not in ("0.0.0.0", "::", ""):
+        hosts.append(config.bind_address)
+    pki = ensure_pki(config.data_dir / "server" / "tls", hosts)
+
+    config.datastore_path.parent.mkdir(parents=True, exist_ok=True)
+    store = SQLiteStore(str(config.datastore_path))
+    await store.start()
+    log.info("storage started: sqlite %s (revision %d)", config.datastore_path, store.revision)
+
+    apiserver = APIServer(store, pki, config)
+    await apiserver.start()
+    log.info("apiserver started: https://%s:%d", config.bind_address, config.https_port)
+
+    local = "127.0.0.1" if config.bind_address in ("0.0.0.0", "::", "") else config.bind_address
+    write_kubeconfig(config.kubeconfig_path, f"https://{_url_host(local)}:{config.https_port}", pki)
+    log.info("kubeconfig written: %s", config.kubeconfig_path)
+
+    try:
+        await stop.wait()
+    finally:
+        log.info("stopping")
+        await apiserver.stop()
+        await store.close()
+        log.info("stopped")
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def run_server(config: ServerConfig) -> None:
+    """Blocking entry point for `pyk8s server`: runs until SIGTERM or SIGINT."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await serve(config, stop)
+
+    asyncio.run(main())

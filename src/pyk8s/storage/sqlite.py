@@ -1,0 +1,500 @@
+"""The SQLite store: etcd's semantics (global revision, compare-and-swap, watch from a
+revision, compaction) on one SQLite file, for a single server.
+
+Tables (kine-like):
+- `log`: every write ever made (until compaction), keyed by its revision. A delete is a
+  row with `deleted = 1` that carries the deleted value, so watch replay can rebuild the
+  DELETE event. `prev_revision` points at the row the write replaced (0 for a create).
+- `current`: the latest live value of each key, so current reads and lists never scan
+  history.
+- `meta`: the compacted revision (and the revision at that moment, because compaction may
+  delete the newest log row when it is a delete).
+
+Both data tables are written in one transaction per write; WAL with synchronous=FULL makes
+a write durable before the call returns. Writes run synchronously on the event-loop thread
+(each is ~0.1 ms), which is also what makes watch registration gap-free: no write can
+commit between "read the store revision" and "register the watcher". See FLOW.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import sqlite3
+from typing import AsyncIterator
+
+from pyk8s.storage.interface import (
+    Compacted,
+    Event,
+    KeyExists,
+    KeyNotFound,
+    KeyValue,
+    ListResult,
+    RevisionMismatch,
+    RevisionTooNew,
+    Store,
+    Watch,
+)
+
+log = logging.getLogger("pyk8s.storage.sqlite")
+
+# etcd's fresh store is at revision 1; the first write gets revision 2.
+FRESH_STORE_REVISION = 1
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS log (
+    revision INTEGER PRIMARY KEY,
+    key TEXT NOT NULL,
+    deleted INTEGER NOT NULL,
+    create_revision INTEGER NOT NULL,
+    prev_revision INTEGER NOT NULL,
+    value BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS log_key_revision ON log (key, revision);
+CREATE TABLE IF NOT EXISTS current (
+    key TEXT PRIMARY KEY,
+    create_revision INTEGER NOT NULL,
+    mod_revision INTEGER NOT NULL,
+    value BLOB NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (
+    name TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
+"""
+
+# Column order of every KeyValue-producing query matches KeyValue(key, value,
+# create_revision, mod_revision) so rows can be splatted straight into it.
+_SELECT_CURRENT = "SELECT key, value, create_revision, mod_revision FROM current WHERE key = ?"
+_INSERT_LOG = "INSERT INTO log (revision, key, deleted, create_revision, prev_revision, value) VALUES (?, ?, ?, ?, ?, ?)"
+_INSERT_CURRENT = "INSERT INTO current (key, create_revision, mod_revision, value) VALUES (?, ?, ?, ?)"
+_UPDATE_CURRENT = "UPDATE current SET mod_revision = ?, value = ? WHERE key = ?"
+_DELETE_CURRENT = "DELETE FROM current WHERE key = ?"
+_SELECT_HISTORICAL = (
+    "SELECT key, value, create_revision, revision, deleted FROM log"
+    " WHERE key = ? AND revision <= ? ORDER BY revision DESC LIMIT 1"
+)
+# Watch replay: the rows of a prefix in a revision window, each with the value it replaced.
+_SELECT_REPLAY_PAGE = (
+    "SELECT log.revision, log.key, log.deleted, log.create_revision, log.prev_revision, log.value,"
+    " prev.create_revision, prev.value"
+    " FROM log LEFT JOIN log AS prev ON prev.revision = log.prev_revision"
+    " WHERE log.revision > ? AND log.revision <= ? AND log.key >= ? AND log.key < ?"
+    " ORDER BY log.revision LIMIT ?"
+)
+
+# Compaction deletes in windows of this many revisions, one transaction each, yielding to
+# the event loop in between so a large compaction does not stall the API server.
+COMPACT_WINDOW = 10_000
+
+# Rows a replaying watcher reads from the log at a time (bounds its memory).
+REPLAY_PAGE_SIZE = 256
+
+# Larger than any key we store: the upper bound of the empty prefix.
+_KEY_SPACE_END = "\U0010ffff" * 4
+
+
+def prefix_upper_bound(prefix: str) -> str:
+    """The smallest string greater than every string starting with `prefix` (etcd's
+    "range end" for a prefix), in code-point order, which is SQLite's UTF-8 byte order."""
+    while prefix:
+        last = ord(prefix[-1])
+        if last < 0x10FFFF:
+            following = last + 1
+            if 0xD800 <= following <= 0xDFFF:  # surrogates cannot be encoded; skip them
+                following = 0xE000
+            return prefix[:-1] + chr(following)
+        prefix = prefix[:-1]
+    return _KEY_SPACE_END
+
+
+class SQLiteWatch(Watch):
+    """Events under one prefix after one revision: first replayed page by page from the
+    log (revisions up to the store revision at registration), then live events that the
+    store's writers put into `_pending` right after each commit."""
+
+    def __init__(self, store: "SQLiteStore", prefix: str, from_revision: int, replay_until: int):
+        self._store = store
+        self.prefix = prefix
+        self._prefix_end = prefix_upper_bound(prefix)
+        # Log rows in (_replay_position, _replay_until] have not been read yet.
+        self._replay_position = from_revision
+        self._replay_until = replay_until
+        self._replay_buffer: collections.deque[Event] = collections.deque()
+        # Live events only come after both the replay window and the requested start.
+        self._live_after = max(from_revision, replay_until)
+        self._pending: collections.deque[Event] = collections.deque()
+        self._waiter: asyncio.Future | None = None
+        self._closed = False
+        # Why iteration ended: "closed", "overflow" (fell behind) or "compacted".
+        self.end_reason: str | None = None
+
+    # -- called by the store -------------------------------------------------------------
+
+    def _deliver(self, event: Event) -> bool:
+        """Queue a live event; False when the queue overflowed and the watch was ended."""
+        if event.kv.mod_revision <= self._live_after:
+            return True
+        self._pending.append(event)
+        if len(self._pending) > self._store.watch_queue_limit:
+            # A slow watcher is cut off rather than buffered without bound; the client
+            # resumes from its last revision (upstream: the watch cache terminates
+            # watchers whose channel is full). The store unregisters it after the fan-out
+            # loop, which cannot change the watcher sets while it iterates them.
+            self._end("overflow", unregister=False)
+            return False
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        return True
+
+    def _end(self, reason: str, *, unregister: bool = True) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.end_reason = reason
+        self._pending.clear()
+        self._replay_buffer.clear()
+        if unregister:
+            self._store._unregister(self)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # -- the Watch interface -------------------------------------------------------------
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return self
+
+    async def __anext__(self) -> Event:
+        while True:
+            if self._closed:
+                raise StopAsyncIteration
+            if self._replay_buffer:
+                return self._replay_buffer.popleft()
+            if self._replay_position < self._replay_until:
+                self._read_replay_page()
+                continue
+            if self._pending:
+                return self._pending.popleft()
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+
+    def close(self) -> None:
+        self._end("closed")
+
+    def caught_up_revision(self) -> int | None:
+        if self._closed or self._pending or self._replay_buffer:
+            return None
+        if self._replay_position < self._replay_until:
+            return None
+        return self._store.revision
+
+    # -- replay --------------------------------------------------------------------------
+
+    def _read_replay_page(self) -> None:
+        compacted = self._store.compacted_revision
+        if self._replay_position < compacted:
+            # Compaction overtook this replay: rows it still needed may be gone.
+            requested = self._replay_position
+            self._end("compacted")
+            raise Compacted(requested, compacted)
+        rows = self._store._connection.execute(
+            _SELECT_REPLAY_PAGE,
+            (self._replay_position, self._replay_until, self.prefix, self._prefix_end, REPLAY_PAGE_SIZE),
+        ).fetchall()
+        for revision, key, deleted, create_revision, prev_revision, value, prev_create, prev_value in rows:
+            if deleted:
+                # A delete row carries the deleted value and points at the write it removed.
+                prev = KeyValue(key, value, create_revision, prev_revision)
+                self._replay_buffer.append(Event("DELETE", KeyValue(key, value, create_revision, revision), prev))
+            else:
+                prev = KeyValue(key, prev_value, prev_create, prev_revision) if prev_revision else None
+                self._replay_buffer.append(Event("PUT", KeyValue(key, value, create_revision, revision), prev))
+        if len(rows) < REPLAY_PAGE_SIZE:
+            self._replay_position = self._replay_until
+        else:
+            self._replay_position = rows[-1][0]
+
+
+class SQLiteStore(Store):
+    """`Store` on one SQLite file. One process owns the file (exclusive lock) and every
+    call must come from the event-loop thread that called `start()`."""
+
+    def __init__(self, path: str, *, watch_queue_limit: int = 10000, compact_interval: float = 300.0,
+                 compact_keep: int = 1000):
+        self.path = path
+        self.watch_queue_limit = watch_queue_limit
+        self.compact_interval = compact_interval
+        self.compact_keep = compact_keep
+        self._connection: sqlite3.Connection | None = None
+        self._revision = FRESH_STORE_REVISION
+        self._compacted_revision = 0
+        self._watchers_by_prefix: dict[str, set[SQLiteWatch]] = {}
+        self._compact_lock = asyncio.Lock()
+        self._compactor: asyncio.Task | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        # A short busy timeout: the only other holder of the lock is another server on the
+        # same file, and that should fail fast rather than wait.
+        connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                     cached_statements=64, timeout=1.0)
+        try:
+            # Two servers on one file would hand out the same revisions; the exclusive lock
+            # (taken below, held until close) refuses that. Set before the first WAL access
+            # so SQLite also skips the shared-memory index.
+            connection.execute("PRAGMA locking_mode=EXCLUSIVE")
+            connection.execute("PRAGMA journal_mode=WAL")
+            # FULL: fsync the WAL on every commit, so an acknowledged write survives a
+            # power loss as well as kill -9.
+            connection.execute("PRAGMA synchronous=FULL")
+            connection.executescript(_SCHEMA)
+            connection.execute("BEGIN EXCLUSIVE")
+            connection.execute("INSERT OR IGNORE INTO meta (name, value) VALUES ('schema_version', ?)",
+                               (SCHEMA_VERSION,))
+            connection.execute("COMMIT")
+            meta = dict(connection.execute("SELECT name, value FROM meta").fetchall())
+            (newest_logged,) = connection.execute("SELECT COALESCE(MAX(revision), 0) FROM log").fetchone()
+        except BaseException:
+            connection.close()
+            raise
+        self._connection = connection
+        self._compacted_revision = meta.get("compacted_revision", 0)
+        self._revision = max(FRESH_STORE_REVISION, newest_logged, meta.get("revision_at_compaction", 0))
+        if self.compact_interval > 0:
+            self._compactor = asyncio.get_running_loop().create_task(
+                self._compact_periodically(), name="sqlite-store-compactor")
+
+    async def close(self) -> None:
+        if self._compactor is not None:
+            self._compactor.cancel()
+            try:
+                await self._compactor
+            except asyncio.CancelledError:
+                pass
+            self._compactor = None
+        for group in list(self._watchers_by_prefix.values()):
+            for watcher in list(group):
+                watcher.close()
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    @property
+    def revision(self) -> int:
+        return self._revision
+
+    @property
+    def compacted_revision(self) -> int:
+        return self._compacted_revision
+
+    # -- writes --------------------------------------------------------------------------
+
+    def _commit(self, statements: list[tuple[str, tuple]]) -> None:
+        connection = self._connection
+        connection.execute("BEGIN")
+        try:
+            for sql, parameters in statements:
+                connection.execute(sql, parameters)
+            connection.execute("COMMIT")
+        except BaseException:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise
+
+    def _current(self, key: str) -> KeyValue | None:
+        row = self._connection.execute(_SELECT_CURRENT, (key,)).fetchone()
+        return KeyValue(*row) if row is not None else None
+
+    async def create(self, key: str, value: bytes) -> KeyValue:
+        existing = self._current(key)
+        if existing is not None:
+            raise KeyExists(existing)
+        revision = self._revision + 1
+        self._commit([
+            (_INSERT_LOG, (revision, key, 0, revision, 0, value)),
+            (_INSERT_CURRENT, (key, revision, revision, value)),
+        ])
+        self._revision = revision
+        kv = KeyValue(key, value, revision, revision)
+        if self._watchers_by_prefix:
+            self._fan_out(Event("PUT", kv))
+        return kv
+
+    async def update(self, key: str, value: bytes, expected_revision: int) -> KeyValue:
+        existing = self._current(key)
+        if existing is None:
+            raise KeyNotFound(key)
+        if expected_revision and existing.mod_revision != expected_revision:
+            raise RevisionMismatch(existing)
+        revision = self._revision + 1
+        self._commit([
+            (_INSERT_LOG, (revision, key, 0, existing.create_revision, existing.mod_revision, value)),
+            (_UPDATE_CURRENT, (revision, value, key)),
+        ])
+        self._revision = revision
+        kv = KeyValue(key, value, existing.create_revision, revision)
+        if self._watchers_by_prefix:
+            self._fan_out(Event("PUT", kv, existing))
+        return kv
+
+    async def delete(self, key: str, expected_revision: int = 0) -> KeyValue:
+        existing = self._current(key)
+        if existing is None:
+            raise KeyNotFound(key)
+        if expected_revision and existing.mod_revision != expected_revision:
+            raise RevisionMismatch(existing)
+        revision = self._revision + 1
+        self._commit([
+            (_INSERT_LOG, (revision, key, 1, existing.create_revision, existing.mod_revision, existing.value)),
+            (_DELETE_CURRENT, (key,)),
+        ])
+        self._revision = revision
+        deleted = KeyValue(key, existing.value, existing.create_revision, revision)
+        if self._watchers_by_prefix:
+            self._fan_out(Event("DELETE", deleted, existing))
+        return deleted
+
+    # -- watch ---------------------------------------------------------------------------
+
+    def _fan_out(self, event: Event) -> None:
+        key = event.kv.key
+        overflowed: list[SQLiteWatch] = []
+        for prefix, group in self._watchers_by_prefix.items():
+            if key.startswith(prefix):
+                for watcher in group:
+                    if not watcher._deliver(event):
+                        overflowed.append(watcher)
+        for watcher in overflowed:
+            self._unregister(watcher)
+
+    def _unregister(self, watcher: SQLiteWatch) -> None:
+        group = self._watchers_by_prefix.get(watcher.prefix)
+        if group is None:
+            return
+        group.discard(watcher)
+        if not group:
+            del self._watchers_by_prefix[watcher.prefix]
+
+    def watch(self, prefix: str, from_revision: int) -> SQLiteWatch:
+        """Raises Compacted here, synchronously, for a compacted start. A watch whose replay
+        is overtaken by a later compaction raises Compacted from iteration instead."""
+        if from_revision and from_revision < self._compacted_revision:
+            raise Compacted(from_revision, self._compacted_revision)
+        if from_revision == 0:
+            from_revision = self._revision
+        # Registration and reading the replay bound happen with no await in between, and
+        # writes run on this thread, so every write is either <= replay_until (replayed
+        # from the log) or > replay_until (delivered live): no gap, no duplicate.
+        watcher = SQLiteWatch(self, prefix, from_revision, replay_until=self._revision)
+        if self._watchers_by_prefix.get(prefix) is None:
+            self._watchers_by_prefix[prefix] = set()
+        self._watchers_by_prefix[prefix].add(watcher)
+        return watcher
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def _check_readable(self, revision: int) -> None:
+        if revision > self._revision:
+            raise RevisionTooNew(f"requested revision {revision} is newer than the store revision {self._revision}")
+        if revision < self._compacted_revision:
+            raise Compacted(revision, self._compacted_revision)
+
+    async def get(self, key: str, revision: int = 0) -> KeyValue | None:
+        if revision == 0 or revision == self._revision:
+            return self._current(key)
+        self._check_readable(revision)
+        row = self._connection.execute(_SELECT_HISTORICAL, (key, revision)).fetchone()
+        if row is None or row[4]:
+            return None
+        return KeyValue(row[0], row[1], row[2], row[3])
+
+    async def list(self, prefix: str, *, revision: int = 0, start_after: str = "",
+                   limit: int = 0) -> ListResult:
+        read_revision = self._revision
+        if revision and revision != read_revision:
+            self._check_readable(revision)
+            read_revision = revision
+        upper_bound = prefix_upper_bound(prefix)
+        # One lower bound: the later of "starts with prefix" and "after start_after".
+        if start_after >= prefix:
+            lower_condition, lower_bound = "key > ?", start_after
+        else:
+            lower_condition, lower_bound = "key >= ?", prefix
+        fetch = limit + 1 if limit > 0 else -1  # one extra row tells whether there is more
+        if read_revision == self._revision:
+            sql = (f"SELECT key, value, create_revision, mod_revision FROM current"
+                   f" WHERE {lower_condition} AND key < ? ORDER BY key LIMIT ?")
+            rows = self._connection.execute(sql, (lower_bound, upper_bound, fetch)).fetchall()
+        else:
+            # The latest log row of each key at or before the revision, unless a delete.
+            sql = (f"SELECT key, value, create_revision, revision FROM log WHERE revision IN"
+                   f" (SELECT MAX(revision) FROM log WHERE {lower_condition} AND key < ? AND revision <= ?"
+                   f" GROUP BY key) AND deleted = 0 ORDER BY key LIMIT ?")
+            rows = self._connection.execute(sql, (lower_bound, upper_bound, read_revision, fetch)).fetchall()
+        more = limit > 0 and len(rows) > limit
+        if more:
+            del rows[limit:]
+        return ListResult([KeyValue(*row) for row in rows], read_revision, more)
+
+    async def count(self, prefix: str) -> int:
+        (number,) = self._connection.execute(
+            "SELECT COUNT(*) FROM current WHERE key >= ? AND key < ?", (prefix, prefix_upper_bound(prefix)),
+        ).fetchone()
+        return number
+
+    # -- compaction ----------------------------------------------------------------------
+
+    async def compact(self, revision: int) -> None:
+        """Forget history before `revision`: reads and watches older than it get Compacted.
+        For every key the newest row at or before `revision` is kept (unless it is a delete)
+        so reads at `revision` and later still work, as in etcd."""
+        async with self._compact_lock:
+            if revision > self._revision:
+                raise RevisionTooNew(f"cannot compact at {revision}: store revision is {self._revision}")
+            previous = self._compacted_revision
+            if revision <= previous:
+                return
+            # Publish the new bound before deleting anything, so no read or replay can see
+            # a half-compacted history.
+            self._commit([
+                ("INSERT OR REPLACE INTO meta (name, value) VALUES ('compacted_revision', ?)", (revision,)),
+                ("INSERT OR REPLACE INTO meta (name, value) VALUES ('revision_at_compaction', ?)",
+                 (self._revision,)),
+            ])
+            self._compacted_revision = revision
+            window_start = previous
+            while window_start < revision:
+                window_end = min(window_start + COMPACT_WINDOW, revision)
+                self._commit([
+                    # Rows superseded by a newer write at or before the compaction revision
+                    # first, then deletes (whose predecessors are gone by now).
+                    ("DELETE FROM log WHERE revision > ? AND revision <= ? AND EXISTS"
+                     " (SELECT 1 FROM log AS newer WHERE newer.key = log.key"
+                     " AND newer.revision > log.revision AND newer.revision <= ?)",
+                     (window_start, window_end, revision)),
+                    ("DELETE FROM log WHERE revision > ? AND revision <= ? AND deleted = 1",
+                     (window_start, window_end)),
+                ])
+                window_start = window_end
+                await asyncio.sleep(0)
+
+    async def _compact_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self.compact_interval)
+            target = self._revision - self.compact_keep
+            if target <= self._compacted_revision:
+                continue
+            try:
+                await self.compact(target)
+                log.debug("compacted at revision %d", target)
+            except Exception:
+                log.exception("compaction at revision %d failed", target)
