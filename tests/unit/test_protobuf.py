@@ -250,7 +250,7 @@ def test_pdb_max_unavailable_percentage_and_set_selector():
     spec = decoded("pdb_max_unavailable")["spec"]
     assert spec["maxUnavailable"] == "30%"
     assert "minAvailable" not in spec
-    assert spec["selector"]["matchExpressions"] == [{"key": "tier", "operator": "In", "values": ["fe", "be"]}]
+    assert spec["selector"]["matchExpressions"] == [{"key": "tier", "operator": "In", "values": ["be", "fe"]}]
 
 
 def test_role_and_rolebinding():
@@ -361,6 +361,12 @@ def test_wrong_wire_type_for_a_known_field_is_rejected():
         decode_request(body)
 
 
+def test_envelope_without_an_object_is_rejected():
+    type_meta = field_bytes(1, "v1") + field_bytes(2, "Namespace")
+    with pytest.raises(BadRequest, match="no object"):
+        decode_request(b"k8s\x00" + field_bytes(1, type_meta))
+
+
 def test_content_encoding_is_not_supported():
     type_meta = field_bytes(1, "v1") + field_bytes(2, "Namespace")
     body = b"k8s\x00" + field_bytes(1, type_meta) + field_bytes(2, b"") + field_bytes(3, "gzip")
@@ -371,7 +377,10 @@ def test_content_encoding_is_not_supported():
 @pytest.mark.parametrize("name", ["deployment_web", "service_nodeport", "quota", "secret_generic"])
 def test_every_truncation_of_a_real_body_is_a_bad_request(name):
     body = (FIXTURES / f"{name}.bin").read_bytes()
-    for length in range(len(b"k8s\x00"), len(body)):
+    # kubectl ends the envelope with empty contentEncoding/contentType; cutting those off
+    # still leaves a complete message, so every cut up to the end of raw must fail.
+    assert body.endswith(b"\x1a\x00\x22\x00")
+    for length in range(len(b"k8s\x00"), len(body) - 4):
         with pytest.raises(BadRequest):
             decode_request(body[:length])
 
@@ -386,3 +395,20 @@ def test_garbled_bytes_give_bad_request_or_a_dict_never_a_crash(name):
                 assert isinstance(decode_request(mutated), dict)
             except BadRequest:
                 pass
+
+
+REFERENCE = Path("/work/shared/reference/protobuf-fields.md")
+
+
+@pytest.mark.skipif(not REFERENCE.exists(), reason="protobuf field reference not on this machine")
+def test_committed_schema_module_matches_the_generator_output(tmp_path):
+    import importlib.util
+
+    generator_path = Path(__file__).parents[2] / "tools" / "gen_protobuf_schema.py"
+    spec = importlib.util.spec_from_file_location("gen_protobuf_schema", generator_path)
+    generator = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generator)
+    output = tmp_path / "protobuf_schema.py"
+    generator.main(["gen", str(REFERENCE), str(output)])
+    committed = Path(__file__).parents[2] / "src" / "pyk8s" / "api" / "protobuf_schema.py"
+    assert output.read_text() == committed.read_text()

@@ -55,7 +55,7 @@ def decode_request(body: bytes) -> dict[str, Any]:
     if not body.startswith(PROTOBUF_MAGIC):
         raise BadRequest("protobuf body does not start with the k8s\\x00 magic prefix")
     envelope = _read_fields(memoryview(body)[len(PROTOBUF_MAGIC):], "runtime.Unknown")
-    type_meta = _read_fields(envelope.get(1, [b""])[-1], "runtime.TypeMeta")
+    type_meta = _read_fields(_join(envelope.get(1, [b""])), "runtime.TypeMeta")
     api_version = _utf8(type_meta.get(1, [b""])[-1])
     kind = _utf8(type_meta.get(2, [b""])[-1])
     content_encoding = _utf8(envelope.get(3, [b""])[-1])
@@ -67,6 +67,9 @@ def decode_request(body: bytes) -> dict[str, Any]:
     if message is None:
         raise BadRequest(f"no protobuf schema for kind {kind!r} in {api_version!r}")
     raw = b"".join(bytes(chunk) for chunk in envelope.get(2, []))
+    if not raw:
+        # Go always writes an object's metadata, so an empty raw is a cut or garbled body.
+        raise BadRequest(f"protobuf body for {kind} has no object in runtime.Unknown.raw")
     obj: dict[str, Any] = {"kind": kind, "apiVersion": api_version}
     obj.update(_decode_message(memoryview(raw), message))
     return obj

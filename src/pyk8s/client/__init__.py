@@ -61,26 +61,12 @@ class Client:
         self._session: aiohttp.ClientSession | None = None
 
     @classmethod
-    def from_kubeconfig(cls, path: str | Path, **kwargs) -> "Client":
-        """A client for the kubeconfig's current context (embedded certificate data)."""
-        import base64
-        import tempfile
+    def from_kubeconfig(cls, path: str | Path, context: str | None = None, **kwargs) -> "Client":
+        """A client for a kubeconfig context (default: the current one)."""
+        from pyk8s.client.kubeconfig import server_url_and_ssl_context
 
-        import yaml
-
-        config = yaml.safe_load(Path(path).read_text())
-        context_name = config.get("current-context")
-        context = next(c["context"] for c in config["contexts"] if c["name"] == context_name)
-        cluster = next(c["cluster"] for c in config["clusters"] if c["name"] == context["cluster"])
-        user = next(u["user"] for u in config["users"] if u["name"] == context["user"])
-        ssl_context = ssl.create_default_context(cadata=base64.b64decode(cluster["certificate-authority-data"]).decode())
-        with tempfile.TemporaryDirectory() as scratch:
-            cert = Path(scratch) / "client.crt"
-            key = Path(scratch) / "client.key"
-            cert.write_bytes(base64.b64decode(user["client-certificate-data"]))
-            key.write_bytes(base64.b64decode(user["client-key-data"]))
-            ssl_context.load_cert_chain(str(cert), str(key))
-        return cls(cluster["server"], ssl_context, **kwargs)
+        server, ssl_context = server_url_and_ssl_context(Path(path), context)
+        return cls(server, ssl_context, **kwargs)
 
     async def __aenter__(self) -> "Client":
         return self

@@ -20,6 +20,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from pyk8s.client.kubeconfig import server_url_and_ssl_context
+
 CLONE_NEWNET = 0x40000000
 
 
@@ -74,10 +76,7 @@ class LocalServer:
         return self
 
     def ssl_context(self) -> ssl.SSLContext:
-        tls = self.data_dir / "server" / "tls"
-        context = ssl.create_default_context(cafile=str(tls / "ca.crt"))
-        context.load_cert_chain(str(tls / "admin.crt"), str(tls / "admin.key"))
-        return context
+        return server_url_and_ssl_context(self.kubeconfig)[1]
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
