@@ -108,7 +108,10 @@ def test_bad_label_key_and_value_are_both_reported():
     pod = _pod()
     pod["metadata"]["labels"] = {"-bad": "ok", "good": "not ok!"}
     messages = _messages(_create_error("", "Pod", pod))
-    assert messages[0].startswith('metadata.labels: Invalid value: "-bad": name part must consist of alphanumeric')
+    assert messages[0] == (
+        'metadata.labels: Invalid value: "-bad": name part must consist of alphanumeric characters, \'-\', \'_\' or '
+        "'.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', "
+        "regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')")
     assert messages[1].startswith('metadata.labels: Invalid value: "not ok!": a valid label must be an empty string')
     assert len(messages) == 2
 
@@ -389,8 +392,10 @@ def test_multiple_service_ports_need_unique_names():
 
 
 def test_service_port_range_type_and_node_port_range():
+    # targetPort defaults to port, so upstream reports both.
     assert _messages(_create_error("", "Service", _service(ports=[{"port": 0}]))) == [
-        "spec.ports[0].port: Invalid value: 0: must be between 1 and 65535, inclusive"]
+        "spec.ports[0].port: Invalid value: 0: must be between 1 and 65535, inclusive",
+        "spec.ports[0].targetPort: Invalid value: 0: must be between 1 and 65535, inclusive"]
     assert _messages(_create_error("", "Service", _service(type="Balanced", ports=[{"port": 80}]))) == [
         'spec.type: Unsupported value: "Balanced": supported values: "ClusterIP", "ExternalName", "LoadBalancer", "NodePort"']
     node_port = _service(type="NodePort", ports=[{"port": 80, "nodePort": 80}])
@@ -489,3 +494,13 @@ def test_namespace_finalizers_must_be_standard_or_qualified():
     namespace = {"metadata": {"name": "ns"}, "spec": {"finalizers": ["custom"]}}
     assert _messages(_create_error("", "Namespace", namespace)) == [
         'spec.finalizers: Invalid value: "custom": name is neither a standard finalizer name nor is it fully qualified']
+
+
+def test_job_without_uid_yet_needs_no_selector_but_manual_selector_does():
+    job = _job()
+    del job["metadata"]["uid"]
+    validate_create(_resource("batch", "Job"), _defaulted("batch", "Job", job))
+    manual = _job()
+    del manual["metadata"]["uid"]
+    manual["spec"]["manualSelector"] = True
+    assert _messages(_create_error("batch", "Job", manual)) == ["spec.selector: Required value"]

@@ -58,7 +58,7 @@ _DNS1123_SUBDOMAIN_MSG = ("a lowercase RFC 1123 subdomain must consist of lower 
                           "'-' or '.', and must start and end with an alphanumeric character")
 _DNS1035_LABEL_MSG = ("a DNS-1035 label must consist of lower case alphanumeric characters or '-', "
                       "start with an alphabetic character, and end with an alphanumeric character")
-_QUALIFIED_NAME_MSG = ("name part must consist of alphanumeric characters, '-', '_' or '.', "
+_QUALIFIED_NAME_MSG = ("must consist of alphanumeric characters, '-', '_' or '.', "
                        "and must start and end with an alphanumeric character")
 _LABEL_VALUE_MSG = ("a valid label must be an empty string or consist of alphanumeric characters, "
                     "'-', '_' or '.', and must start and end with an alphanumeric character")
@@ -477,9 +477,7 @@ def _validate_volume_source(causes: _Causes, volume: dict, path: str) -> None:
         source = volume.get(key)
         if not isinstance(source, dict):
             continue
-        if not source.get(name_field) and key != "secret":
-            causes.append(errors.required(f"{path}.{key}.{name_field}"))
-        elif key == "secret" and not source.get(name_field):
+        if not source.get(name_field):
             causes.append(errors.required(f"{path}.{key}.{name_field}"))
         if key in ("configMap", "secret"):
             _validate_file_mode(causes, source.get("defaultMode"), f"{path}.{key}.defaultMode")
@@ -836,6 +834,8 @@ def _validate_deployment(causes: _Causes, obj: dict) -> None:
     spec = _dict(obj.get("spec"))
     _nonnegative(causes, spec.get("replicas"), "spec.replicas")
     _validate_selector_and_template(causes, spec, "deployment", None)
+    # Deployments share upstream's ReplicaSet template check, wording included.
+    _forbid_template_deadline(causes, spec, "ReplicaSet")
     strategy = _dict(spec.get("strategy"))
     strategy_type = strategy.get("type")
     if strategy_type == "Recreate":
@@ -966,7 +966,10 @@ def _validate_job_spec(causes: _Causes, spec: dict, path: str, require_selector:
 
 
 def _validate_job(causes: _Causes, obj: dict) -> None:
-    _validate_job_spec(causes, _dict(obj.get("spec")), "spec", True)
+    spec = _dict(obj.get("spec"))
+    # Without manualSelector the registry generates the selector from the uid
+    # (defaults.generate_job_selector); only a manual selector must be given.
+    _validate_job_spec(causes, spec, "spec", spec.get("manualSelector") is True)
 
 
 _CRON_FIELDS = (("minute", 0, 59, {}), ("hour", 0, 23, {}), ("day of month", 1, 31, {}),
