@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DEB_PACKAGES := iproute2 util-linux sqlite3
+DEB_PACKAGES := iproute2 util-linux
 
 .PHONY: setup up down status reset test unit clean
 

@@ -208,6 +208,8 @@ class Registry:
             namespace = None
         if not meta.get("name") and meta.get("generateName"):
             meta["name"] = meta["generateName"] + generated_suffix()
+        # The uid comes first: a Job's generated selector is built from it during defaulting.
+        meta["uid"] = str(uuid.uuid4())
         apply_defaults(resource, obj)
         strategies.prepare_for_create(resource, obj)
         validate_create(resource, obj)
@@ -216,7 +218,6 @@ class Registry:
         name = meta["name"]
         for key in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):
             meta.pop(key, None)
-        meta["uid"] = str(uuid.uuid4())
         meta["creationTimestamp"] = now_rfc3339()
         if resource.kind == "Service":
             await self._allocate_service(obj)
@@ -282,6 +283,8 @@ class Registry:
         else:
             apply_defaults(resource, obj)
             strategies.prepare_for_update(resource, obj, old)
+            if resource.kind == "Service":
+                strategies.keep_allocations(obj, old)
             # Identity fields cannot be changed by an update (upstream resets them).
             for field in ("uid", "creationTimestamp"):
                 if field in old["metadata"]:

@@ -38,6 +38,7 @@ KUBERNETES_VERSION = {"major": "1", "minor": "36", "emulationMajor": "1", "emula
                       "compiler": "cpython", "platform": "linux/amd64"}
 
 _LIST_KINDS_SUFFIX = "List"
+_SCALE = Resource("autoscaling", "v1", "scale", "Scale", True)
 
 
 @dataclass
@@ -337,7 +338,7 @@ class APIServer:
         form = negotiation.choose_form(request.headers.get("Accept"), allow_as=())
         content_type = (request.headers.get("Content-Type") or "").split(";")[0].strip()
         patch = await self._read_body(request)
-        mutate = _patcher(content_type, patch)
+        mutate = _patcher(content_type, patch, target.resource)
         updated = await self.registry.modify(target.resource, target.namespace, target.name, mutate,
                                              subresource=target.subresource, dry_run=_dry_run(request))
         return _respond(updated, form)
@@ -456,7 +457,7 @@ class APIServer:
                 if wanted_rv and wanted_rv != scale["metadata"]["resourceVersion"]:
                     raise errors.Conflict.of(resource.group, resource.plural, target.name, errors.OBJECT_MODIFIED)
             else:
-                wanted = _patcher(content_type, body)(scale)
+                wanted = _patcher(content_type, body, _SCALE)(scale)
             replicas = ((wanted or {}).get("spec") or {}).get("replicas", 0)
             if not isinstance(replicas, int) or replicas < 0:
                 raise errors.Invalid("Scale", target.name, [errors.invalid("spec.replicas", replicas, "must be greater than or equal to 0")], group="autoscaling")
@@ -526,7 +527,7 @@ def _dry_run(request: web.Request) -> bool:
     return bool(values)
 
 
-def _patcher(content_type: str, patch: Any):
+def _patcher(content_type: str, patch: Any, resource: Resource):
     if content_type == negotiation.MERGE_PATCH:
         if not isinstance(patch, dict):
             raise errors.BadRequest("json: cannot unmarshal into Go value of type map[string]interface {}")
@@ -536,8 +537,10 @@ def _patcher(content_type: str, patch: Any):
             raise errors.BadRequest("json: cannot unmarshal object into Go value of type jsonpatch.Patch")
         return lambda current: json_patch(current, patch)
     if content_type == negotiation.STRATEGIC_MERGE_PATCH:
-        from pyk8s.api import strategicpatch  # arrives with the kubectl-fidelity work
-        return lambda current: strategicpatch.apply(current, patch)
+        if not isinstance(patch, dict):
+            raise errors.BadRequest("json: cannot unmarshal into Go value of type map[string]interface {}")
+        from pyk8s.api import strategicpatch
+        return lambda current: strategicpatch.apply(resource, current, patch)
     raise errors.UnsupportedMediaType(f"the body of the request was in an unknown format - accepted media types include: "
                                       f"application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml")
 

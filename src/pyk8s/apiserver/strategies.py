@@ -50,11 +50,7 @@ def prepare_for_create(resource: Resource, obj: dict[str, Any]) -> None:
     elif kind == "PersistentVolume":
         obj["status"] = {"phase": "Pending"}
     elif kind == "Service":
-        spec = obj.get("spec") or {}
-        if spec.get("type") == "LoadBalancer":
-            obj["status"] = {"loadBalancer": {}}
-        else:
-            obj["status"] = {"loadBalancer": {}}
+        obj["status"] = {"loadBalancer": {}}
     elif kind in ("Deployment", "ReplicaSet", "DaemonSet", "StatefulSet", "ReplicationController"):
         obj["status"] = _initial_workload_status(kind)
     elif kind in ("Job", "CronJob"):
@@ -97,6 +93,25 @@ def prepare_for_update(resource: Resource, new: dict[str, Any], old: dict[str, A
             new["metadata"][key] = old["metadata"][key]
         else:
             new["metadata"].pop(key, None)
+
+
+def keep_allocations(new: dict[str, Any], old: dict[str, Any]) -> None:
+    """A Service update that leaves out its allocated clusterIP(s) or nodePorts keeps them
+    (upstream carries them over when the type still needs them)."""
+    new_spec = new.setdefault("spec", {})
+    old_spec = old.get("spec") or {}
+    new_type = new_spec.get("type", "ClusterIP")
+    if new_type != "ExternalName":
+        for key in ("clusterIP", "clusterIPs"):
+            if not new_spec.get(key) and old_spec.get(key):
+                new_spec[key] = old_spec[key]
+    if new_type in ("NodePort", "LoadBalancer"):
+        old_ports = {(p.get("port"), p.get("protocol", "TCP")): p.get("nodePort") for p in old_spec.get("ports") or []}
+        for port in new_spec.get("ports") or []:
+            if not port.get("nodePort"):
+                allocated = old_ports.get((port.get("port"), port.get("protocol", "TCP")))
+                if allocated:
+                    port["nodePort"] = allocated
 
 
 def prepare_for_status_update(resource: Resource, new: dict[str, Any], old: dict[str, Any]) -> dict[str, Any]:
