@@ -144,6 +144,39 @@ class CpuMeter:
         return f"cpu: server {self.server / wall:4.0%}, load generator {self.client / wall:4.0%} of one core"
 
 
+class PhaseProfile:
+    """With --py-spy, records the server's stacks during one phase into
+    <dir>/<phase>.txt (collapsed "frame;frame;... count" lines, for flamegraph.pl or
+    speedscope); otherwise does nothing."""
+
+    py_spy: str | None = None
+    directory: Path | None = None
+
+    def __init__(self, pid: int, phase: str):
+        self.pid = pid
+        self.phase = phase
+        self.process: subprocess.Popen | None = None
+
+    def __enter__(self) -> "PhaseProfile":
+        if self.py_spy and self.directory:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self.process = subprocess.Popen(
+                [self.py_spy, "record", "--pid", str(self.pid), "--format", "raw", "--rate", "250", "--nonblocking",
+                 "--output", str(self.directory / f"{self.phase}.txt")],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+            time.sleep(0.3)  # let it attach
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.process is not None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
 # ---------------------------------------------------------------- the HTTP floor
 
 def serve_baseline(argv: list[str]) -> None:
@@ -522,7 +555,8 @@ async def run(plan: Plan, pyk8s_url: str, pyk8s_pid: int, floor: BaselineServer,
             rates = {}
             for target in (pyk8s, baseline):
                 names = [f"checkout-c{concurrency}-{i:05d}" for i in range(count)]
-                with CpuMeter(pyk8s_pid if target is pyk8s else floor.process.pid) as cpu:
+                with PhaseProfile(pyk8s_pid, f"creates-{concurrency}") if target is pyk8s else CpuMeter(0) as _, \
+                        CpuMeter(pyk8s_pid if target is pyk8s else floor.process.pid) as cpu:
                     created, seconds, failures = await run_creates(target, BENCH_NAMESPACE, names, concurrency,
                                                                    plan.phase_time_limit)
                 rates[target.name] = created / seconds
@@ -554,7 +588,8 @@ async def run(plan: Plan, pyk8s_url: str, pyk8s_pid: int, floor: BaselineServer,
             async def get(_: int, target=target) -> None:
                 await target.get(BENCH_NAMESPACE, pick.choice(created_names))
 
-            with CpuMeter(pyk8s_pid if target is pyk8s else floor.process.pid) as cpu:
+            with PhaseProfile(pyk8s_pid if target is pyk8s else 0, "get"), \
+                    CpuMeter(pyk8s_pid if target is pyk8s else floor.process.pid) as cpu:
                 values, failures, unfinished = await open_loop(get, plan.get_rate, plan.get_seconds)
             p50, p99 = percentile(values, 0.50), percentile(values, 0.99)
             latencies[target.name] = (p50, p99)
@@ -570,9 +605,11 @@ async def run(plan: Plan, pyk8s_url: str, pyk8s_pid: int, floor: BaselineServer,
         rss_after["get"] = rss_mb(pyk8s_pid)
 
         # 3. LIST of all pods: full JSON objects, and the Table kubectl get asks for
-        list_json, items = await timed_median(lambda: pyk8s.list(BENCH_NAMESPACE), plan.list_repeats)
+        with PhaseProfile(pyk8s_pid, "list-json"):
+            list_json, items = await timed_median(lambda: pyk8s.list(BENCH_NAMESPACE), plan.list_repeats)
         say(f"LIST {items} pods JSON, pyk8s: median {list_json:.0f} ms")
-        list_table, rows = await timed_median(lambda: pyk8s.list(BENCH_NAMESPACE, TABLE_ACCEPT), plan.list_repeats)
+        with PhaseProfile(pyk8s_pid, "list-table"):
+            list_table, rows = await timed_median(lambda: pyk8s.list(BENCH_NAMESPACE, TABLE_ACCEPT), plan.list_repeats)
         say(f"LIST {rows} pods Table, pyk8s: median {list_table:.0f} ms")
         list_floor, floor_items = await timed_median(lambda: baseline.list(BENCH_NAMESPACE), plan.list_repeats)
         say(f"LIST {floor_items} pods JSON, floor: median {list_floor:.0f} ms (fixed pre-encoded body)")
@@ -586,7 +623,7 @@ async def run(plan: Plan, pyk8s_url: str, pyk8s_pid: int, floor: BaselineServer,
         async with Client(pyk8s_url, context) as client:
             pods = lookup("", "v1", "pods")
             resource_version = (await client.list(pods, WATCH_NAMESPACE, limit=1))["metadata"]["resourceVersion"]
-        with CpuMeter(pyk8s_pid) as cpu:
+        with PhaseProfile(pyk8s_pid, "watch"), CpuMeter(pyk8s_pid) as cpu:
             result = await watch_fan_out(pyk8s_url, context, pyk8s, plan.watchers, plan.watch_writes,
                                          resource_version, plan.phase_time_limit)
         expected = plan.watchers * plan.watch_writes
@@ -614,7 +651,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller counts, finishes in under a minute")
     parser.add_argument("--keep", action="store_true", help="keep the data dir (server log) for inspection")
+    parser.add_argument("--py-spy", metavar="PY_SPY", help="path to a py-spy binary: record the server per phase")
+    parser.add_argument("--profile-dir", type=Path, default=Path("bench-profile"),
+                        help="where --py-spy writes <phase>.txt collapsed stacks (default ./bench-profile)")
     args = parser.parse_args()
+    if args.py_spy:
+        PhaseProfile.py_spy, PhaseProfile.directory = args.py_spy, args.profile_dir.resolve()
     plan = QUICK if args.quick else Plan()
 
     from pyk8s.cluster.localcluster import LocalServer, in_isolated_network
