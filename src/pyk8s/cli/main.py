@@ -81,6 +81,8 @@ def _add_server_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--service-cidr", default=_DEFAULTS.service_cidr)
     parser.add_argument("--cluster-cidr", default=_DEFAULTS.cluster_cidr)
     parser.add_argument("--disable-agent", action="store_true", help="do not run the embedded node agent")
+    parser.add_argument("--disable-controllers", action="store_true",
+                        help="serve the API only: no controllers and no scheduler")
     parser.add_argument("--tls-san", action="extend", nargs="+", default=[], metavar="NAME",
                         help="extra host names or IPs for the serving certificate (repeatable, comma-separated ok)")
 
@@ -98,6 +100,7 @@ def server_config_from_args(args: argparse.Namespace) -> ServerConfig:
         service_cidr=args.service_cidr,
         cluster_cidr=args.cluster_cidr,
         disable_agent=args.disable_agent,
+        disable_controllers=args.disable_controllers,
         # k3s's --tls-san is a string slice: "a,b" means two names.
         extra_sans=[name for value in args.tls_san for name in value.split(",") if name],
     )
@@ -117,6 +120,8 @@ def server_argv(config: ServerConfig) -> list[str]:
         argv += ["--datastore", config.datastore]
     if config.disable_agent:
         argv.append("--disable-agent")
+    if config.disable_controllers:
+        argv.append("--disable-controllers")
     for name in config.extra_sans:
         argv += ["--tls-san", name]
     return argv

@@ -28,6 +28,7 @@ class ServerConfig:
     service_cidr: str = "10.43.0.0/16"
     cluster_cidr: str = "10.42.0.0/16"
     disable_agent: bool = False
+    disable_controllers: bool = False  # API only: no controllers, no scheduler (tests of the API alone)
     extra_sans: list[str] = field(default_factory=list)
 
     @property
@@ -94,8 +95,10 @@ def _interface_ipv4(interface: str) -> str | None:
 async def serve(config: ServerConfig, stop: asyncio.Event) -> None:
     """Start every control-plane component, wait for `stop`, stop them in reverse order."""
     from pyk8s.apiserver.server import APIServer
+    from pyk8s.client import Client
     from pyk8s.cluster.kubeconfig import write_kubeconfig
-    from pyk8s.cluster.pki import ensure_pki
+    from pyk8s.cluster.pki import client_ssl_context, ensure_pki, issue_client_cert
+    from pyk8s.controllers.manager import ControllerManager
     from pyk8s.storage.sqlite import SQLiteStore
 
     config.data_dir.mkdir(parents=True, exist_ok=True)
@@ -118,16 +121,51 @@ async def serve(config: ServerConfig, stop: asyncio.Event) -> None:
     log.info("apiserver started: https://%s:%d", config.bind_address, config.https_port)
 
     local = "127.0.0.1" if config.bind_address in ("0.0.0.0", "::", "") else config.bind_address
-    write_kubeconfig(config.kubeconfig_path, f"https://{_url_host(local)}:{config.https_port}", pki)
+    api_url = f"https://{_url_host(local)}:{config.https_port}"
+
+    # Every other component is a client of the API like any other, with its own identity.
+    clients = []
+
+    def component_client(common_name: str, organizations: list[str]) -> Client:
+        cert, key = issue_client_cert(pki, common_name, organizations, config.data_dir / "server" / "tls")
+        client = Client(api_url, client_ssl_context(pki, cert, key), field_manager=common_name.rpartition(":")[2])
+        clients.append(client)
+        return client
+
+    components = []
+    if not config.disable_controllers:
+        manager = ControllerManager(component_client("system:kube-controller-manager", []))
+        await manager.start()
+        components.append(manager)
+        scheduler = _optional_scheduler(component_client("system:kube-scheduler", []))
+        if scheduler is not None:
+            await scheduler.start()
+            log.info("scheduler started")
+            components.append(scheduler)
+
+    write_kubeconfig(config.kubeconfig_path, api_url, pki)
     log.info("kubeconfig written: %s", config.kubeconfig_path)
 
     try:
         await stop.wait()
     finally:
         log.info("stopping")
+        for component in reversed(components):
+            await component.stop()
+        for client in clients:
+            await client.close()
         await apiserver.stop()
         await store.close()
         log.info("stopped")
+
+
+def _optional_scheduler(client):
+    try:
+        from pyk8s.scheduler import Scheduler
+    except ImportError:
+        log.warning("scheduler is not available yet")
+        return None
+    return Scheduler(client)
 
 
 def _url_host(host: str) -> str:
