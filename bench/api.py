@@ -158,7 +158,7 @@ class PhaseProfile:
         self.process: subprocess.Popen | None = None
 
     def __enter__(self) -> "PhaseProfile":
-        if self.py_spy and self.directory:
+        if self.py_spy and self.directory and self.pid:  # pid 0: not profiled (the floor)
             self.directory.mkdir(parents=True, exist_ok=True)
             self.process = subprocess.Popen(
                 [self.py_spy, "record", "--pid", str(self.pid), "--format", "raw", "--rate", "250", "--nonblocking",
@@ -555,7 +555,7 @@ async def run(plan: Plan, pyk8s_url: str, pyk8s_pid: int, floor: BaselineServer,
             rates = {}
             for target in (pyk8s, baseline):
                 names = [f"checkout-c{concurrency}-{i:05d}" for i in range(count)]
-                with PhaseProfile(pyk8s_pid, f"creates-{concurrency}") if target is pyk8s else CpuMeter(0) as _, \
+                with PhaseProfile(pyk8s_pid if target is pyk8s else 0, f"creates-{concurrency}"), \
                         CpuMeter(pyk8s_pid if target is pyk8s else floor.process.pid) as cpu:
                     created, seconds, failures = await run_creates(target, BENCH_NAMESPACE, names, concurrency,
                                                                    plan.phase_time_limit)

@@ -14,14 +14,16 @@ import json
 import queue
 import re
 import subprocess
+import sys
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.conftest import KUBECTL
+KUBECTL = str(Path(sys.executable).with_name("kubectl"))
 
 
 def unique(prefix: str) -> str:
@@ -195,7 +197,8 @@ def test_describe_pod_shows_pending_pod_details(kubectl, namespace):
     assert re.search(r"^Containers:\n  desc:\n", out, re.M)
     assert re.search(r"^\s+Image:\s+nginx$", out, re.M)
     assert re.search(r"^QoS Class:\s+BestEffort$", out, re.M)
-    assert re.search(r"^Events:\s+<none>$", out, re.M)
+    # No node exists, so the scheduler reports it, as upstream's does.
+    assert re.search(r"Warning\s+FailedScheduling\s+\S+\s+default-scheduler\s+no nodes available to schedule pods$", out, re.M)
 
 
 def test_describe_namespace_and_configmap(kubectl, namespace):
@@ -371,6 +374,38 @@ stringData:
     assert kubectl.run("get", "configmap", "filed-a", "-n", namespace, check=False).returncode == 1
 
 
+def test_delete_namespace_without_waiting_shows_it_terminating_until_its_content_is_gone(kubectl):
+    name = unique("bye")
+    kubectl("create", "namespace", name)
+    # A finalizer nobody removes keeps the content, and so the namespace, around.
+    kubectl("create", "-f", "-", "--validate=false", input=yaml.safe_dump({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "held", "namespace": name, "finalizers": ["example.com/hold"]}}))
+    out = kubectl("delete", "namespace", name, "--wait=false")
+    assert re.fullmatch(rf'namespace "{name}" deleted\n', out), out
+    header, rows = table(kubectl("get", "namespace", name))
+    assert rows[0][:2] == [name, "Terminating"]
+    kubectl("patch", "configmap", "held", "-n", name, "--type=merge", "-p", '{"metadata":{"finalizers":null}}')
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if kubectl.run("get", "namespace", name, check=False).returncode != 0:
+            break
+        time.sleep(0.1)
+    result = kubectl.run("get", "namespace", name, check=False)
+    assert f'namespaces "{name}" not found' in result.stderr
+
+
+def test_server_side_dry_run_creates_nothing(kubectl, namespace):
+    out = kubectl("create", "deployment", "dry", "--image=nginx", "--dry-run=server", "-o", "yaml", "-n", namespace)
+    preview = yaml.safe_load(out)
+    assert preview["kind"] == "Deployment" and preview["metadata"]["uid"]
+    assert preview["spec"]["strategy"]["type"] == "RollingUpdate"  # server-side defaulting ran
+    assert kubectl("run", "dry", "--image=nginx", "--dry-run=server", "-n", namespace).strip() == \
+        "pod/dry created (server dry run)"
+    assert kubectl.run("get", "pods,deployments", "-n", namespace).stderr.strip() == \
+        f"No resources found in {namespace} namespace."
+
+
 def test_delete_missing_pod_reports_not_found(kubectl, namespace):
     result = kubectl.run("delete", "pod", "nope", "-n", namespace, check=False)
     assert result.returncode == 1
@@ -439,14 +474,43 @@ def test_creating_an_existing_object_prints_already_exists(kubectl, namespace):
     assert result.stderr.strip() == 'error: failed to create configmap: configmaps "dup" already exists'
 
 
-def test_invalid_pod_name_prints_invalid_with_field(kubectl, namespace):
+SUBDOMAIN_MESSAGE = (
+    "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must "
+    "start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is "
+    "'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')")
+LABEL_MESSAGE = (
+    "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and "
+    "end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is "
+    "'[a-z0-9]([-a-z0-9]*[a-z0-9])?')")
+
+
+def test_invalid_pod_name_prints_invalid_with_every_cause(kubectl, namespace):
+    # `run` also names the container after the pod, so upstream reports two causes.
     result = kubectl.run("run", "Bad_Name", "--image=nginx", "-n", namespace, check=False)
     assert result.returncode == 1
+    assert result.stderr == (
+        'The Pod "Bad_Name" is invalid: \n'
+        f'* metadata.name: Invalid value: "Bad_Name": {SUBDOMAIN_MESSAGE}\n'
+        f'* spec.containers[0].name: Invalid value: "Bad_Name": {LABEL_MESSAGE}\n')
+
+
+def test_invalid_configmap_and_namespace_names_print_the_single_cause(kubectl, namespace):
+    result = kubectl.run("create", "configmap", "Bad_Name", "-n", namespace, check=False)
+    assert result.returncode == 1
     assert result.stderr.strip() == (
-        'The Pod "Bad_Name" is invalid: metadata.name: Invalid value: "Bad_Name": a lowercase RFC 1123 subdomain '
-        "must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an "
-        "alphanumeric character (e.g. 'example.com', regex used for validation is "
-        "'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')")
+        'error: failed to create configmap: ConfigMap "Bad_Name" is invalid: '
+        f'metadata.name: Invalid value: "Bad_Name": {SUBDOMAIN_MESSAGE}')
+    result = kubectl.run("create", "namespace", "Bad", check=False)
+    assert result.returncode == 1
+    assert result.stderr.strip() == f'The Namespace "Bad" is invalid: metadata.name: Invalid value: "Bad": {LABEL_MESSAGE}'
+
+
+def test_invalid_label_key_is_rejected_by_the_server(kubectl, namespace):
+    kubectl("run", "badlabel", "--image=nginx", "-n", namespace)
+    result = kubectl.run("label", "pod", "badlabel", "bad key=x", "-n", namespace, check=False)
+    assert result.returncode == 1
+    assert result.stderr.startswith('The Pod "badlabel" is invalid: metadata.labels: Invalid value: "bad key": '
+                                    "name part must consist of alphanumeric characters")
 
 
 def test_run_into_missing_namespace_prints_namespace_not_found(kubectl):

@@ -213,9 +213,9 @@ class Registry:
         apply_defaults(resource, obj)
         strategies.prepare_for_create(resource, obj)
         validate_create(resource, obj)
-        if resource.namespaced:
-            await self._check_namespace_accepts(namespace)
         name = meta["name"]
+        if resource.namespaced:
+            await self._check_namespace_accepts(namespace, resource, name)
         for key in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):
             meta.pop(key, None)
         meta["creationTimestamp"] = now_rfc3339()
@@ -235,16 +235,17 @@ class Registry:
             raise errors.AlreadyExists.of(resource.group, resource.plural, name)
         return decode(kv)
 
-    async def _check_namespace_accepts(self, namespace: str) -> None:
+    async def _check_namespace_accepts(self, namespace: str, resource: Resource, name: str) -> None:
         kv = await self.store.get(NAMESPACES.storage_key(None, namespace))
         if kv is None:
             raise errors.NotFound(f'namespaces "{namespace}" not found',
                                   details={"name": namespace, "kind": "namespaces"})
         ns = orjson.loads(kv.value)
         if ns["metadata"].get("deletionTimestamp") or (ns.get("status") or {}).get("phase") == "Terminating":
+            qualified = f"{resource.plural}.{resource.group}" if resource.group else resource.plural
             raise errors.Forbidden(
-                f"unable to create new content in namespace {namespace} because it is being terminated",
-                details={"name": namespace, "kind": "namespaces",
+                f'{qualified} "{name}" is forbidden: unable to create new content in namespace {namespace} because it is being terminated',
+                details={"name": name, "kind": resource.plural, **({"group": resource.group} if resource.group else {}),
                          "causes": [{"reason": "NamespaceTerminating", "message": f"namespace {namespace} is being terminated", "field": "metadata.namespace"}]})
 
     async def update(self, resource: Resource, namespace: str | None, name: str, obj: dict[str, Any], *,
@@ -295,7 +296,8 @@ class Registry:
         old_without_rv["metadata"] = {k: v for k, v in old["metadata"].items() if k != "resourceVersion"}
         # A finalizer-less object already marked for deletion goes away on this write.
         if obj["metadata"].get("deletionTimestamp") and not obj["metadata"].get("finalizers") \
-                and not self._awaits_kubelet(resource, obj):
+                and not self._awaits_kubelet(resource, obj) \
+                and not (resource.kind == "Namespace" and (obj.get("spec") or {}).get("finalizers")):
             if dry_run:
                 return obj
             try:

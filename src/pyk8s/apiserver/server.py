@@ -353,7 +353,10 @@ class APIServer:
                 details["group"] = target.resource.group
             return _respond({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                              "details": details}, form)
-        return _respond(obj, form, status=200 if removed else 202)
+        # Upstream answers 200 also when the object is only marked for deletion (202 only for
+        # an explicit orphanDependents=false).
+        status = 202 if (not removed and options.orphan_dependents is False) else 200
+        return _respond(obj, form, status=status)
 
     async def _delete_options(self, request: web.Request) -> DeleteOptions:
         options = DeleteOptions()

@@ -10,18 +10,26 @@ Tables (kine-like):
 - `meta`: the compacted revision (and the revision at that moment, because compaction may
   delete the newest log row when it is a delete).
 
-Both data tables are written in one transaction per write; WAL with synchronous=FULL makes
-a write durable before the call returns. Writes run synchronously on the event-loop thread
-(each is ~0.1 ms), which is also what makes watch registration gap-free: no write can
-commit between "read the store revision" and "register the watcher". See FLOW.md.
+Writes are group-committed: callers queue them, one writer thread applies everything queued
+so far in one transaction (each write's guard checked in order) and commits once, with WAL
+and synchronous=FULL, so one fsync covers many writes and the event loop never waits on the
+disk. Back on the loop thread the batch's revisions are published and fanned out to watchers
+in revision order, with no await in between — which is what keeps watch registration
+gap-free: "read the store revision" and "register the watcher" happen on the loop thread,
+where no batch can be half-published. Reads use a second connection on the loop thread and
+see only committed data. See FLOW.md.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
+import fcntl
 import logging
+import os
 import sqlite3
+from dataclasses import dataclass, field
 from typing import AsyncIterator
 
 from pyk8s.storage.interface import (
@@ -223,6 +231,15 @@ class SQLiteWatch(Watch):
             self._replay_position = rows[-1][0]
 
 
+@dataclass(slots=True)
+class _WriteOp:
+    kind: str  # "create" | "update" | "delete"
+    key: str
+    value: bytes | None
+    expected_revision: int
+    future: asyncio.Future = field(repr=False)
+
+
 class SQLiteStore(Store):
     """`Store` on one SQLite file. One process owns the file (exclusive lock) and every
     call must come from the event-loop thread that called `start()`."""
@@ -233,7 +250,13 @@ class SQLiteStore(Store):
         self.watch_queue_limit = watch_queue_limit
         self.compact_interval = compact_interval
         self.compact_keep = compact_keep
-        self._connection: sqlite3.Connection | None = None
+        self._connection: sqlite3.Connection | None = None  # reads, on the loop thread
+        self._writer: sqlite3.Connection | None = None  # writes, on the writer thread only
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._pending_writes: list[_WriteOp] = []
+        self._writes_queued = asyncio.Event()
+        self._write_loop_task: asyncio.Task | None = None
+        self._lock_file: int | None = None
         self._revision = FRESH_STORE_REVISION
         self._compacted_revision = 0
         self._watchers_by_prefix: dict[str, set[SQLiteWatch]] = {}
@@ -243,35 +266,44 @@ class SQLiteStore(Store):
     # -- lifecycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
-        # A short busy timeout: the only other holder of the lock is another server on the
-        # same file, and that should fail fast rather than wait.
-        connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
-                                     cached_statements=64, timeout=1.0)
+        # Two servers on one file would hand out the same revisions: an exclusive lock on a
+        # side file (held until close) refuses the second one at once.
+        lock_fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            # Two servers on one file would hand out the same revisions; the exclusive lock
-            # (taken below, held until close) refuses that. Set before the first WAL access
-            # so SQLite also skips the shared-memory index.
-            connection.execute("PRAGMA locking_mode=EXCLUSIVE")
-            connection.execute("PRAGMA journal_mode=WAL")
+            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(lock_fd)
+            raise sqlite3.OperationalError(f"database is locked: {self.path} is in use by another server")
+        writer = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                 cached_statements=64, timeout=5.0)
+        try:
+            writer.execute("PRAGMA journal_mode=WAL")
             # FULL: fsync the WAL on every commit, so an acknowledged write survives a
             # power loss as well as kill -9.
-            connection.execute("PRAGMA synchronous=FULL")
-            connection.executescript(_SCHEMA)
-            connection.execute("BEGIN EXCLUSIVE")
-            connection.execute("INSERT OR IGNORE INTO meta (name, value) VALUES ('schema_version', ?)",
-                               (SCHEMA_VERSION,))
-            connection.execute("COMMIT")
-            meta = dict(connection.execute("SELECT name, value FROM meta").fetchall())
-            (newest_logged,) = connection.execute("SELECT COALESCE(MAX(revision), 0) FROM log").fetchone()
+            writer.execute("PRAGMA synchronous=FULL")
+            writer.executescript(_SCHEMA)
+            writer.execute("BEGIN EXCLUSIVE")
+            writer.execute("INSERT OR IGNORE INTO meta (name, value) VALUES ('schema_version', ?)",
+                           (SCHEMA_VERSION,))
+            writer.execute("COMMIT")
+            meta = dict(writer.execute("SELECT name, value FROM meta").fetchall())
+            (newest_logged,) = writer.execute("SELECT COALESCE(MAX(revision), 0) FROM log").fetchone()
+            reader = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                     cached_statements=64, timeout=5.0)
         except BaseException:
-            connection.close()
+            writer.close()
+            os.close(lock_fd)
             raise
-        self._connection = connection
+        self._lock_file = lock_fd
+        self._writer = writer
+        self._connection = reader
+        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
         self._compacted_revision = meta.get("compacted_revision", 0)
         self._revision = max(FRESH_STORE_REVISION, newest_logged, meta.get("revision_at_compaction", 0))
+        loop = asyncio.get_running_loop()
+        self._write_loop_task = loop.create_task(self._write_loop(), name="sqlite-store-writer")
         if self.compact_interval > 0:
-            self._compactor = asyncio.get_running_loop().create_task(
-                self._compact_periodically(), name="sqlite-store-compactor")
+            self._compactor = loop.create_task(self._compact_periodically(), name="sqlite-store-compactor")
 
     async def close(self) -> None:
         if self._compactor is not None:
@@ -281,12 +313,30 @@ class SQLiteStore(Store):
             except asyncio.CancelledError:
                 pass
             self._compactor = None
+        if self._write_loop_task is not None:
+            # Let queued writes finish: they may already be acknowledged by the time they commit.
+            while self._pending_writes:
+                await asyncio.sleep(0.001)
+            self._write_loop_task.cancel()
+            try:
+                await self._write_loop_task
+            except asyncio.CancelledError:
+                pass
+            self._write_loop_task = None
         for group in list(self._watchers_by_prefix.values()):
             for watcher in list(group):
                 watcher.close()
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+        for attribute in ("_connection", "_writer"):
+            connection = getattr(self, attribute)
+            if connection is not None:
+                connection.close()
+                setattr(self, attribute, None)
+        if self._lock_file is not None:
+            os.close(self._lock_file)
+            self._lock_file = None
 
     @property
     def revision(self) -> int:
@@ -298,9 +348,10 @@ class SQLiteStore(Store):
 
     # -- writes --------------------------------------------------------------------------
 
-    def _commit(self, statements: list[tuple[str, tuple]]) -> None:
-        connection = self._connection
-        connection.execute("BEGIN")
+    def _commit_now(self, statements: list[tuple[str, tuple]]) -> None:
+        """Writer thread: one transaction of raw statements (compaction)."""
+        connection = self._writer
+        connection.execute("BEGIN IMMEDIATE")
         try:
             for sql, parameters in statements:
                 connection.execute(sql, parameters)
@@ -310,58 +361,98 @@ class SQLiteStore(Store):
                 connection.execute("ROLLBACK")
             raise
 
+    async def _commit(self, statements: list[tuple[str, tuple]]) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._commit_now, statements)
+
     def _current(self, key: str) -> KeyValue | None:
         row = self._connection.execute(_SELECT_CURRENT, (key,)).fetchone()
         return KeyValue(*row) if row is not None else None
 
+    def _queue_write(self, kind: str, key: str, value: bytes | None, expected_revision: int) -> asyncio.Future:
+        if self._writer is None:
+            raise RuntimeError("store is not started")
+        future = asyncio.get_running_loop().create_future()
+        self._pending_writes.append(_WriteOp(kind, key, value, expected_revision, future))
+        self._writes_queued.set()
+        return future
+
     async def create(self, key: str, value: bytes) -> KeyValue:
-        existing = self._current(key)
-        if existing is not None:
-            raise KeyExists(existing)
-        revision = self._revision + 1
-        self._commit([
-            (_INSERT_LOG, (revision, key, 0, revision, 0, value)),
-            (_INSERT_CURRENT, (key, revision, revision, value)),
-        ])
-        self._revision = revision
-        kv = KeyValue(key, value, revision, revision)
-        if self._watchers_by_prefix:
-            self._fan_out(Event("PUT", kv))
-        return kv
+        return await self._queue_write("create", key, value, 0)
 
     async def update(self, key: str, value: bytes, expected_revision: int) -> KeyValue:
-        existing = self._current(key)
-        if existing is None:
-            raise KeyNotFound(key)
-        if expected_revision and existing.mod_revision != expected_revision:
-            raise RevisionMismatch(existing)
-        revision = self._revision + 1
-        self._commit([
-            (_INSERT_LOG, (revision, key, 0, existing.create_revision, existing.mod_revision, value)),
-            (_UPDATE_CURRENT, (revision, value, key)),
-        ])
-        self._revision = revision
-        kv = KeyValue(key, value, existing.create_revision, revision)
-        if self._watchers_by_prefix:
-            self._fan_out(Event("PUT", kv, existing))
-        return kv
+        return await self._queue_write("update", key, value, expected_revision)
 
     async def delete(self, key: str, expected_revision: int = 0) -> KeyValue:
-        existing = self._current(key)
-        if existing is None:
-            raise KeyNotFound(key)
-        if expected_revision and existing.mod_revision != expected_revision:
-            raise RevisionMismatch(existing)
-        revision = self._revision + 1
-        self._commit([
-            (_INSERT_LOG, (revision, key, 1, existing.create_revision, existing.mod_revision, existing.value)),
-            (_DELETE_CURRENT, (key,)),
-        ])
-        self._revision = revision
-        deleted = KeyValue(key, existing.value, existing.create_revision, revision)
-        if self._watchers_by_prefix:
-            self._fan_out(Event("DELETE", deleted, existing))
-        return deleted
+        return await self._queue_write("delete", key, None, expected_revision)
+
+    async def _write_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._writes_queued.wait()
+            self._writes_queued.clear()
+            while self._pending_writes:
+                batch, self._pending_writes = self._pending_writes, []
+                try:
+                    results = await loop.run_in_executor(self._executor, self._apply_batch, batch, self._revision)
+                except Exception as exc:  # the whole transaction rolled back: nothing was written
+                    for op in batch:
+                        if not op.future.done():
+                            op.future.set_exception(exc)
+                    continue
+                # Publish in revision order with no await in between (see the module docstring).
+                for op, result in zip(batch, results):
+                    if isinstance(result, Event):
+                        self._revision = result.kv.mod_revision
+                        if self._watchers_by_prefix:
+                            self._fan_out(result)
+                        if not op.future.done():
+                            op.future.set_result(result.kv)
+                    elif not op.future.done():
+                        op.future.set_exception(result)
+
+    def _apply_batch(self, batch: list[_WriteOp], base_revision: int) -> list[Event | Exception]:
+        """Writer thread: apply each queued write in order (guards see the writes before them
+        in the batch), then one COMMIT for all of them."""
+        connection = self._writer
+        revision = base_revision
+        results: list[Event | Exception] = []
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            for op in batch:
+                row = connection.execute(_SELECT_CURRENT, (op.key,)).fetchone()
+                existing = KeyValue(*row) if row is not None else None
+                if op.kind == "create":
+                    if existing is not None:
+                        results.append(KeyExists(existing))
+                        continue
+                    revision += 1
+                    connection.execute(_INSERT_LOG, (revision, op.key, 0, revision, 0, op.value))
+                    connection.execute(_INSERT_CURRENT, (op.key, revision, revision, op.value))
+                    results.append(Event("PUT", KeyValue(op.key, op.value, revision, revision)))
+                    continue
+                if existing is None:
+                    results.append(KeyNotFound(op.key))
+                    continue
+                if op.expected_revision and existing.mod_revision != op.expected_revision:
+                    results.append(RevisionMismatch(existing))
+                    continue
+                revision += 1
+                if op.kind == "update":
+                    connection.execute(_INSERT_LOG, (revision, op.key, 0, existing.create_revision,
+                                                     existing.mod_revision, op.value))
+                    connection.execute(_UPDATE_CURRENT, (revision, op.value, op.key))
+                    results.append(Event("PUT", KeyValue(op.key, op.value, existing.create_revision, revision), existing))
+                else:
+                    connection.execute(_INSERT_LOG, (revision, op.key, 1, existing.create_revision,
+                                                     existing.mod_revision, existing.value))
+                    connection.execute(_DELETE_CURRENT, (op.key,))
+                    results.append(Event("DELETE", KeyValue(op.key, existing.value, existing.create_revision, revision), existing))
+            connection.execute("COMMIT")
+        except BaseException:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise
+        return results
 
     # -- watch ---------------------------------------------------------------------------
 
@@ -430,11 +521,17 @@ class SQLiteStore(Store):
         else:
             lower_condition, lower_bound = "key >= ?", prefix
         fetch = limit + 1 if limit > 0 else -1  # one extra row tells whether there is more
+        rows = None
         if read_revision == self._revision:
             sql = (f"SELECT key, value, create_revision, mod_revision FROM current"
                    f" WHERE {lower_condition} AND key < ? ORDER BY key LIMIT ?")
             rows = self._connection.execute(sql, (lower_bound, upper_bound, fetch)).fetchall()
-        else:
+            # A batch committed by the writer thread but not yet published on this thread
+            # would make the list newer than its revision (and a watch from it would repeat
+            # those writes): read the log at the published revision instead.
+            if any(row[3] > read_revision for row in rows):
+                rows = None
+        if rows is None:
             # The latest log row of each key at or before the revision, unless a delete.
             sql = (f"SELECT key, value, create_revision, revision FROM log WHERE revision IN"
                    f" (SELECT MAX(revision) FROM log WHERE {lower_condition} AND key < ? AND revision <= ?"
@@ -465,7 +562,7 @@ class SQLiteStore(Store):
                 return
             # Publish the new bound before deleting anything, so no read or replay can see
             # a half-compacted history.
-            self._commit([
+            await self._commit([
                 ("INSERT OR REPLACE INTO meta (name, value) VALUES ('compacted_revision', ?)", (revision,)),
                 ("INSERT OR REPLACE INTO meta (name, value) VALUES ('revision_at_compaction', ?)",
                  (self._revision,)),
@@ -474,7 +571,7 @@ class SQLiteStore(Store):
             window_start = previous
             while window_start < revision:
                 window_end = min(window_start + COMPACT_WINDOW, revision)
-                self._commit([
+                await self._commit([
                     # Rows superseded by a newer write at or before the compaction revision
                     # first, then deletes (whose predecessors are gone by now).
                     ("DELETE FROM log WHERE revision > ? AND revision <= ? AND EXISTS"

@@ -1,0 +1,215 @@
+"""Filters: can this pod run on this node? Pure functions on plain dicts (no I/O).
+
+Each filter follows an upstream scheduler plugin and returns the reasons a node fails, in
+upstream's words, because those strings are what users read in `FailedScheduling` events
+("0/3 nodes are available: 1 node(s) had untolerated taint {...}, 2 Insufficient cpu.").
+Like upstream's framework, a node's evaluation stops at the first failing filter, in
+upstream's plugin order: NodeUnschedulable, TaintToleration, NodeAffinity, NodePorts,
+NodeResourcesFit. The first three depend only on the pod's spec and the node (the
+"static" part, cached per kind of pod); ports and resources depend on what is already
+placed on the node.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from pyk8s.scheduler.requests import PODS, HostPort
+
+# Reasons, worded as upstream's plugins word them.
+REASON_UNSCHEDULABLE = "node(s) were unschedulable"
+REASON_NODE_AFFINITY = "node(s) didn't match Pod's node affinity/selector"
+REASON_NODE_PORTS = "node(s) didn't have free ports for the requested pod ports"
+REASON_TOO_MANY_PODS = "Too many pods"
+
+TAINT_UNSCHEDULABLE = "node.kubernetes.io/unschedulable"
+TAINT_NOT_READY = "node.kubernetes.io/not-ready"
+TAINT_UNREACHABLE = "node.kubernetes.io/unreachable"
+
+
+def untolerated_taint_reason(taint: dict[str, Any]) -> str:
+    return f"node(s) had untolerated taint {{{taint.get('key', '')}: {taint.get('value', '')}}}"
+
+
+def insufficient_reason(resource: str) -> str:
+    return f"Insufficient {resource}"
+
+
+# -- readiness and cordon -----------------------------------------------------------
+
+
+def node_ready_status(node: dict[str, Any]) -> str:
+    """"True", "False" or "Unknown" (also when the node reports no Ready condition)."""
+    for condition in (node.get("status") or {}).get("conditions") or ():
+        if condition.get("type") == "Ready":
+            return condition.get("status") or "Unknown"
+    return "Unknown"
+
+
+def effective_taints(node: dict[str, Any]) -> list[dict[str, Any]]:
+    """The node's taints plus the NoSchedule taint upstream's node lifecycle controller
+    would add for a node that is not Ready (TaintNodesByCondition), so pods that tolerate
+    it (DaemonSet pods) still land there and every other pod is told why not."""
+    taints = list((node.get("spec") or {}).get("taints") or ())
+    ready = node_ready_status(node)
+    if ready != "True":
+        key = TAINT_NOT_READY if ready == "False" else TAINT_UNREACHABLE
+        if not any(t.get("key") == key and t.get("effect") == "NoSchedule" for t in taints):
+            taints.append({"key": key, "effect": "NoSchedule"})
+    return taints
+
+
+def tolerates_unschedulable(tolerations: Iterable[dict[str, Any]]) -> bool:
+    return any(toleration_tolerates(t, {"key": TAINT_UNSCHEDULABLE, "effect": "NoSchedule"}) for t in tolerations)
+
+
+def node_unschedulable_reason(node: dict[str, Any], tolerations: list[dict[str, Any]]) -> str | None:
+    """NodeUnschedulable: a cordoned node takes only pods tolerating the unschedulable taint."""
+    if (node.get("spec") or {}).get("unschedulable") and not tolerates_unschedulable(tolerations):
+        return REASON_UNSCHEDULABLE
+    return None
+
+
+# -- taints and tolerations ------------------------------------------------------------
+
+
+def toleration_tolerates(toleration: dict[str, Any], taint: dict[str, Any]) -> bool:
+    """upstream's Toleration.ToleratesTaint."""
+    effect = toleration.get("effect") or ""
+    if effect and effect != taint.get("effect"):
+        return False
+    key = toleration.get("key") or ""
+    operator = toleration.get("operator") or "Equal"
+    if key and key != taint.get("key"):
+        return False
+    if operator == "Exists":
+        return True  # an empty key with Exists tolerates every taint
+    if operator == "Equal":
+        return bool(key) and (toleration.get("value") or "") == (taint.get("value") or "")
+    return False
+
+
+def first_untolerated_taint(taints: Iterable[dict[str, Any]], tolerations: list[dict[str, Any]],
+                            effects: tuple[str, ...] = ("NoSchedule", "NoExecute")) -> dict[str, Any] | None:
+    for taint in taints:
+        if taint.get("effect") not in effects:
+            continue
+        if not any(toleration_tolerates(toleration, taint) for toleration in tolerations):
+            return taint
+    return None
+
+
+def taint_toleration_reason(taints: list[dict[str, Any]], tolerations: list[dict[str, Any]]) -> str | None:
+    taint = first_untolerated_taint(taints, tolerations)
+    return untolerated_taint_reason(taint) if taint is not None else None
+
+
+# -- node selector and node affinity -------------------------------------------------------
+
+
+def _parse_int(text: str) -> int | None:
+    try:
+        return int(text)
+    except (TypeError, ValueError):
+        return None
+
+
+def match_expression(labels: dict[str, str], expression: dict[str, Any]) -> bool:
+    """One NodeSelectorRequirement against a label (or field) map."""
+    key = expression.get("key", "")
+    operator = expression.get("operator", "")
+    values = expression.get("values") or []
+    present = key in labels
+    if operator == "In":
+        return present and labels[key] in values
+    if operator == "NotIn":
+        return not present or labels[key] not in values
+    if operator == "Exists":
+        return present
+    if operator == "DoesNotExist":
+        return not present
+    if operator in ("Gt", "Lt"):
+        if not present or len(values) != 1:
+            return False
+        have, want = _parse_int(labels[key]), _parse_int(values[0])
+        if have is None or want is None:
+            return False
+        return have > want if operator == "Gt" else have < want
+    return False
+
+
+def match_node_selector_term(node: dict[str, Any], term: dict[str, Any]) -> bool:
+    """All expressions and fields must match; a term with neither matches nothing."""
+    expressions = term.get("matchExpressions") or []
+    fields = term.get("matchFields") or []
+    if not expressions and not fields:
+        return False
+    labels = (node.get("metadata") or {}).get("labels") or {}
+    if not all(match_expression(labels, expression) for expression in expressions):
+        return False
+    if fields:
+        # metadata.name is the only field upstream supports in matchFields.
+        node_fields = {"metadata.name": node["metadata"]["name"]}
+        for expression in fields:
+            if expression.get("key") != "metadata.name" or not match_expression(node_fields, expression):
+                return False
+    return True
+
+
+def match_required_node_affinity(node: dict[str, Any], pod_spec: dict[str, Any]) -> bool:
+    """nodeSelector (every label equal) and requiredDuringScheduling terms (any term)."""
+    node_selector = pod_spec.get("nodeSelector")
+    if node_selector:
+        labels = (node.get("metadata") or {}).get("labels") or {}
+        for key, value in node_selector.items():
+            if labels.get(key) != value:
+                return False
+    required = ((pod_spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
+        "requiredDuringSchedulingIgnoredDuringExecution")
+    if required is not None:
+        terms = required.get("nodeSelectorTerms") or []
+        if not any(match_node_selector_term(node, term) for term in terms):
+            return False
+    return True
+
+
+def node_affinity_reason(node: dict[str, Any], pod_spec: dict[str, Any]) -> str | None:
+    return None if match_required_node_affinity(node, pod_spec) else REASON_NODE_AFFINITY
+
+
+# -- the static filters together ------------------------------------------------------------
+
+
+def static_reason(node: dict[str, Any], taints: list[dict[str, Any]], pod_spec: dict[str, Any]) -> str | None:
+    """The first pod-spec-only filter the node fails, or None. `taints` is the node's
+    effective_taints() (computed once per node)."""
+    tolerations = pod_spec.get("tolerations") or []
+    return (node_unschedulable_reason(node, tolerations)
+            or taint_toleration_reason(taints, tolerations)
+            or node_affinity_reason(node, pod_spec))
+
+
+# -- host ports and resources (depend on what the node already runs) ----------------------
+
+
+def host_ports_conflict(wanted: Iterable[HostPort], used: Iterable[HostPort]) -> bool:
+    """Same protocol and port, and the same IP or either side on 0.0.0.0."""
+    used = list(used)
+    for port in wanted:
+        for taken in used:
+            if port.port == taken.port and port.protocol == taken.protocol and (
+                    port.ip == taken.ip or port.ip == "0.0.0.0" or taken.ip == "0.0.0.0"):
+                return True
+    return False
+
+
+def insufficient_resources(requests: dict[str, int], allocatable: dict[str, int], requested: dict[str, int],
+                           pod_count: int) -> list[str]:
+    """NodeResourcesFit: every reason (upstream lists each short resource), pods first."""
+    reasons = []
+    if pod_count + 1 > allocatable.get(PODS, 0):
+        reasons.append(REASON_TOO_MANY_PODS)
+    for name, amount in requests.items():
+        if amount and amount > allocatable.get(name, 0) - requested.get(name, 0):
+            reasons.append(insufficient_reason(name))
+    return reasons

@@ -1,0 +1,247 @@
+"""The Scheduler service: informers in, bindings, events and pod conditions out.
+
+Data flow:
+- a pod informer (every non-terminal pod) and a node informer fill the SchedulerCache
+  (nodes, and pods already bound, for resource accounting) and put pending pods that name
+  this scheduler into the SchedulingQueue;
+- one loop pops the best pending pod, decides with `Algorithm.schedule` (synchronous,
+  on cached state) and, when a node fits, counts the pod there at once (assume) and
+  starts the binding (POST pods/<name>/binding) as a task, so up to `bind_concurrency`
+  bindings are in flight while the loop decides the next pods;
+- a successful binding records a `Scheduled` event; a 409 means our cache was behind
+  (someone bound or changed the pod): the assumption is dropped and the informer tells
+  the truth; other errors retry with back-off;
+- when nothing fits, a Warning `FailedScheduling` event and the pod's PodScheduled
+  condition (False, Unschedulable, same message, through pods/<name>/status) say why, and
+  the pod waits until a node is added or changes or a bound pod goes away.
+Events are written by a few background workers so they never hold up bindings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from pyk8s.api import errors
+from pyk8s.api.resources import lookup
+from pyk8s.client import resource_path
+from pyk8s.client.informer import Informer, object_key
+from pyk8s.controllers.events import EventRecorder
+from pyk8s.scheduler.algorithm import Algorithm
+from pyk8s.scheduler.cache import SchedulerCache
+from pyk8s.scheduler.queue import SchedulingQueue
+
+log = logging.getLogger("pyk8s.scheduler")
+
+PODS = lookup("", "v1", "pods")
+NODES = lookup("", "v1", "nodes")
+
+DEFAULT_SCHEDULER_NAME = "default-scheduler"
+FLUSH_INTERVAL = 15.0
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _priority(pod: dict[str, Any]) -> int:
+    return (pod.get("spec") or {}).get("priority") or 0
+
+
+class Scheduler:
+    def __init__(self, client, scheduler_name: str = DEFAULT_SCHEDULER_NAME, *, bind_concurrency: int = 48,
+                 event_workers: int = 4):
+        self.client = client
+        self.scheduler_name = scheduler_name
+        self.cache = SchedulerCache()
+        self.queue = SchedulingQueue()
+        self.algorithm = Algorithm(self.cache)
+        self.recorder = EventRecorder(client, scheduler_name)
+        self.pod_informer = Informer(client, PODS, field_selector="status.phase!=Succeeded,status.phase!=Failed")
+        self.node_informer = Informer(client, NODES)
+        self._bind_slots = asyncio.Semaphore(bind_concurrency)
+        self._event_workers = event_workers
+        self._events: asyncio.Queue = asyncio.Queue()
+        self._tasks: list[asyncio.Task] = []
+        self._in_flight: set[asyncio.Task] = set()
+        self.scheduled_count = 0
+        self.failed_count = 0
+
+        self.pod_informer.add_handlers(on_add=self._pod_added, on_update=self._pod_updated,
+                                       on_delete=self._pod_deleted)
+        self.node_informer.add_handlers(on_add=self._node_added, on_update=self._node_updated,
+                                        on_delete=self._node_deleted)
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self.node_informer.run(), name="scheduler-nodes"),
+            asyncio.create_task(self.pod_informer.run(), name="scheduler-pods"),
+            asyncio.create_task(self._schedule_loop(), name="scheduler-loop"),
+            asyncio.create_task(self._flush_loop(), name="scheduler-flush"),
+            *(asyncio.create_task(self._event_worker(), name="scheduler-events") for _ in range(self._event_workers)),
+        ]
+
+    async def stop(self) -> None:
+        self.queue.close()
+        tasks = [*self._tasks, *self._in_flight]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks.clear()
+        self._in_flight.clear()
+
+    # -- informer handlers (quick: update the cache, queue keys) ---------------------------
+
+    def _is_ours_and_pending(self, pod: dict[str, Any]) -> bool:
+        spec = pod.get("spec") or {}
+        return (not spec.get("nodeName")
+                and (spec.get("schedulerName") or DEFAULT_SCHEDULER_NAME) == self.scheduler_name
+                and not pod["metadata"].get("deletionTimestamp")
+                and not spec.get("schedulingGates")
+                and (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed"))
+
+    def _pod_added(self, pod: dict[str, Any]) -> None:
+        if (pod.get("spec") or {}).get("nodeName"):
+            self.cache.add_bound_pod(pod)
+        elif self._is_ours_and_pending(pod):
+            self.queue.add(object_key(pod), _priority(pod))
+
+    def _pod_updated(self, old: dict[str, Any], new: dict[str, Any]) -> None:
+        key = object_key(new)
+        if (new.get("spec") or {}).get("nodeName"):
+            self.cache.add_bound_pod(new)
+            self.queue.delete(key)
+            return
+        if not self._is_ours_and_pending(new):
+            self.queue.delete(key)
+            return
+        # Our own status patches come back as updates: only a change to what decides
+        # placement (spec, labels) is worth another attempt right away.
+        if (old.get("spec") != new.get("spec") or old["metadata"].get("labels") != new["metadata"].get("labels")
+                or not self._is_ours_and_pending(old)):
+            self.queue.add(key, _priority(new))
+
+    def _pod_deleted(self, pod: dict[str, Any]) -> None:
+        self.queue.delete(object_key(pod))
+        placed = self.cache.remove_pod_uid(pod["metadata"].get("uid"))
+        if placed is not None and not placed.assumed:
+            self.queue.move_all_to_active()  # its resources and ports are free again
+
+    def _node_added(self, node: dict[str, Any]) -> None:
+        self.cache.set_node(node)
+        self.queue.move_all_to_active()
+
+    def _node_updated(self, old: dict[str, Any], new: dict[str, Any]) -> None:
+        if self.cache.set_node(new):
+            self.queue.move_all_to_active()
+
+    def _node_deleted(self, node: dict[str, Any]) -> None:
+        self.cache.remove_node(node["metadata"]["name"])
+
+    # -- the scheduling loop ------------------------------------------------------------------
+
+    async def _schedule_loop(self) -> None:
+        await self.node_informer.synced.wait()
+        await self.pod_informer.synced.wait()
+        log.info("scheduler caches synced: %d nodes, %d placed pods", len(self.cache.node_list()),
+                 len(self.cache.pods))
+        while True:
+            key = await self.queue.pop()
+            try:
+                await self._schedule_one(key)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("scheduling %s failed", key)
+                pod = self.pod_informer.get(key)
+                if pod is not None:
+                    self.queue.add_backoff(key, _priority(pod))
+
+    async def _schedule_one(self, key: str) -> None:
+        pod = self.pod_informer.get(key)
+        if pod is None or not self._is_ours_and_pending(pod):
+            return
+        uid = pod["metadata"].get("uid")
+        if self.cache.is_assumed(uid):
+            return  # a binding for it is already in flight
+        decision = self.algorithm.schedule(pod)
+        if decision.node_name is None:
+            self.failed_count += 1
+            self.queue.add_unschedulable(key, _priority(pod))
+            self._spawn(self._report_unschedulable(pod, decision.message))
+            return
+        self.cache.assume(pod, decision.node_name)
+        await self._bind_slots.acquire()  # back-pressure: bounded bindings in flight
+        self._spawn(self._bind(pod, key, uid, decision.node_name), holds_slot=True)
+
+    def _spawn(self, coroutine, holds_slot: bool = False) -> None:
+        task = asyncio.create_task(coroutine)
+        self._in_flight.add(task)
+
+        def finished(done: asyncio.Task) -> None:
+            self._in_flight.discard(done)
+            if holds_slot:
+                self._bind_slots.release()
+        task.add_done_callback(finished)
+
+    async def _bind(self, pod: dict[str, Any], key: str, uid: str, node_name: str) -> None:
+        meta = pod["metadata"]
+        binding = {"apiVersion": "v1", "kind": "Binding",
+                   "metadata": {"name": meta["name"], "namespace": meta.get("namespace"), "uid": uid},
+                   "target": {"apiVersion": "v1", "kind": "Node", "name": node_name}}
+        try:
+            await self.client.request("POST", resource_path(PODS, meta.get("namespace"), meta["name"], "binding"),
+                                      body=binding)
+        except (errors.Conflict, errors.NotFound) as exc:
+            # Our cache was behind: the pod was bound elsewhere, changed or deleted. The
+            # informer brings the truth (and requeues the pod if it still needs a node).
+            log.debug("binding %s to %s skipped: %s", key, node_name, exc)
+            self.cache.forget(uid)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("binding %s to %s failed: %s", key, node_name, exc)
+            self.cache.forget(uid)
+            self.queue.add_backoff(key, _priority(pod))
+            return
+        self.scheduled_count += 1
+        self.queue.forget(key)
+        self._events.put_nowait((pod, "Normal", "Scheduled",
+                                 f"Successfully assigned {meta.get('namespace')}/{meta['name']} to {node_name}"))
+
+    async def _report_unschedulable(self, pod: dict[str, Any], message: str) -> None:
+        self._events.put_nowait((pod, "Warning", "FailedScheduling", message))
+        meta = pod["metadata"]
+        status = pod.get("status") or {}
+        conditions = status.get("conditions") or []
+        current = next((c for c in conditions if c.get("type") == "PodScheduled"), None)
+        if current is not None and current.get("status") == "False" and current.get("reason") == "Unschedulable" \
+                and current.get("message") == message:
+            return
+        condition = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message,
+                     "lastProbeTime": None,
+                     "lastTransitionTime": (current.get("lastTransitionTime")
+                                            if current is not None and current.get("status") == "False" else None)
+                     or _now()}
+        # A merge patch replaces the whole list: carry the other conditions over.
+        patched = [c for c in conditions if c.get("type") != "PodScheduled"] + [condition]
+        try:
+            await self.client.patch(PODS, meta["name"], {"status": {"conditions": patched}}, meta.get("namespace"),
+                                    subresource="status")
+        except errors.ApiError as exc:
+            log.debug("could not set PodScheduled on %s/%s: %s", meta.get("namespace"), meta["name"], exc)
+
+    async def _event_worker(self) -> None:
+        while True:
+            obj, event_type, reason, message = await self._events.get()
+            await self.recorder.event(obj, event_type, reason, message)
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_INTERVAL)
+            self.queue.flush_unschedulable()
