@@ -29,7 +29,8 @@ class Cluster:
     """Creates nodes and pods for one test, labelled so its pods can only see its nodes,
     and deletes them all afterwards."""
 
-    def __init__(self, api_client):
+    def __init__(self, server, api_client):
+        self.server = server
         self.core = client.CoreV1Api(api_client)
         self.group = f"t{uuid.uuid4().hex[:8]}"
         self.nodes: list[str] = []
@@ -73,7 +74,11 @@ class Cluster:
         return self.core.read_namespaced_pod(pod, NAMESPACE).spec.node_name
 
     def wait_bound(self, pod, timeout=20.0):
-        return wait_for(lambda: self.node_of(pod), timeout, message=f"{pod} to be bound")
+        try:
+            return wait_for(lambda: self.node_of(pod), timeout, message=f"{pod} to be bound")
+        except AssertionError as failure:
+            condition = self.scheduled_condition(pod)
+            raise AssertionError(f"{failure}; PodScheduled: {condition}\nserver log:\n{self.server.log_tail()}")
 
     def scheduled_condition(self, pod):
         conditions = self.core.read_namespaced_pod(pod, NAMESPACE).status.conditions or []
@@ -94,7 +99,7 @@ class Cluster:
 
 @pytest.fixture
 def cluster(server, api_client):
-    test_cluster = Cluster(api_client)
+    test_cluster = Cluster(server, api_client)
     yield test_cluster
     test_cluster.cleanup()
 

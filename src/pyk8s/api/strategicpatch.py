@@ -556,7 +556,7 @@ def _merge_set_element_order(original: dict, patch: dict, schema: _Schema, optio
         elif original_list is _ABSENT and patch_list is not _ABSENT:
             merged, _ = _fresh(patch_list, options)
         elif original_list is not _ABSENT:
-            merged = _merge_slice_handler(original_list, patch_list, meta, False, options)
+            merged, live_order = _merge_slice_handler_in_order(original_list, patch_list, meta, False, options)
         else:
             continue
 
@@ -566,7 +566,9 @@ def _merge_set_element_order(original: dict, patch: dict, schema: _Schema, optio
             patch_items, server_only = _partition_primitives(merged, order)
         live = original_list if original_list is not _ABSENT else []
         kind = _slice_element_kind(live, patch_list if patch_list is not _ABSENT else [])
-        original[field] = _normalize_element_order(patch_items, server_only, order, live, meta.merge_key, kind)
+        if original_list is _ABSENT or patch_list is _ABSENT:
+            live_order = live
+        original[field] = _normalize_element_order(patch_items, server_only, order, live_order, meta.merge_key, kind)
         patch.pop(field, None)
 
 
@@ -609,35 +611,48 @@ def _merge_key_value_equal(left: Any, right: Any, merge_key: str) -> bool:
 
 def _merge_slice_handler(original: list, patch: Any, meta: _FieldMeta, is_delete_list: bool,
                          options: _MergeOptions) -> list:
+    return _merge_slice_handler_in_order(original, patch, meta, is_delete_list, options)[0]
+
+
+def _merge_slice_handler_in_order(original: list, patch: Any, meta: _FieldMeta, is_delete_list: bool,
+                                  options: _MergeOptions) -> tuple[list, list]:
+    """The merged list, and the live order a following `$setElementOrder` pass compares with."""
     if not isinstance(patch, list):
         raise _bad_arg_type(_GO_SLICE, patch)
     # A deletion list deletes whatever the field's strategy (upstream does the same).
     if meta.strategy == MERGE or is_delete_list:
         return _merge_slice(original, patch, meta.schema, meta.merge_key, options, is_delete_list)
-    return _verbatim(patch, options)
+    return _verbatim(patch, options), original
 
 
 def _merge_slice(original: list, patch: list, item_schema: _Schema, merge_key: str, options: _MergeOptions,
-                 is_delete_list: bool) -> list:
+                 is_delete_list: bool) -> tuple[list, list]:
     if not original and not patch:
-        return original
+        return original, original
     kind = _slice_element_kind(original, patch)
+    live_order = original
     if kind != "map":
         if options.merge_parallel_list and is_delete_list:
             doomed = {_hashable(item) for item in patch}
-            return [item for item in original if _hashable(item) not in doomed]
+            return [item for item in original if _hashable(item) not in doomed], original
         merged = _deduplicate_scalars(original + patch)
     else:
         if not merge_key:
             raise StrategicMergePatchFailed("cannot merge lists without merge key for type struct")
+        length = len(original)
         original, patch = _merge_slice_with_special_elements(original, patch, merge_key)
         merged = _merge_slice_without_special_elements(original, patch, merge_key, item_schema, options)
+        # Upstream deletes and appends in the live list's own array, so the live order a
+        # following $setElementOrder pass sees is the list after deletions with the first
+        # appended items in the freed slots. Its expected results depend on that.
+        if len(original) < length:
+            live_order = merged[:length]
 
     if merge_key:
         patch_items, server_only = _partition_maps(merged, patch, merge_key)
     else:
         patch_items, server_only = _partition_primitives(merged, patch)
-    return _normalize_element_order(patch_items, server_only, patch, original, merge_key, kind)
+    return _normalize_element_order(patch_items, server_only, patch, original, merge_key, kind), live_order
 
 
 def _merge_slice_with_special_elements(original: list, patch: list, merge_key: str) -> tuple[list, list]:

@@ -27,7 +27,7 @@ from pyk8s.api import tables
 from pyk8s.apiserver import discovery, negotiation
 from pyk8s.apiserver.bootstrap import bootstrap
 from pyk8s.apiserver.registry import DeleteOptions, ListOptions, Registry
-from pyk8s.apiserver.watch import WatchOptions, watch_events
+from pyk8s.apiserver.watch import RawObject, WatchOptions, watch_events
 
 log = logging.getLogger("pyk8s.apiserver")
 
@@ -243,7 +243,8 @@ class APIServer:
     async def _list(self, request: web.Request, target: Target) -> web.Response:
         form = negotiation.choose_form(request.headers.get("Accept"))
         options = self._list_options(request, target.resource)
-        items, revision, token, remaining = await self.registry.list(target.resource, target.namespace, options)
+        raw = form.media_type == negotiation.JSON and not form.as_kind
+        items, revision, token, remaining = await self.registry.list(target.resource, target.namespace, options, raw=raw)
         metadata: dict[str, Any] = {"resourceVersion": str(revision)}
         if token:
             metadata["continue"] = token
@@ -257,6 +258,12 @@ class APIServer:
             body = {"kind": "PartialObjectMetadataList", "apiVersion": f"meta.k8s.io/{form.version}",
                     "metadata": metadata, "items": [_partial(o, form) for o in items]}
             return _respond(body, form)
+        if raw:
+            # Items are already JSON: splice them into the list without re-encoding.
+            head = orjson.dumps({"kind": target.resource.kind + _LIST_KINDS_SUFFIX,
+                                 "apiVersion": target.resource.api_version, "metadata": metadata})
+            body = b"".join((head[:-1], b',"items":[', b",".join(items), b"]}"))
+            return web.Response(body=body, content_type="application/json")
         body = {"kind": target.resource.kind + _LIST_KINDS_SUFFIX, "apiVersion": target.resource.api_version,
                 "metadata": metadata, "items": items}
         return _respond(body, form)
@@ -428,6 +435,12 @@ class APIServer:
         events = watch_events(self.registry, target.resource, target.namespace, list_options, options)
         try:
             async for event_type, obj in events:
+                if isinstance(obj, RawObject):
+                    if form.as_kind or form.media_type != negotiation.JSON:
+                        obj = obj.decode()
+                    else:
+                        await response.write(b"".join((b'{"type":"', event_type.encode(), b'","object":', obj.json(), b"}\n")))
+                        continue
                 if form.as_kind == "Table" and event_type not in ("ERROR", "BOOKMARK"):
                     table = self._table(target.resource, [obj], request, obj["metadata"].get("resourceVersion", ""))
                     if not first:

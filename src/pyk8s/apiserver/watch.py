@@ -19,8 +19,8 @@ import orjson
 
 from pyk8s.api import errors
 from pyk8s.api.resources import Resource
-from pyk8s.apiserver.registry import ListOptions, Registry, object_matches
-from pyk8s.storage.interface import Compacted, Event
+from pyk8s.apiserver.registry import ListOptions, Registry, decode, encode_with_resource_version, object_matches
+from pyk8s.storage.interface import Compacted, Event, KeyValue
 
 BOOKMARK_INTERVAL = 10.0  # upstream sends them about once a minute; sooner costs little here
 
@@ -31,6 +31,22 @@ class WatchOptions:
     timeout_seconds: float | None = None
     allow_bookmarks: bool = False
     send_initial_events: bool = False
+
+
+class RawObject:
+    """A stored object not decoded yet: unfiltered JSON watches send the stored bytes (with
+    the resourceVersion spliced in) and never parse them."""
+
+    __slots__ = ("kv",)
+
+    def __init__(self, kv: KeyValue):
+        self.kv = kv
+
+    def decode(self) -> dict[str, Any]:
+        return decode(self.kv)
+
+    def json(self) -> bytes:
+        return encode_with_resource_version(self.kv)
 
 
 def _obj(value: bytes, revision: int) -> dict[str, Any]:
@@ -107,6 +123,14 @@ async def watch_events(registry: Registry, resource: Resource, namespace: str | 
 
 def _translate(event: Event, list_options: ListOptions, filtering: bool):
     kv = event.kv
+    if not filtering:
+        if event.type == "DELETE":
+            yield "DELETED", RawObject(kv)
+        elif event.created or event.prev is None:
+            yield "ADDED", RawObject(kv)
+        else:
+            yield "MODIFIED", RawObject(kv)
+        return
     if event.type == "DELETE":
         obj = _obj(kv.value, kv.mod_revision)
         if not filtering or object_matches(obj, list_options):

@@ -1,0 +1,159 @@
+"""The node agent: everything that makes this machine a Kubernetes node.
+
+`Agent.start()` brings the node up in this order: the CNI conflist for the node's podCIDR,
+our own containerd (supervised), the project images imported into it, the kubelet's HTTPS
+endpoint (logs), the Node object with its status and Lease, then the pod workers. `stop()`
+stops the agent but leaves containerd's containers running (a restarted agent adopts
+them); `stop(remove_pods=True)` also removes every pod sandbox (tests, reset).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+from pyk8s.api import errors
+from pyk8s.kubelet import cni
+from pyk8s.kubelet.containerd import Containerd
+from pyk8s.kubelet.cri import CRIClient, CRIError
+from pyk8s.kubelet.cri.messages import CONTAINER_RUNNING
+from pyk8s.kubelet.images import build_images
+from pyk8s.kubelet.logs import KubeletServer
+from pyk8s.kubelet.node import NODES, NodeStatusManager, default_node_ip, first_pod_cidr
+from pyk8s.kubelet.pods import CONTAINER_NAME, POD_UID, PodManager
+from pyk8s.kubelet.probes import Prober
+
+log = logging.getLogger("pyk8s.kubelet")
+
+
+class Agent:
+    def __init__(self, client, *, node_name: str = "", node_ip: str = "", data_dir: Path,
+                 pod_cidr: str = "", cluster_cidr: str = "10.42.0.0/16", cluster_dns: str = "",
+                 cluster_domain: str = "cluster.local", log_root: Path | None = None, kubelet_port: int = 10250,
+                 registry_mirrors: dict[str, str] | None = None, client_ca: Path | None = None,
+                 node_labels: dict[str, str] | None = None):
+        self.client = client
+        self.node_name = (node_name or socket.gethostname()).lower()
+        self.node_ip = node_ip
+        self.data_dir = Path(data_dir)
+        self.pod_cidr = pod_cidr
+        self.cluster_cidr = cluster_cidr
+        self.cluster_dns = cluster_dns
+        self.cluster_domain = cluster_domain
+        self.log_root = Path(log_root) if log_root else self.data_dir / "logs"
+        self.kubelet_port = kubelet_port
+        self.client_ca = client_ca
+        self.node_labels = node_labels or {}
+        self.containerd = Containerd(self.data_dir, cni_conf_dir=self.data_dir / "cni" / "net.d",
+                                     registry_mirrors=registry_mirrors)
+        self.cri: CRIClient | None = None
+        self.prober: Prober | None = None
+        self.pods: PodManager | None = None
+        self.node: NodeStatusManager | None = None
+        self.server: KubeletServer | None = None
+        self._runtime_version = ""
+
+    async def _pod_cidr(self) -> str:
+        if self.pod_cidr:
+            return self.pod_cidr
+        try:
+            node = await self.client.get(NODES, self.node_name)
+            existing = (node.get("spec") or {}).get("podCIDR")
+            if existing:
+                return existing
+        except errors.NotFound:
+            pass
+        return first_pod_cidr(self.cluster_cidr)
+
+    async def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.node_ip = self.node_ip or default_node_ip()
+        self.pod_cidr = await self._pod_cidr()
+        cni.write_conflist(self.data_dir, self.containerd.cni_conf_dir, self.pod_cidr)
+        await self.containerd.start()
+        self.cri = CRIClient(self.containerd.socket)
+        version = await self.cri.version()
+        self._runtime_version = f"containerd://{version.get('runtime_version', '')}"
+        await self.import_project_images()
+        self.prober = Prober(self.cri)
+        self.server = KubeletServer(self._find_log, address=self.node_ip, port=self.kubelet_port,
+                                    tls_dir=self.data_dir / "kubelet" / "tls", client_ca=self.client_ca)
+        self.kubelet_port = await self.server.start()
+        self.node = NodeStatusManager(self.client, node_name=self.node_name, node_ip=self.node_ip,
+                                      pod_cidr=self.pod_cidr, data_dir=self.data_dir, kubelet_port=self.kubelet_port,
+                                      runtime_version=self._version, runtime_ready=self._runtime_ready,
+                                      labels=self.node_labels)
+        await self.node.start()
+        self.pods = PodManager(self.client, self.cri, node_name=self.node_name, node_ip=self.node_ip,
+                               data_dir=self.data_dir, log_root=self.log_root, cluster_dns=self.cluster_dns,
+                               cluster_domain=self.cluster_domain, prober=self.prober)
+        await self.pods.start()
+        log.info("node %s ready: ip %s, podCIDR %s, kubelet port %d", self.node_name, self.node_ip,
+                 self.pod_cidr, self.kubelet_port)
+
+    async def import_project_images(self) -> None:
+        """Build (cached) and import the pause and busybox images unless containerd has them."""
+        assert self.cri is not None
+        archives = await asyncio.to_thread(build_images, self.data_dir / "images")
+        for name, archive in archives.items():
+            if await self.cri.image_status(name) is None:
+                await asyncio.to_thread(self.containerd.import_image, archive)
+                log.info("imported %s", name)
+
+    async def _version(self) -> str:
+        return self._runtime_version
+
+    async def _runtime_ready(self) -> bool:
+        try:
+            await self.cri.version()
+            return True
+        except (CRIError, AttributeError):
+            return False
+
+    async def _find_log(self, namespace: str, pod_name: str, container: str,
+                        previous: bool) -> tuple[Path, Callable[[], Awaitable[bool]]]:
+        assert self.pods is not None and self.cri is not None
+        pod = self.pods.pods.get(f"{namespace}/{pod_name}")
+        if pod is None:
+            raise LookupError(f'pod "{pod_name}" not found on node {self.node_name}')
+        uid = pod["metadata"]["uid"]
+        history = await self.cri.list_containers({POD_UID: uid, CONTAINER_NAME: container})
+        history.sort(key=lambda c: c.get("created_at", 0), reverse=True)
+        index = 1 if previous else 0
+        if len(history) <= index:
+            if previous:
+                raise LookupError(f'previous terminated container "{container}" in pod "{pod_name}" not found')
+            raise LookupError(f'container "{container}" in pod "{pod_name}" is waiting to start: ContainerCreating')
+        chosen = history[index]
+        status = await self.cri.container_status(chosen["id"])
+        path = Path(status.get("log_path", ""))
+        cri = self.cri
+
+        async def still_running() -> bool:
+            try:
+                return (await cri.container_status(chosen["id"])).get("state") == CONTAINER_RUNNING
+            except CRIError:
+                return False
+        return path, still_running
+
+    async def stop(self, *, remove_pods: bool = False) -> None:
+        if self.pods is not None:
+            await self.pods.stop()
+            if remove_pods:
+                try:
+                    await self.pods.remove_all()
+                except CRIError as error:
+                    log.warning("removing pods failed: %s", error)
+        if self.prober is not None:
+            self.prober.stop()
+        if self.node is not None:
+            await self.node.stop()
+        if self.server is not None:
+            await self.server.stop()
+        if self.cri is not None:
+            await self.cri.close()
+        await self.containerd.stop()
+        log.info("node agent stopped")

@@ -1,0 +1,931 @@
+"""The pod sync loop: pod workers that make containerd run what the API says.
+
+Flow (upstream's pod workers + kuberuntime manager + PLEG, in asyncio):
+- an informer watches pods with `spec.nodeName=<node>`; every change wakes that pod's worker;
+- the PLEG relists sandboxes and containers every second and wakes the workers of pods
+  whose containers changed state (a container killed behind our back shows up here);
+- one worker task per pod UID runs `sync()` serially: terminate if the pod is being deleted
+  (graceful stop, sandbox removal, then the pod object is deleted), else ensure a ready
+  sandbox (CNI gives it an IP), run init containers in order, start or restart containers
+  under the restart policy with upstream's exponential back-off (10 s doubling to 5 min),
+  kill containers whose liveness probe failed, and write the resulting status;
+- at start, sandboxes of pods this node no longer has are removed; running containers of
+  known pods are adopted untouched (a restart of the agent restarts nothing).
+Everything a worker needs to know about containers it reads from containerd (labels and
+annotations carry pod UID, container name, restart count), so no state lives only in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from pyk8s.api import errors
+from pyk8s.api.resources import lookup
+from pyk8s.client.informer import Informer
+from pyk8s.kubelet import status as pod_status
+from pyk8s.kubelet.cri import CRIClient, CRIError
+from pyk8s.kubelet.cri.messages import (CONTAINER_EXITED, CONTAINER_RUNNING, NAMESPACE_CONTAINER, NAMESPACE_NODE,
+                                        NAMESPACE_POD, PROTOCOLS, SANDBOX_READY)
+
+log = logging.getLogger("pyk8s.kubelet.pods")
+PODS = lookup("", "v1", "pods")
+SERVICES = lookup("", "v1", "services")
+
+POD_NAME, POD_NAMESPACE, POD_UID = "io.kubernetes.pod.name", "io.kubernetes.pod.namespace", "io.kubernetes.pod.uid"
+CONTAINER_NAME = "io.kubernetes.container.name"
+RESTART_COUNT = "io.kubernetes.container.restartCount"
+TERMINATION_MESSAGE_PATH = "io.kubernetes.container.terminationMessagePath"
+INIT_CONTAINER = "pyk8s.io/init-container"
+CRASH_BACKOFF_INITIAL, CRASH_BACKOFF_MAX = 10.0, 300.0
+IMAGE_BACKOFF_INITIAL, IMAGE_BACKOFF_MAX = 10.0, 300.0
+PLEG_PERIOD = 1.0
+RESYNC_PERIOD = 10.0
+_VAR_REFERENCE = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)|\$\$")
+
+
+class Backoff:
+    """Upstream's flowcontrol.Backoff: per-key delay doubling up to a maximum, forgotten
+    after twice the maximum without a failure."""
+
+    def __init__(self, initial: float, maximum: float):
+        self.initial, self.maximum = initial, maximum
+        self.entries: dict[str, tuple[float, float]] = {}  # key -> (delay, last update, wall clock)
+
+    def next(self, key: str, now: float) -> float:
+        entry = self.entries.get(key)
+        if entry is None or now - entry[1] > 2 * self.maximum:
+            delay = self.initial
+        else:
+            delay = min(entry[0] * 2, self.maximum)
+        self.entries[key] = (delay, now)
+        return delay
+
+    def in_backoff_since(self, key: str, event_time: float, now: float) -> float:
+        """Seconds left in back-off counted from `event_time`, 0 when none."""
+        entry = self.entries.get(key)
+        if entry is None or now - entry[1] > 2 * self.maximum:
+            return 0.0
+        return max(0.0, entry[0] - (now - event_time))
+
+    def delay(self, key: str) -> float:
+        return self.entries.get(key, (self.initial, 0))[0]
+
+    def forget_prefix(self, prefix: str) -> None:
+        for key in [k for k in self.entries if k.startswith(prefix)]:
+            del self.entries[key]
+
+
+def expand_variables(text: str, env: dict[str, str]) -> str:
+    """`$(VAR)` expansion as in upstream's expansion package: unknown references stay as
+    written, `$$` escapes a dollar."""
+    def replace(match: re.Match) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        return env.get(match.group(1), match.group(0))
+    return _VAR_REFERENCE.sub(replace, text)
+
+
+def service_env(services: list[dict[str, Any]]) -> dict[str, str]:
+    """Docker-link style variables of upstream's kubelet for ClusterIP services."""
+    env: dict[str, str] = {}
+    for service in sorted(services, key=lambda s: s["metadata"]["name"]):
+        spec = service.get("spec") or {}
+        ip = spec.get("clusterIP")
+        if not ip or ip == "None" or not spec.get("ports"):
+            continue
+        prefix = service["metadata"]["name"].upper().replace("-", "_")
+        first = spec["ports"][0]
+        env[f"{prefix}_SERVICE_HOST"] = ip
+        env[f"{prefix}_SERVICE_PORT"] = str(first["port"])
+        for port in spec["ports"]:
+            if port.get("name"):
+                env[f"{prefix}_SERVICE_PORT_{port['name'].upper().replace('-', '_')}"] = str(port["port"])
+        protocol = first.get("protocol", "TCP")
+        env[f"{prefix}_PORT"] = f"{protocol.lower()}://{ip}:{first['port']}"
+        for port in spec["ports"]:
+            protocol = port.get("protocol", "TCP")
+            base = f"{prefix}_PORT_{port['port']}_{protocol}"
+            env[base] = f"{protocol.lower()}://{ip}:{port['port']}"
+            env[f"{base}_PROTO"] = protocol.lower()
+            env[f"{base}_PORT"] = str(port["port"])
+            env[f"{base}_ADDR"] = ip
+    return env
+
+
+def parse_quantity(value: Any) -> float:
+    text = str(value)
+    suffixes = {"Ki": 1024, "Mi": 1024 ** 2, "Gi": 1024 ** 3, "Ti": 1024 ** 4, "k": 1e3, "M": 1e6, "G": 1e9,
+                "T": 1e12, "m": 1e-3}
+    for suffix, factor in suffixes.items():
+        if text.endswith(suffix):
+            return float(text[:-len(suffix)]) * factor
+    return float(text)
+
+
+class PodRecord:
+    def __init__(self, uid: str):
+        self.uid = uid
+        self.pod: dict[str, Any] | None = None
+        self.wake = asyncio.Event()
+        self.task: asyncio.Task | None = None
+        self.waiting: dict[str, dict[str, str]] = {}
+        self.sandbox_config: dict[str, Any] | None = None
+        self.pod_ip = ""
+        self.done = False
+
+
+class PodManager:
+    def __init__(self, client, cri: CRIClient, *, node_name: str, node_ip: str, data_dir: Path, log_root: Path,
+                 cluster_dns: str = "", cluster_domain: str = "cluster.local", prober=None):
+        self.client = client
+        self.cri = cri
+        self.node_name = node_name
+        self.node_ip = node_ip
+        self.data_dir = Path(data_dir)
+        self.log_root = Path(log_root)
+        self.cluster_dns = cluster_dns
+        self.cluster_domain = cluster_domain
+        self.prober = prober
+        self.pods = Informer(client, PODS, field_selector=f"spec.nodeName={node_name}")
+        self.services = Informer(client, SERVICES)
+        self.records: dict[str, PodRecord] = {}
+        self.crash_backoff = Backoff(CRASH_BACKOFF_INITIAL, CRASH_BACKOFF_MAX)
+        self.image_backoff = Backoff(IMAGE_BACKOFF_INITIAL, IMAGE_BACKOFF_MAX)
+        self.writer = pod_status.StatusWriter(client)
+        self._tasks: list[asyncio.Task] = []
+        self._container_states: dict[str, int] = {}
+        self._image_names: dict[str, str] = {}
+        self.pods.add_handlers(on_add=self._on_pod, on_update=lambda old, new: self._on_pod(new),
+                               on_delete=self._on_pod_deleted)
+
+    # ---- lifecycle -------------------------------------------------------------------
+    async def start(self) -> None:
+        self._tasks = [asyncio.create_task(self.pods.run(), name="pod-informer"),
+                       asyncio.create_task(self.services.run(), name="service-informer")]
+        await asyncio.wait_for(self.pods.synced.wait(), 60)
+        await asyncio.wait_for(self.services.synced.wait(), 60)
+        await self._adopt_or_remove_orphans()
+        self._tasks.append(asyncio.create_task(self._pleg(), name="pleg"))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        workers = [record.task for record in self.records.values() if record.task]
+        for task in workers:
+            task.cancel()
+        await asyncio.gather(*self._tasks, *workers, return_exceptions=True)
+        self._tasks = []
+
+    # ---- events ------------------------------------------------------------------------
+    def _record(self, uid: str) -> PodRecord:
+        record = self.records.get(uid)
+        if record is None or record.done:
+            record = PodRecord(uid)
+            self.records[uid] = record
+            record.task = asyncio.create_task(self._worker(record), name=f"pod-{uid[:8]}")
+        return record
+
+    def _on_pod(self, pod: dict[str, Any]) -> None:
+        record = self._record(pod["metadata"]["uid"])
+        record.pod = pod
+        record.wake.set()
+
+    def _on_pod_deleted(self, pod: dict[str, Any]) -> None:
+        record = self.records.get(pod["metadata"]["uid"])
+        if record is not None:
+            record.pod = None
+            record.wake.set()
+
+    def wake(self, uid: str) -> None:
+        record = self.records.get(uid)
+        if record is not None:
+            record.wake.set()
+
+    async def _pleg(self) -> None:
+        """Relist the runtime and wake pods whose containers changed state."""
+        while True:
+            await asyncio.sleep(PLEG_PERIOD)
+            try:
+                containers = await self.cri.list_containers()
+            except (CRIError, Exception) as error:  # noqa: BLE001 - containerd restarting
+                log.debug("relist failed: %s", error)
+                continue
+            states = {c["id"]: c.get("state", 0) for c in containers}
+            changed = set()
+            for container in containers:
+                if self._container_states.get(container["id"]) != container.get("state", 0):
+                    changed.add((container.get("labels") or {}).get(POD_UID))
+            for container_id in set(self._container_states) - set(states):
+                changed.add(None)
+            self._container_states = states
+            for uid in changed:
+                if uid:
+                    self.wake(uid)
+
+    async def _adopt_or_remove_orphans(self) -> None:
+        known = {pod["metadata"]["uid"] for pod in self.pods.list()}
+        for sandbox in await self.cri.list_sandboxes():
+            uid = (sandbox.get("labels") or {}).get(POD_UID)
+            if uid and uid not in known:
+                log.info("removing sandbox of unknown pod %s", uid)
+                record = PodRecord(uid)
+                record.done = True
+                await self._kill_runtime_pod(uid, grace=2)
+                await self._remove_runtime_pod(uid)
+
+    # ---- the worker --------------------------------------------------------------------
+    async def _worker(self, record: PodRecord) -> None:
+        while not record.done:
+            try:
+                await asyncio.wait_for(record.wake.wait(), RESYNC_PERIOD)
+            except asyncio.TimeoutError:
+                pass
+            record.wake.clear()
+            try:
+                await self.sync(record)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - next wake retries
+                log.exception("sync of pod %s failed", record.uid)
+                await asyncio.sleep(1.0)
+                record.wake.set()
+
+    async def sync(self, record: PodRecord) -> None:
+        pod = record.pod
+        if pod is None or pod["metadata"].get("deletionTimestamp"):
+            await self._terminate(record)
+            return
+        uid = record.uid
+        spec = pod["spec"]
+        host_network = bool(spec.get("hostNetwork"))
+        sandboxes = sorted(await self.cri.list_sandboxes({POD_UID: uid}), key=lambda s: s.get("created_at", 0),
+                           reverse=True)
+        containers = await self._containers_of(uid)
+        phase = (pod.get("status") or {}).get("phase")
+        terminal = phase in ("Succeeded", "Failed")
+        sandbox = sandboxes[0] if sandboxes else None
+        sandbox_ready = sandbox is not None and sandbox.get("state") == SANDBOX_READY
+        if not terminal and not sandbox_ready:
+            if sandbox is not None:
+                # The sandbox died (or containerd lost it): upstream kills every container
+                # and starts over with a new sandbox attempt.
+                await self._kill_runtime_pod(uid, grace=0)
+            attempt = ((sandbox or {}).get("metadata") or {}).get("attempt", -1) + 1
+            if self._should_create_sandbox(pod, containers):
+                sandbox = await self._create_sandbox(record, pod, attempt)
+                sandbox_ready = sandbox is not None
+                containers = await self._containers_of(uid)
+        if sandbox_ready and sandbox is not None and (record.sandbox_config is None or not record.pod_ip):
+            await self._load_sandbox(record, pod, sandbox)
+        if sandbox_ready and not terminal:
+            await self._sync_containers(record, pod, sandbox["id"], containers)
+            containers = await self._containers_of(uid)
+        if terminal and sandbox_ready:
+            await self._kill_runtime_pod(uid, grace=int(spec.get("terminationGracePeriodSeconds", 30)))
+        await self._write_status(record, pod, containers, sandbox_ready and not terminal,
+                                 self.node_ip if host_network else record.pod_ip)
+
+    def _should_create_sandbox(self, pod: dict[str, Any], containers: list[dict[str, Any]]) -> bool:
+        """With restartPolicy Never, a pod whose containers already ran is not restarted."""
+        if pod["spec"].get("restartPolicy", "Always") != "Never":
+            return True
+        return not any(not (c.get("annotations") or {}).get(INIT_CONTAINER) for c in containers)
+
+    async def _containers_of(self, uid: str) -> list[dict[str, Any]]:
+        """This pod's runtime containers with their ContainerStatus merged in, newest first."""
+        listed = await self.cri.list_containers({POD_UID: uid})
+        detailed = []
+        for container in listed:
+            try:
+                status = await self.cri.container_status(container["id"])
+            except CRIError:
+                continue
+            merged = {**container, **status}
+            if merged.get("state") == CONTAINER_EXITED:
+                merged["termination_message"] = self._termination_message(merged)
+            detailed.append(merged)
+        detailed.sort(key=lambda c: c.get("created_at", 0), reverse=True)
+        return detailed
+
+    def _termination_message(self, container: dict[str, Any]) -> str:
+        path = (container.get("annotations") or {}).get("pyk8s.io/termination-message-host-path")
+        message = ""
+        if path:
+            try:
+                message = Path(path).read_text(errors="replace")[:4096]
+            except OSError:
+                message = ""
+        policy = (container.get("annotations") or {}).get("pyk8s.io/termination-message-policy")
+        if not message and policy == "FallbackToLogsOnError" and container.get("exit_code"):
+            from pyk8s.kubelet.logs import tail_messages
+            message = tail_messages(container.get("log_path", ""), lines=80, max_bytes=2048)
+        return message
+
+    # ---- sandboxes ---------------------------------------------------------------------
+    def pod_dir(self, uid: str) -> Path:
+        return self.data_dir / "pods" / uid
+
+    def log_directory(self, pod: dict[str, Any]) -> Path:
+        meta = pod["metadata"]
+        return self.log_root / "pods" / f"{meta['namespace']}_{meta['name']}_{meta['uid']}"
+
+    def _dns_config(self, pod: dict[str, Any]) -> dict[str, Any] | None:
+        spec = pod["spec"]
+        policy = spec.get("dnsPolicy", "ClusterFirst")
+        if spec.get("hostNetwork") and policy == "ClusterFirst":
+            policy = "Default"
+        if policy == "None":
+            config = spec.get("dnsConfig") or {}
+            return {"servers": config.get("nameservers") or [], "searches": config.get("searches") or [],
+                    "options": [o["name"] + (f":{o['value']}" if o.get("value") else "") for o in config.get("options") or []]}
+        if policy in ("ClusterFirst", "ClusterFirstWithHostNet") and self.cluster_dns:
+            namespace = pod["metadata"]["namespace"]
+            domain = self.cluster_domain
+            return {"servers": [self.cluster_dns],
+                    "searches": [f"{namespace}.svc.{domain}", f"svc.{domain}", domain],
+                    "options": ["ndots:5"]}
+        # Until cluster DNS exists: the node's resolvers (upstream's "Default" policy).
+        servers, searches, options = [], [], []
+        try:
+            for line in Path("/etc/resolv.conf").read_text().splitlines():
+                fields = line.split()
+                if len(fields) >= 2 and fields[0] == "nameserver":
+                    servers.append(fields[1])
+                elif fields and fields[0] in ("search", "domain"):
+                    searches.extend(fields[1:])
+                elif fields and fields[0] == "options":
+                    options.extend(fields[1:])
+        except OSError:
+            pass
+        return {"servers": servers, "searches": searches, "options": options}
+
+    def _sandbox_config(self, pod: dict[str, Any], attempt: int) -> dict[str, Any]:
+        meta, spec = pod["metadata"], pod["spec"]
+        host_network = bool(spec.get("hostNetwork"))
+        port_mappings = []
+        for container in spec.get("containers") or []:
+            for port in container.get("ports") or []:
+                if port.get("hostPort"):
+                    port_mappings.append({"protocol": PROTOCOLS.get(port.get("protocol", "TCP"), 0),
+                                          "container_port": port["containerPort"], "host_port": port["hostPort"],
+                                          "host_ip": port.get("hostIP", "")})
+        privileged = any(((c.get("securityContext") or {}).get("privileged")) for c in
+                         (spec.get("containers") or []) + (spec.get("initContainers") or []))
+        hostname = spec.get("hostname") or meta["name"]
+        security = {"namespace_options": {"network": NAMESPACE_NODE if host_network else NAMESPACE_POD,
+                                          "pid": NAMESPACE_NODE if spec.get("hostPID") else
+                                          (NAMESPACE_POD if spec.get("shareProcessNamespace") else NAMESPACE_CONTAINER),
+                                          "ipc": NAMESPACE_NODE if spec.get("hostIPC") else NAMESPACE_POD},
+                    "privileged": privileged}
+        pod_security = spec.get("securityContext") or {}
+        if pod_security.get("supplementalGroups"):
+            security["supplemental_groups"] = pod_security["supplementalGroups"]
+        return {
+            "metadata": {"name": meta["name"], "uid": meta["uid"], "namespace": meta["namespace"], "attempt": attempt},
+            "hostname": "" if host_network else hostname[:63],
+            "log_directory": str(self.log_directory(pod)),
+            "dns_config": self._dns_config(pod),
+            "port_mappings": port_mappings,
+            "labels": {**{k: v for k, v in (meta.get("labels") or {}).items()},
+                       POD_NAME: meta["name"], POD_NAMESPACE: meta["namespace"], POD_UID: meta["uid"]},
+            "annotations": {k: v for k, v in (meta.get("annotations") or {}).items()},
+            "linux": {"cgroup_parent": self._cgroup_parent(pod), "security_context": security},
+        }
+
+    def _cgroup_parent(self, pod: dict[str, Any]) -> str:
+        qos = pod_status.qos_class(pod)
+        uid = pod["metadata"]["uid"]
+        if qos == "Guaranteed":
+            return f"/kubepods/pod{uid}"
+        return f"/kubepods/{qos.lower()}/pod{uid}"
+
+    async def _create_sandbox(self, record: PodRecord, pod: dict[str, Any], attempt: int) -> dict[str, Any] | None:
+        config = self._sandbox_config(pod, attempt)
+        self.log_directory(pod).mkdir(parents=True, exist_ok=True)
+        self.pod_dir(record.uid).mkdir(parents=True, exist_ok=True)
+        try:
+            sandbox_id = (await self.cri.call("RunPodSandbox", {"config": config}))["pod_sandbox_id"]
+        except CRIError as error:
+            log.warning("RunPodSandbox for %s failed: %s", pod["metadata"]["name"], error)
+            for container in pod["spec"].get("containers") or []:
+                record.waiting[container["name"]] = {"reason": "ContainerCreating"}
+            return None
+        sandbox = {"id": sandbox_id, "state": SANDBOX_READY, "metadata": config["metadata"]}
+        record.sandbox_config = config
+        record.pod_ip = ""
+        await self._load_sandbox(record, pod, sandbox)
+        return sandbox
+
+    async def _load_sandbox(self, record: PodRecord, pod: dict[str, Any], sandbox: dict[str, Any]) -> None:
+        status = await self.cri.sandbox_status(sandbox["id"])
+        attempt = (status.get("metadata") or {}).get("attempt", 0)
+        record.sandbox_config = self._sandbox_config(pod, attempt)
+        record.pod_ip = ((status.get("network") or {}).get("ip")) or ""
+        self._write_hosts_file(pod, record.pod_ip)
+
+    def _write_hosts_file(self, pod: dict[str, Any], pod_ip: str) -> Path:
+        """The kubelet-managed /etc/hosts (upstream's format), mounted into every container."""
+        path = self.pod_dir(pod["metadata"]["uid"]) / "etc-hosts"
+        hostname = pod["spec"].get("hostname") or pod["metadata"]["name"]
+        lines = ["# Kubernetes-managed hosts file.", "127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback",
+                 "fe00::0\tip6-localnet", "fe00::0\tip6-mcastprefix", "fe00::1\tip6-allnodes", "fe00::2\tip6-allrouters"]
+        if pod_ip:
+            subdomain = pod["spec"].get("subdomain")
+            if subdomain:
+                fqdn = f"{hostname}.{subdomain}.{pod['metadata']['namespace']}.svc.{self.cluster_domain}"
+                lines.append(f"{pod_ip}\t{fqdn}\t{hostname}")
+            else:
+                lines.append(f"{pod_ip}\t{hostname}")
+        for alias in pod["spec"].get("hostAliases") or []:
+            lines.append(f"# Entries added by HostAliases.\n{alias['ip']}\t" + "\t".join(alias.get("hostnames") or []))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = "\n".join(lines) + "\n"
+        if not path.exists() or path.read_text() != text:
+            path.write_text(text)
+        return path
+
+    # ---- containers --------------------------------------------------------------------
+    async def _sync_containers(self, record: PodRecord, pod: dict[str, Any], sandbox_id: str,
+                               containers: list[dict[str, Any]]) -> None:
+        spec = pod["spec"]
+        restart_policy = spec.get("restartPolicy", "Always")
+        by_name: dict[str, list[dict[str, Any]]] = {}
+        for container in containers:
+            by_name.setdefault((container.get("labels") or {}).get(CONTAINER_NAME, ""), []).append(container)
+        # Init containers, one at a time, in order.
+        for init in spec.get("initContainers") or []:
+            history = by_name.get(init["name"], [])
+            latest = history[0] if history else None
+            if latest is not None and latest.get("state") == CONTAINER_EXITED and latest.get("exit_code", 0) == 0:
+                continue
+            if latest is not None and latest.get("state") == CONTAINER_RUNNING:
+                return
+            if latest is not None and latest.get("state") == CONTAINER_EXITED:
+                if restart_policy == "Never":
+                    return
+                if not self._may_restart(record, pod, init, latest):
+                    return
+            await self._start_container(record, pod, sandbox_id, init, history, init_container=True)
+            return
+        for container_spec in spec.get("containers") or []:
+            name = container_spec["name"]
+            history = by_name.get(name, [])
+            latest = history[0] if history else None
+            if latest is None:
+                await self._start_container(record, pod, sandbox_id, container_spec, history)
+                continue
+            state = latest.get("state")
+            if state == CONTAINER_RUNNING:
+                record.waiting.pop(name, None)
+                if self.prober is not None and self.prober.liveness_failed(record.uid, name, latest["id"]):
+                    log.info("container %s of pod %s failed liveness probe, will be restarted", name,
+                             pod["metadata"]["name"])
+                    await self._stop_container(latest["id"], pod, container_spec)
+                    self.prober.forget_container(latest["id"])
+                continue
+            if state == CONTAINER_EXITED:
+                failed = latest.get("exit_code", 0) != 0
+                if restart_policy == "Never" or (restart_policy == "OnFailure" and not failed):
+                    record.waiting.pop(name, None)
+                    continue
+                if not self._may_restart(record, pod, container_spec, latest):
+                    continue
+                await self._start_container(record, pod, sandbox_id, container_spec, history)
+            elif state not in (CONTAINER_RUNNING, CONTAINER_EXITED):
+                # Created but never started (agent died in between): start it now.
+                try:
+                    await self.cri.call("StartContainer", {"container_id": latest["id"]})
+                except CRIError as error:
+                    record.waiting[name] = {"reason": "RunContainerError", "message": error.details}
+
+    def _may_restart(self, record: PodRecord, pod: dict[str, Any], container_spec: dict[str, Any],
+                     latest: dict[str, Any]) -> bool:
+        """Upstream's doBackOff: CrashLoopBackOff while within the back-off window."""
+        name = container_spec["name"]
+        key = f"{record.uid}/{name}"
+        finished = latest.get("finished_at", 0) / 1e9 or time.time()
+        now = time.time()
+        left = self.crash_backoff.in_backoff_since(key, finished, now)
+        if left > 0:
+            meta = pod["metadata"]
+            record.waiting[name] = {
+                "reason": "CrashLoopBackOff",
+                "message": f"back-off {int(self.crash_backoff.delay(key))}s restarting failed container={name} "
+                           f"pod={meta['name']}_{meta['namespace']}({meta['uid']})"}
+            asyncio.get_running_loop().call_later(left + 0.05, self.wake, record.uid)
+            return False
+        self.crash_backoff.next(key, now)
+        return True
+
+    async def _ensure_image(self, record: PodRecord, pod: dict[str, Any], container_spec: dict[str, Any]) -> str | None:
+        image = container_spec.get("image", "")
+        name = container_spec["name"]
+        policy = container_spec.get("imagePullPolicy") or (
+            "Always" if ":" not in image.rsplit("/", 1)[-1] or image.endswith(":latest") else "IfNotPresent")
+        present = await self.cri.image_status(image)
+        if present and policy != "Always":
+            return present["id"]
+        if policy == "Never":
+            if present:
+                return present["id"]
+            record.waiting[name] = {"reason": "ErrImageNeverPull",
+                                    "message": f'Container image "{image}" is not present with pull policy of Never'}
+            return None
+        key = f"{record.uid}/{image}"
+        now = time.time()
+        left = self.image_backoff.in_backoff_since(key, now, now)
+        if left > 0 and key in self.image_backoff.entries:
+            entry_delay, updated = self.image_backoff.entries[key]
+            if now - updated < entry_delay:
+                record.waiting[name] = {"reason": "ImagePullBackOff", "message": f'Back-off pulling image "{image}"'}
+                asyncio.get_running_loop().call_later(entry_delay - (now - updated) + 0.05, self.wake, record.uid)
+                return None
+        record.waiting[name] = {"reason": "ContainerCreating"}
+        try:
+            reference = (await self.cri.call("PullImage", {"image": {"image": image},
+                                                           "sandbox_config": record.sandbox_config}))["image_ref"]
+        except CRIError as error:
+            self.image_backoff.next(key, time.time())
+            record.waiting[name] = {"reason": "ErrImagePull",
+                                    "message": f'failed to pull and unpack image "{image}": {error.details}'}
+            asyncio.get_running_loop().call_later(self.image_backoff.delay(key) + 0.05, self.wake, record.uid)
+            return None
+        self.image_backoff.forget_prefix(key)
+        return reference
+
+    def _environment(self, pod: dict[str, Any], container_spec: dict[str, Any], pod_ip: str) -> list[tuple[str, str]]:
+        meta, spec = pod["metadata"], pod["spec"]
+        env: dict[str, str] = {}
+        if spec.get("enableServiceLinks", True):
+            namespace = meta["namespace"]
+            services = [s for s in self.services.list() if s["metadata"]["namespace"] == namespace]
+            env.update(service_env(services))
+        master = [s for s in self.services.list(namespace="default") if s["metadata"]["name"] == "kubernetes"]
+        env.update({k: v for k, v in service_env(master).items()})
+        ordered: dict[str, str] = {}
+        for item in container_spec.get("env") or []:
+            name = item["name"]
+            if "value" in item or not item.get("valueFrom"):
+                ordered[name] = expand_variables(item.get("value", ""), {**env, **ordered})
+                continue
+            source = item["valueFrom"]
+            value = ""
+            if source.get("fieldRef"):
+                path = source["fieldRef"]["fieldPath"]
+                value = {"metadata.name": meta["name"], "metadata.namespace": meta["namespace"],
+                         "metadata.uid": meta["uid"], "spec.nodeName": self.node_name,
+                         "spec.serviceAccountName": spec.get("serviceAccountName", "default"),
+                         "status.podIP": pod_ip, "status.podIPs": pod_ip, "status.hostIP": self.node_ip,
+                         "status.hostIPs": self.node_ip}.get(path, "")
+                match = re.match(r"metadata\.(labels|annotations)\['(.+)'\]", path)
+                if match:
+                    value = (meta.get(match.group(1)) or {}).get(match.group(2), "")
+            elif source.get("resourceFieldRef"):
+                ref = source["resourceFieldRef"]
+                resources = container_spec.get("resources") or {}
+                kind, _, resource = ref["resource"].partition(".")
+                quantity = (resources.get(kind) or {}).get(resource)
+                if quantity is None:
+                    value = str(os.cpu_count() or 1) if resource == "cpu" else "0"
+                else:
+                    divisor = parse_quantity(ref.get("divisor", "1"))
+                    import math
+                    value = str(int(math.ceil(parse_quantity(quantity) / divisor)))
+            ordered[name] = value
+        return list({**env, **ordered}.items())
+
+    async def _resolve_env_sources(self, pod: dict[str, Any], container_spec: dict[str, Any]) -> dict[str, str]:
+        """configMapKeyRef / secretKeyRef / envFrom values, read through the API."""
+        namespace = pod["metadata"]["namespace"]
+        values: dict[str, str] = {}
+        import base64
+        cache: dict[tuple[str, str], dict[str, str] | None] = {}
+
+        async def data_of(kind: str, name: str) -> dict[str, str] | None:
+            if (kind, name) not in cache:
+                resource = lookup("", "v1", kind)
+                try:
+                    obj = await self.client.get(resource, name, namespace)
+                    data = obj.get("data") or {}
+                    if kind == "secrets":
+                        data = {k: base64.b64decode(v).decode(errors="replace") for k, v in data.items()}
+                    cache[(kind, name)] = data
+                except errors.NotFound:
+                    cache[(kind, name)] = None
+            return cache[(kind, name)]
+
+        for source in container_spec.get("envFrom") or []:
+            for field, kind in (("configMapRef", "configmaps"), ("secretRef", "secrets")):
+                if source.get(field):
+                    data = await data_of(kind, source[field]["name"])
+                    if data is None and not source[field].get("optional"):
+                        raise ValueError(f'{kind[:-1]} "{source[field]["name"]}" not found')
+                    for key, value in (data or {}).items():
+                        values[source.get("prefix", "") + key] = value
+        for item in container_spec.get("env") or []:
+            source = item.get("valueFrom") or {}
+            for field, kind in (("configMapKeyRef", "configmaps"), ("secretKeyRef", "secrets")):
+                if source.get(field):
+                    ref = source[field]
+                    data = await data_of(kind, ref["name"])
+                    if (data is None or ref["key"] not in data) and not ref.get("optional"):
+                        raise ValueError(f'couldn\'t find key {ref["key"]} in {kind[:-1]} {namespace}/{ref["name"]}')
+                    values[item["name"]] = (data or {}).get(ref["key"], "")
+        return values
+
+    def _container_config(self, pod: dict[str, Any], container_spec: dict[str, Any], image_ref: str,
+                          restart_count: int, env: list[tuple[str, str]], init_container: bool) -> dict[str, Any]:
+        meta, spec = pod["metadata"], pod["spec"]
+        name = container_spec["name"]
+        env_map = dict(env)
+        command = [expand_variables(part, env_map) for part in container_spec.get("command") or []]
+        args = [expand_variables(part, env_map) for part in container_spec.get("args") or []]
+        container_dir = self.pod_dir(meta["uid"]) / "containers" / name
+        container_dir.mkdir(parents=True, exist_ok=True)
+        termination_path = container_spec.get("terminationMessagePath", "/dev/termination-log")
+        termination_file = container_dir / f"termination-{restart_count}"
+        termination_file.write_bytes(b"")
+        mounts = [{"container_path": "/etc/hosts", "host_path": str(self.pod_dir(meta["uid"]) / "etc-hosts")}]
+        if spec.get("hostNetwork"):
+            mounts = []
+        if termination_path:
+            mounts.append({"container_path": termination_path, "host_path": str(termination_file)})
+        resources = container_spec.get("resources") or {}
+        limits, requests = resources.get("limits") or {}, resources.get("requests") or {}
+        linux_resources: dict[str, Any] = {}
+        cpu_request = requests.get("cpu", limits.get("cpu"))
+        linux_resources["cpu_shares"] = max(2, int(parse_quantity(cpu_request) * 1024)) if cpu_request else 2
+        if limits.get("cpu"):
+            linux_resources["cpu_period"] = 100000
+            linux_resources["cpu_quota"] = max(1000, int(parse_quantity(limits["cpu"]) * 100000))
+        if limits.get("memory"):
+            linux_resources["memory_limit_in_bytes"] = int(parse_quantity(limits["memory"]))
+        qos = pod_status.qos_class(pod)
+        # Upstream's OOM score policy, which restrict_oom_score_adj clamps to what we may set.
+        linux_resources["oom_score_adj"] = {"Guaranteed": -997, "BestEffort": 1000}.get(qos, 500)
+        security = container_spec.get("securityContext") or {}
+        pod_security = spec.get("securityContext") or {}
+        security_context: dict[str, Any] = {
+            "privileged": bool(security.get("privileged")),
+            "readonly_rootfs": bool(security.get("readOnlyRootFilesystem")),
+            "namespace_options": self._sandbox_config(pod, 0)["linux"]["security_context"]["namespace_options"],
+        }
+        run_as_user = security.get("runAsUser", pod_security.get("runAsUser"))
+        run_as_group = security.get("runAsGroup", pod_security.get("runAsGroup"))
+        if run_as_user is not None:
+            security_context["run_as_user"] = {"value": int(run_as_user)}
+        if run_as_group is not None:
+            security_context["run_as_group"] = {"value": int(run_as_group)}
+        if pod_security.get("supplementalGroups"):
+            security_context["supplemental_groups"] = pod_security["supplementalGroups"]
+        capabilities = security.get("capabilities") or {}
+        if capabilities:
+            security_context["capabilities"] = {
+                "add_capabilities": [c if c.startswith("CAP_") or c == "ALL" else f"CAP_{c}" for c in capabilities.get("add") or []],
+                "drop_capabilities": [c if c.startswith("CAP_") or c == "ALL" else f"CAP_{c}" for c in capabilities.get("drop") or []]}
+        if security.get("allowPrivilegeEscalation") is False:
+            security_context["no_new_privs"] = True
+        if not security.get("privileged"):
+            # containerd masks these for us only when the kubelet asks (upstream default set).
+            security_context["masked_paths"] = ["/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+                                                "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug",
+                                                "/proc/scsi", "/sys/firmware"]
+            security_context["readonly_paths"] = ["/proc/asound", "/proc/bus", "/proc/fs", "/proc/irq",
+                                                  "/proc/sys", "/proc/sysrq-trigger"]
+        annotations = {RESTART_COUNT: str(restart_count),
+                       TERMINATION_MESSAGE_PATH: termination_path,
+                       "pyk8s.io/termination-message-host-path": str(termination_file),
+                       "pyk8s.io/termination-message-policy": container_spec.get("terminationMessagePolicy", "File"),
+                       "io.kubernetes.pod.terminationGracePeriod": str(spec.get("terminationGracePeriodSeconds", 30))}
+        if init_container:
+            annotations[INIT_CONTAINER] = "true"
+        return {
+            "metadata": {"name": name, "attempt": restart_count},
+            "image": {"image": image_ref, "user_specified_image": container_spec.get("image", "")},
+            "command": command,
+            "args": args,
+            "working_dir": container_spec.get("workingDir", ""),
+            "envs": [{"key": k, "value": v} for k, v in env],
+            "mounts": mounts,
+            "labels": {POD_NAME: meta["name"], POD_NAMESPACE: meta["namespace"], POD_UID: meta["uid"],
+                       CONTAINER_NAME: name},
+            "annotations": annotations,
+            "log_path": f"{name}/{restart_count}.log",
+            "stdin": bool(container_spec.get("stdin")),
+            "stdin_once": bool(container_spec.get("stdinOnce")),
+            "tty": bool(container_spec.get("tty")),
+            "linux": {"resources": linux_resources, "security_context": security_context},
+        }
+
+    async def _start_container(self, record: PodRecord, pod: dict[str, Any], sandbox_id: str,
+                               container_spec: dict[str, Any], history: list[dict[str, Any]], *,
+                               init_container: bool = False) -> None:
+        name = container_spec["name"]
+        restart_count = 0
+        if history:
+            restart_count = int((history[0].get("annotations") or {}).get(RESTART_COUNT, "0")) + 1
+        image_ref = await self._ensure_image(record, pod, container_spec)
+        if image_ref is None:
+            return
+        try:
+            sourced = await self._resolve_env_sources(pod, container_spec)
+        except ValueError as error:
+            record.waiting[name] = {"reason": "CreateContainerConfigError", "message": str(error)}
+            return
+        env = self._environment(pod, container_spec, record.pod_ip)
+        env = [(k, sourced.get(k, v)) for k, v in env] + [(k, v) for k, v in sourced.items() if k not in dict(env)]
+        config = self._container_config(pod, container_spec, image_ref, restart_count, env, init_container)
+        # Remove exited containers beyond the one kept for `lastState` / `logs --previous`.
+        for old in history[1:]:
+            try:
+                await self.cri.call("RemoveContainer", {"container_id": old["id"]})
+            except CRIError:
+                pass
+        try:
+            container_id = (await self.cri.call("CreateContainer", {
+                "pod_sandbox_id": sandbox_id, "config": config, "sandbox_config": record.sandbox_config}))["container_id"]
+        except CRIError as error:
+            record.waiting[name] = {"reason": "CreateContainerError", "message": error.details}
+            return
+        try:
+            await self.cri.call("StartContainer", {"container_id": container_id})
+        except CRIError as error:
+            record.waiting[name] = {"reason": "RunContainerError", "message": error.details}
+            return
+        record.waiting.pop(name, None)
+        self._link_container_log(pod, name, restart_count, container_id)
+        if self.prober is not None and not init_container:
+            self.prober.add_container(record.uid, pod, container_spec, container_id, lambda: self.wake(record.uid),
+                                      lambda: record.pod_ip)
+        lifecycle = (container_spec.get("lifecycle") or {}).get("postStart") or {}
+        if lifecycle.get("exec"):
+            await self._exec_hook(container_id, lifecycle["exec"].get("command") or [], 30)
+
+    def _link_container_log(self, pod: dict[str, Any], name: str, restart_count: int, container_id: str) -> None:
+        """`/var/log/containers/<pod>_<ns>_<container>-<id>.log` -> the CRI log file."""
+        meta = pod["metadata"]
+        links = self.log_root / "containers"
+        links.mkdir(parents=True, exist_ok=True)
+        link = links / f"{meta['name']}_{meta['namespace']}_{name}-{container_id}.log"
+        target = self.log_directory(pod) / name / f"{restart_count}.log"
+        try:
+            link.symlink_to(target)
+        except FileExistsError:
+            pass
+
+    async def _exec_hook(self, container_id: str, command: list[str], timeout: int) -> None:
+        try:
+            await self.cri.call("ExecSync", {"container_id": container_id, "cmd": command, "timeout": timeout},
+                                timeout=timeout + 5)
+        except CRIError as error:
+            log.info("lifecycle hook in %s failed: %s", container_id[:12], error)
+
+    async def _stop_container(self, container_id: str, pod: dict[str, Any] | None,
+                              container_spec: dict[str, Any] | None, grace: int | None = None) -> None:
+        if grace is None:
+            grace = int(((pod or {}).get("spec") or {}).get("terminationGracePeriodSeconds", 30))
+        pre_stop = ((container_spec or {}).get("lifecycle") or {}).get("preStop") or {}
+        started = time.monotonic()
+        if pre_stop.get("exec") and grace > 0:
+            await self._exec_hook(container_id, pre_stop["exec"].get("command") or [], grace)
+        elif pre_stop.get("sleep") and grace > 0:
+            await asyncio.sleep(min(grace, int(pre_stop["sleep"].get("seconds", 0))))
+        remaining = max(2 if grace > 0 else 0, int(grace - (time.monotonic() - started)))
+        try:
+            await self.cri.call("StopContainer", {"container_id": container_id, "timeout": remaining},
+                                timeout=remaining + 30)
+        except CRIError as error:
+            if error.code != "NOT_FOUND":
+                log.warning("stopping %s failed: %s", container_id[:12], error)
+
+    # ---- termination -------------------------------------------------------------------
+    async def _kill_runtime_pod(self, uid: str, *, grace: int, pod: dict[str, Any] | None = None) -> None:
+        specs = {c["name"]: c for c in ((pod or {}).get("spec") or {}).get("containers") or []}
+        running = [c for c in await self.cri.list_containers({POD_UID: uid}) if c.get("state") == CONTAINER_RUNNING]
+        await asyncio.gather(*(self._stop_container(c["id"], pod, specs.get((c.get("labels") or {}).get(CONTAINER_NAME)),
+                                                    grace) for c in running))
+        for sandbox in await self.cri.list_sandboxes({POD_UID: uid}):
+            try:
+                await self.cri.call("StopPodSandbox", {"pod_sandbox_id": sandbox["id"]})
+            except CRIError as error:
+                log.warning("stopping sandbox %s failed: %s", sandbox["id"][:12], error)
+        if self.prober is not None:
+            for container in running:
+                self.prober.forget_container(container["id"])
+
+    async def _remove_runtime_pod(self, uid: str) -> None:
+        for container in await self.cri.list_containers({POD_UID: uid}):
+            try:
+                await self.cri.call("RemoveContainer", {"container_id": container["id"]})
+            except CRIError:
+                pass
+        for sandbox in await self.cri.list_sandboxes({POD_UID: uid}):
+            try:
+                await self.cri.call("RemovePodSandbox", {"pod_sandbox_id": sandbox["id"]})
+            except CRIError as error:
+                log.warning("removing sandbox %s failed: %s", sandbox["id"][:12], error)
+        remove_pod_cgroups(uid)
+        shutil.rmtree(self.pod_dir(uid), ignore_errors=True)
+
+    async def _terminate(self, record: PodRecord) -> None:
+        pod = record.pod
+        uid = record.uid
+        grace = 30
+        if pod is not None:
+            grace = int(pod["metadata"].get("deletionGracePeriodSeconds",
+                                            pod["spec"].get("terminationGracePeriodSeconds", 30)))
+        await self._kill_runtime_pod(uid, grace=grace, pod=pod)
+        if pod is not None:
+            containers = await self._containers_of(uid)
+            await self._write_status(record, pod, containers, False, record.pod_ip)
+        if self.prober is not None:
+            self.prober.forget_pod(uid)
+        # Keep log files of deleted pods out of the way, like upstream's container GC.
+        await self._remove_runtime_pod(uid)
+        if pod is not None:
+            shutil.rmtree(self.log_directory(pod), ignore_errors=True)
+            for link in (self.log_root / "containers").glob(f"{pod['metadata']['name']}_{pod['metadata']['namespace']}_*"):
+                link.unlink(missing_ok=True)
+            meta = pod["metadata"]
+            try:
+                await self.client.request(
+                    "DELETE", f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}",
+                    body={"kind": "DeleteOptions", "apiVersion": "v1", "gracePeriodSeconds": 0,
+                          "preconditions": {"uid": uid}})
+            except (errors.NotFound, errors.Conflict):
+                pass
+        self.crash_backoff.forget_prefix(uid + "/")
+        self.image_backoff.forget_prefix(uid + "/")
+        record.done = True
+        self.records.pop(uid, None)
+
+    async def remove_all(self) -> None:
+        """Stop and remove every sandbox this runtime has (tests, `pyk8s reset`)."""
+        for sandbox in await self.cri.list_sandboxes():
+            uid = (sandbox.get("labels") or {}).get(POD_UID, "")
+            await self._kill_runtime_pod(uid, grace=0)
+            await self._remove_runtime_pod(uid)
+
+    # ---- status ------------------------------------------------------------------------
+    async def _write_status(self, record: PodRecord, pod: dict[str, Any], containers: list[dict[str, Any]],
+                            sandbox_ready: bool, pod_ip: str) -> None:
+        by_name: dict[str, list[dict[str, Any]]] = {}
+        for container in containers:
+            by_name.setdefault((container.get("labels") or {}).get(CONTAINER_NAME, ""), []).append(container)
+        await self._refresh_image_names(containers)
+
+        def statuses(specs: list[dict[str, Any]], init: bool) -> list[dict[str, Any]]:
+            result = []
+            for spec in specs:
+                history = by_name.get(spec["name"], [])
+                ready = started = None
+                if self.prober is not None and history and not init:
+                    ready, started = self.prober.readiness(history[0]["id"]), self.prober.started(history[0]["id"])
+                if ready is None:
+                    ready = True if not init else False
+                result.append(pod_status.container_status(
+                    spec, history, record.waiting.get(spec["name"]), ready=ready, started=started,
+                    image_names=self._image_names))
+            return result
+
+        init_statuses = statuses(pod["spec"].get("initContainers") or [], True)
+        container_statuses = statuses(pod["spec"].get("containers") or [], False)
+        status = pod_status.generate_status(pod, init_statuses=init_statuses, statuses=container_statuses,
+                                            sandbox_ready=sandbox_ready, pod_ip=pod_ip, host_ip=self.node_ip)
+        written = await self.writer.write(pod, status)
+        if written is not None and record.pod is not None and \
+                written["metadata"].get("resourceVersion") != record.pod["metadata"].get("resourceVersion"):
+            # Our write is newer than what the informer delivered so far.
+            if int(written["metadata"]["resourceVersion"]) > int(record.pod["metadata"]["resourceVersion"]):
+                record.pod = written
+
+    async def _refresh_image_names(self, containers: list[dict[str, Any]]) -> None:
+        for container in containers:
+            reference = container.get("image_ref", "")
+            if reference and reference not in self._image_names:
+                try:
+                    image = await self.cri.image_status(reference)
+                except CRIError:
+                    image = None
+                digests = (image or {}).get("repo_digests") or []
+                self._image_names[reference] = digests[0] if digests else reference
+
+
+def remove_pod_cgroups(uid: str) -> None:
+    """containerd leaves pod cgroup parents behind: remove them in every v1 hierarchy."""
+    root = Path("/sys/fs/cgroup")
+    for parent in ("kubepods", "kubepods/burstable", "kubepods/besteffort"):
+        for hierarchy in root.glob("*"):
+            directory = hierarchy / parent / f"pod{uid}"
+            if directory.is_dir():
+                try:
+                    directory.rmdir()
+                except OSError:
+                    pass
