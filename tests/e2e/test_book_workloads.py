@@ -52,6 +52,14 @@ class PodReadiness:
             auth_settings=["BearerToken"], _preload_content=False, _return_http_data_only=True)
         return json.loads(reply.data) if reply.data else None
 
+    def rollout_complete(self, namespace: str, name: str) -> bool:
+        deployment = self._call("GET", f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}")
+        status = deployment.get("status") or {}
+        replicas = deployment["spec"]["replicas"]
+        return (status.get("observedGeneration", 0) >= deployment["metadata"]["generation"]
+                and status.get("updatedReplicas", 0) == replicas and status.get("replicas", 0) == replicas
+                and status.get("availableReplicas", 0) == replicas)
+
     def mark_all(self, namespace: str) -> None:
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         for pod in self._call("GET", f"/api/v1/namespaces/{namespace}/pods")["items"]:
@@ -89,12 +97,13 @@ def pod_rows(kubectl, ns, *selector):
 
 
 def rollout_done(kubectl, readiness, ns, name):
-    """Keeps pods Ready until `kubectl rollout status` reports success."""
+    """Keeps pods Ready until the Deployment's status says the rollout is complete (the
+    rule kubectl uses), then checks that `kubectl rollout status` agrees."""
     def step():
         readiness.mark_all(ns)
-        result = kubectl.run("rollout", "status", f"deploy/{name}", "-n", ns, "--timeout=1s", check=False)
-        return result.returncode == 0 and result.stdout
-    return wait_for(step, what=f"rollout of {name}")
+        return readiness.rollout_complete(ns, name)
+    wait_for(step, what=f"rollout of {name}")
+    return kubectl("rollout", "status", f"deploy/{name}", "-n", ns, "--timeout=5s")
 
 
 def pi_web(image: str, replicas: int, change_cause: str = "") -> str:

@@ -333,7 +333,7 @@ def test_silent_node_becomes_unknown_tainted_and_its_pods_evicted(server):
             async def tainted():
                 current = await client.get(NODES, node)
                 ready = [c for c in current["status"]["conditions"] if c["type"] == "Ready"][0]
-                taints = {(t["key"], t["effect"]) for t in current["spec"].get("taints") or []}
+                taints = {(t["key"], t["effect"]) for t in (current.get("spec") or {}).get("taints") or []}
                 return ready["status"] == "Unknown" and ready["reason"] == "NodeStatusUnknown" and \
                     {("node.kubernetes.io/unreachable", "NoSchedule"), ("node.kubernetes.io/unreachable", "NoExecute")} <= taints
             await eventually(tainted, what="node Unknown and tainted")
@@ -356,7 +356,7 @@ def test_silent_node_becomes_unknown_tainted_and_its_pods_evicted(server):
 
             async def untainted():
                 current = await client.get(NODES, node)
-                return not current["spec"].get("taints")
+                return not (current.get("spec") or {}).get("taints")
             await eventually(untainted, what="taints removed")
         finally:
             await controller.stop()

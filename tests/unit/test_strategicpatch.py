@@ -413,8 +413,13 @@ def test_directives_never_reach_the_stored_object():
     patch = {"spec": {"template": {"spec": {"containers": [{
         "name": "new", "image": "n:1", "command": None,
         "env": [{"name": "A", "value": "1"}], "$setElementOrder/env": [{"name": "A"}]}]}}}}
-    new = _containers(apply(DEPLOYMENT, _deployment(), patch))[-1]
+    new = {c["name"]: c for c in _containers(apply(DEPLOYMENT, _deployment(), patch))}["new"]
     assert new == {"name": "new", "image": "n:1", "env": [{"name": "A", "value": "1"}]}
+
+
+def test_new_list_items_without_set_element_order_go_before_the_live_ones():
+    patch = {"spec": {"template": {"spec": {"containers": [{"name": "new", "image": "n:1"}]}}}}
+    assert [c["name"] for c in _containers(apply(DEPLOYMENT, _deployment(), patch))] == ["new", "app", "sidecar"]
 
 
 def test_apply_never_mutates_its_inputs():
@@ -546,7 +551,7 @@ def deployments(draw):
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata, "spec": spec}
 
 
-_PROPERTY_SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+_PROPERTY_SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @_PROPERTY_SETTINGS
@@ -600,8 +605,10 @@ def test_three_way_patch_sets_the_file_and_keeps_what_others_added(last_applied,
 
     _assert_has_values_of(result, file)
     assert result["status"] == {"observedGeneration": 1}
-    for key, value in others.items():
-        assert result["metadata"]["labels"][key] == value
+    # Labels others added survive unless the file dropped the whole map the last apply set.
+    if "labels" in file["metadata"] or "labels" not in last_applied["metadata"]:
+        for key, value in others.items():
+            assert result["metadata"]["labels"][key] == value
     file_containers = {c["name"] for c in _containers(file)}
     for container in _containers(result):
         if container["name"] in {c["name"] for c in _containers(last_applied)} & file_containers:

@@ -554,7 +554,8 @@ def _merge_set_element_order(original: dict, patch: dict, schema: _Schema, optio
         if original_list is not _ABSENT and patch_list is _ABSENT:
             merged = original_list
         elif original_list is _ABSENT and patch_list is not _ABSENT:
-            merged, _ = _fresh(patch_list, options)
+            # Upstream takes the list as it is; on the server, clean it like any new value.
+            merged = _fresh(patch_list, options)[0] if options.merge_parallel_list else patch_list
         elif original_list is not _ABSENT:
             merged, live_order = _merge_slice_handler_in_order(original_list, patch_list, meta, False, options)
         else:
@@ -823,7 +824,8 @@ def create_two_way_merge_patch(resource: Resource | dict | None, original: dict,
     return _diff_maps(original, modified, _root_schema(resource), _DiffOptions(set_element_order=True))
 
 
-def create_three_way_merge_patch(resource: Resource | dict | None, original: dict | None, modified: dict, current: dict) -> dict:
+def create_three_way_merge_patch(resource: Resource | dict | None, original: dict | None, modified: dict,
+                                 current: dict) -> dict:
     """kubectl's client-side apply patch: `modified` (the file) over `current` (the live object),
     deleting what `original` (the last-applied configuration) had and `modified` dropped, and
     leaving alone what others set on `current`.

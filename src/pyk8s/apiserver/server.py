@@ -24,7 +24,8 @@ from pyk8s.api.patch import json_merge_patch, json_patch
 from pyk8s.api.resources import Resource, group_versions, lookup
 from pyk8s.api.selectors import parse_field_selector, parse_label_selector, validate_field_selector
 from pyk8s.api import tables
-from pyk8s.apiserver import discovery, negotiation
+from pyk8s.apiserver import discovery, negotiation, openapi
+from pyk8s.api import fieldvalidation
 from pyk8s.apiserver.bootstrap import bootstrap
 from pyk8s.apiserver.registry import DeleteOptions, ListOptions, Registry
 from pyk8s.apiserver.watch import RawObject, WatchOptions, watch_events
@@ -139,11 +140,15 @@ class APIServer:
                 return web.Response(text=f"[+]ping ok\n[+]etcd ok\n{head} check passed\n")
             return web.Response(text="ok")
         if head == "openapi":
-            raise errors.NotFound("the server could not find the requested resource")
+            answer = openapi.openapi_response(path, request.query, request.headers.get("Accept"))
+            if answer is None:
+                raise errors.NotFound("the server could not find the requested resource")
+            return web.Response(status=answer.status, body=answer.body,
+                                headers={"Content-Type": answer.content_type, **answer.headers})
         raise errors.NotFound("the server could not find the requested resource")
 
     def _root_paths(self) -> list[str]:
-        paths = ["/api", "/api/v1", "/apis", "/healthz", "/livez", "/readyz", "/version"]
+        paths = ["/api", "/api/v1", "/apis", "/healthz", "/livez", "/openapi/v3", "/readyz", "/version"]
         for group, version in group_versions():
             if group:
                 paths += [f"/apis/{group}", f"/apis/{group}/{version}"]
@@ -326,29 +331,60 @@ class APIServer:
 
     async def _create(self, request: web.Request, target: Target) -> web.Response:
         form = negotiation.choose_form(request.headers.get("Accept"), allow_as=())
-        obj = self._check_kind(await self._read_body(request), target.resource)
+        obj, warnings = await self._read_checked_body(request, target.resource, "create")
         created = await self.registry.create(target.resource, target.namespace, obj, dry_run=_dry_run(request))
-        return _respond(created, form, status=201)
+        return _with_warnings(_respond(created, form, status=201), warnings)
+
+    async def _read_checked_body(self, request: web.Request, resource: Resource, verb: str) -> tuple[dict[str, Any], list[str]]:
+        """Reads a create/update body and applies ?fieldValidation= to it (unknown and
+        duplicate fields), before any defaulting."""
+        directive = request.query.get("fieldValidation")
+        invalid_directive = fieldvalidation.check_directive(directive, verb)
+        if invalid_directive is not None:
+            raise invalid_directive
+        raw = await request.read()
+        content_type = request.headers.get("Content-Type")
+        obj = self._check_kind(negotiation.decode_body(raw, content_type), resource)
+        warnings, error = fieldvalidation.field_errors_for(resource, obj, raw, content_type, directive, verb=verb)
+        if error is not None:
+            raise error
+        return obj, warnings
 
     async def _update(self, request: web.Request, target: Target) -> web.Response:
         form = negotiation.choose_form(request.headers.get("Accept"), allow_as=())
-        obj = self._check_kind(await self._read_body(request), target.resource)
+        obj, warnings = await self._read_checked_body(request, target.resource, "update")
         if target.subresource == "finalize":
             updated = await self.registry.modify(target.resource, target.namespace, target.name,
                                                  lambda current: _finalize_namespace(current, obj))
             return _respond(updated, form)
         updated = await self.registry.update(target.resource, target.namespace, target.name, obj,
                                              subresource=target.subresource, dry_run=_dry_run(request))
-        return _respond(updated, form)
+        return _with_warnings(_respond(updated, form), warnings)
 
     async def _patch(self, request: web.Request, target: Target) -> web.Response:
         form = negotiation.choose_form(request.headers.get("Accept"), allow_as=())
         content_type = (request.headers.get("Content-Type") or "").split(";")[0].strip()
-        patch = await self._read_body(request)
-        mutate = _patcher(content_type, patch, target.resource)
+        directive = request.query.get("fieldValidation")
+        invalid_directive = fieldvalidation.check_directive(directive, "patch")
+        if invalid_directive is not None:
+            raise invalid_directive
+        raw = await request.read()
+        patch = negotiation.decode_body(raw, content_type)
+        apply_patch = _patcher(content_type, patch, target.resource)
+        warnings: list[str] = []
+
+        def mutate(current: dict[str, Any]) -> dict[str, Any]:
+            patched = apply_patch(current)
+            found, error = fieldvalidation.field_errors_for(target.resource, patched, raw, content_type, directive,
+                                                             verb="patch")
+            if error is not None:
+                raise error
+            warnings[:] = found
+            return patched
+
         updated = await self.registry.modify(target.resource, target.namespace, target.name, mutate,
                                              subresource=target.subresource, dry_run=_dry_run(request))
-        return _respond(updated, form)
+        return _with_warnings(_respond(updated, form), warnings)
 
     async def _delete(self, request: web.Request, target: Target) -> web.Response:
         form = negotiation.choose_form(request.headers.get("Accept"), allow_as=())
@@ -598,6 +634,12 @@ def _json(value: Any, status: int = 200) -> web.Response:
 def _respond(value: Any, form: negotiation.ResponseForm, status: int = 200) -> web.Response:
     media_type = negotiation.YAML if form.media_type == negotiation.YAML else negotiation.JSON
     return web.Response(body=negotiation.encode(value, media_type), status=status, content_type=media_type)
+
+
+def _with_warnings(response: web.Response, warnings: list[str]) -> web.Response:
+    for text in dict.fromkeys(warnings):  # upstream sends each distinct warning once
+        response.headers.add("Warning", fieldvalidation.warning_header(text))
+    return response
 
 
 def _status_response(error: errors.ApiError) -> web.Response:

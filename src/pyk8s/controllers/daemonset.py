@@ -446,7 +446,7 @@ class DaemonSetController(Controller):
         labels = pod["metadata"].get("labels") or {}
         for ds in self.daemonsets.list(pod["metadata"]["namespace"]):
             selector = label_selector_from_spec((ds.get("spec") or {}).get("selector"))
-            if not selector.empty and selector.matches(labels):
+            if not selector.empty() and selector.matches(labels):
                 self.enqueue(ds)
 
     def _owned_changed(self, obj: dict[str, Any]) -> None:
@@ -473,7 +473,7 @@ class DaemonSetController(Controller):
         ds = copy.deepcopy(ds)
         namespace = ds["metadata"]["namespace"]
         selector = label_selector_from_spec(ds["spec"].get("selector"))
-        if selector.empty:
+        if selector.empty():
             await self.recorder.event(ds, "Warning", "SelectingAll",
                                       "This daemon set is selecting all pods. A non-empty selector is required.")
             return

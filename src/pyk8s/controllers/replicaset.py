@@ -71,6 +71,10 @@ class Expectations:
             store.pop(key, None)
 
 
+def _namespace_terminating(exc: errors.ApiError) -> bool:
+    return "because it is being terminated" in str(exc)
+
+
 def _replica_failure_condition(reason: str, message: str) -> dict[str, Any]:
     return {"type": "ReplicaFailure", "status": "True",
             "lastTransitionTime": podtemplate.format_time(podtemplate.now_utc()), "reason": reason, "message": message}
@@ -292,6 +296,13 @@ class ReplicaSetController(Controller):
                 pod = podtemplate.pod_from_template(template, owner, ref)
                 try:
                     created = await self.client.create(PODS, pod, namespace)
+                except errors.Forbidden as exc:
+                    if _namespace_terminating(exc):
+                        # Upstream ignores NamespaceTerminating: the owner is about to go too.
+                        self.expectations.creation_failed(key)
+                        return
+                    await self.recorder.event(owner, "Warning", "FailedCreate", f"Error creating: {exc}")
+                    raise
                 except Exception as exc:
                     await self.recorder.event(owner, "Warning", "FailedCreate", f"Error creating: {exc}")
                     raise

@@ -484,6 +484,9 @@ class PodManager:
             state = latest.get("state")
             if state == CONTAINER_RUNNING:
                 record.waiting.pop(name, None)
+                if self.prober is not None:
+                    self.prober.ensure(record.uid, pod, container_spec, latest["id"], lambda: self.wake(record.uid),
+                                       lambda: record.pod_ip)
                 if self.prober is not None and self.prober.liveness_failed(record.uid, name, latest["id"]):
                     log.info("container %s of pod %s failed liveness probe, will be restarted", name,
                              pod["metadata"]["name"])

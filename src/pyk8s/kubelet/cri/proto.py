@@ -2,8 +2,8 @@
 
 Messages are plain dicts keyed by the proto field names; a schema maps each field name to
 `Field(number, kind, repeated, message)`. Encoding skips proto3 defaults (0, "", False,
-empty lists/maps) exactly as generated code does; decoding fills only the fields present
-on the wire and skips unknown fields, so a newer runtime adding fields never breaks us.
+empty lists/maps) exactly as generated code does; decoding gives absent scalars their proto3
+default and skips unknown fields, so a newer runtime adding fields never breaks us.
 Kinds: string, bytes, bool, int32, int64, uint32, uint64, enum, double, message, map
 (map<string, string>).
 """
@@ -179,7 +179,16 @@ def decode(schema_name: str, data: bytes) -> dict[str, Any]:
             out.setdefault(name, []).append(value)
         else:
             out[name] = value
+    # Like generated code: absent scalars read as their proto3 default (0 is often a
+    # meaningful enum value, e.g. SANDBOX_READY).
+    for name, field in schema.items():
+        if name not in out and not field.repeated and field.kind not in ("message", "map"):
+            out[name] = _DEFAULTS[field.kind]
     return out
+
+
+_DEFAULTS = {"string": "", "bytes": b"", "bool": False, "double": 0.0,
+             **{kind: 0 for kind in VARINT_KINDS if kind != "bool"}}
 
 
 def _decode_map_entry(payload: bytes) -> tuple[str, str]:
