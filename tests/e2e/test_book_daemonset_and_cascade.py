@@ -83,7 +83,8 @@ def test_book_daemonset_node_selector_label_orphan_and_adopt(kubectl, fake_node)
         assert len(first) == 1
         pod_name = first[0]["metadata"]["name"]
         eventually(lambda: "pi-proxy   1         1" in kubectl("get", "ds", "pi-proxy"), what="DESIRED 1 CURRENT 1")
-        assert "1  " in kubectl("rollout", "history", "ds/pi-proxy")
+        history = kubectl("rollout", "history", "ds/pi-proxy").splitlines()
+        assert history[1].split() == ["REVISION", "CHANGE-CAUSE"] and history[2].split() == ["1", "<none>"]
 
         out = kubectl("delete", "ds", "pi-proxy", "--cascade=orphan")
         assert 'daemonset.apps "pi-proxy" deleted' in out

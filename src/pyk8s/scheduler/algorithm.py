@@ -23,14 +23,17 @@ import orjson
 
 from pyk8s.scheduler import scores
 from pyk8s.scheduler.cache import NodeInfo, SchedulerCache, controller_uid
-from pyk8s.scheduler.filters import (REASON_NODE_PORTS, REASON_TOO_MANY_PODS, host_ports_conflict, insufficient_reason,
-                                     static_reason)
+from pyk8s.scheduler.filters import REASON_NODE_PORTS, host_ports_conflict, insufficient_resources, static_reason
 from pyk8s.scheduler.requests import CPU, MEMORY, pod_host_ports, pod_requests
 
 NO_NODES_AVAILABLE = "no nodes available to schedule pods"
 PREEMPTION_NOT_HELPFUL = "Preemption is not helpful for scheduling"
 NO_PREEMPTION_VICTIMS = "No preemption victims found for incoming pod"
 PREEMPTION_POLICY_NEVER = "not eligible due to preemptionPolicy=Never"
+
+# upstream's minFeasibleNodesToFind / minFeasibleNodesPercentageToFind
+MIN_FEASIBLE_NODES_TO_FIND = 100
+MIN_FEASIBLE_NODES_PERCENTAGE_TO_FIND = 5
 
 
 def reasons_histogram(reasons: Counter) -> str:
@@ -54,6 +57,8 @@ class StaticResult:
     generation: int
     passing: list[tuple[NodeInfo, int, int]]  # node, preferred-affinity weight, untolerated PreferNoSchedule
     failures: Counter = field(default_factory=Counter)
+    any_affinity_weight: bool = False
+    any_prefer_no_schedule: bool = False
 
 
 def placement_spec_key(spec: dict[str, Any]) -> bytes:
@@ -71,6 +76,7 @@ class Decision:
 class Algorithm:
     def __init__(self, cache: SchedulerCache, rng: random.Random | None = None):
         self.cache = cache
+        self._next_start = 0
         self.rng = rng or random.Random()
         self._static: dict[bytes, StaticResult] = {}
 
@@ -91,8 +97,18 @@ class Algorithm:
                 continue
             result.passing.append((info, scores.preferred_affinity_weight(info.node, spec),
                                    scores.untolerated_prefer_no_schedule(info.taints, tolerations)))
+        result.any_affinity_weight = any(entry[1] for entry in result.passing)
+        result.any_prefer_no_schedule = any(entry[2] for entry in result.passing)
         self._static[key] = result
         return result
+
+    def nodes_to_find(self, node_count: int) -> int:
+        """upstream's numFeasibleNodesToFind with the adaptive percentage: every node up
+        to 100, then 50% minus 1% per 125 nodes (never under 5%), at least 100."""
+        if node_count <= MIN_FEASIBLE_NODES_TO_FIND:
+            return node_count
+        percentage = max(50 - node_count // 125, MIN_FEASIBLE_NODES_PERCENTAGE_TO_FIND)
+        return max(node_count * percentage // 100, MIN_FEASIBLE_NODES_TO_FIND)
 
     def schedule(self, pod: dict[str, Any]) -> Decision:
         nodes = self.cache.node_list()
@@ -107,10 +123,19 @@ class Algorithm:
         other_resources = [(name, amount) for name, amount in wanted.items() if name not in (CPU, MEMORY)]
         ports = pod_host_ports(pod)
 
+        passing = static.passing
+        count = len(passing)
+        to_find = self.nodes_to_find(len(nodes))
+        # Like upstream, start where the previous search stopped so that, on big
+        # clusters, searches that stop early still visit every node over time.
+        start = self._next_start % count if count else 0
         dynamic_failures: Counter = Counter()
         resolvable_nodes = 0
         feasible: list[tuple[NodeInfo, int, int]] = []
-        for entry in static.passing:
+        visited = 0
+        for offset in range(count):
+            entry = passing[(start + offset) % count]
+            visited += 1
             info = entry[0]
             if ports and host_ports_conflict(ports, info.used_host_ports()):
                 dynamic_failures[REASON_NODE_PORTS] += 1
@@ -118,22 +143,19 @@ class Algorithm:
                 continue
             requested = info.requested
             # Inlined NodeResourcesFit: this loop runs nodes x pods times.
-            short = None
-            if info.pod_count + 1 > info.allocatable_pods:
-                short = [REASON_TOO_MANY_PODS]
-            if want_cpu and want_cpu > info.allocatable_cpu - requested.get(CPU, 0):
-                (short := short or []).append(insufficient_reason(CPU))
-            if want_memory and want_memory > info.allocatable_memory - requested.get(MEMORY, 0):
-                (short := short or []).append(insufficient_reason(MEMORY))
-            for name, amount in other_resources:
-                if amount > info.allocatable.get(name, 0) - requested.get(name, 0):
-                    (short := short or []).append(insufficient_reason(name))
-            if short:
-                for reason in short:
-                    dynamic_failures[reason] += 1
-                resolvable_nodes += 1
+            if (info.pod_count < info.allocatable_pods
+                    and (not want_cpu or want_cpu <= info.allocatable_cpu - requested.get(CPU, 0))
+                    and (not want_memory or want_memory <= info.allocatable_memory - requested.get(MEMORY, 0))
+                    and all(amount <= info.allocatable.get(name, 0) - requested.get(name, 0)
+                            for name, amount in other_resources)):
+                feasible.append(entry)
+                if len(feasible) >= to_find:
+                    break
                 continue
-            feasible.append(entry)
+            for reason in insufficient_resources(wanted, info.allocatable, requested, info.pod_count):
+                dynamic_failures[reason] += 1
+            resolvable_nodes += 1
+        self._next_start = (start + visited) % count if count else 0
 
         if not feasible:
             reasons = static.failures + dynamic_failures
@@ -147,31 +169,45 @@ class Algorithm:
                                                     spec.get("preemptionPolicy") == "Never"))
         if len(feasible) == 1:
             return Decision(feasible[0][0].name, feasible_count=1)
-        return Decision(self._best(feasible, requests, controller_uid(pod), want_cpu, want_memory).name,
+        return Decision(self._best(feasible, static, requests, controller_uid(pod), want_cpu, want_memory).name,
                         feasible_count=len(feasible))
 
-    def _best(self, feasible: list[tuple[NodeInfo, int, int]], requests, owner_uid: str | None,
-              want_cpu: int, want_memory: int) -> NodeInfo:
-        affinity = scores.normalize([entry[1] for entry in feasible])
-        taints = scores.normalize([entry[2] for entry in feasible], reverse=True)
+    def _best(self, feasible: list[tuple[NodeInfo, int, int]], static: StaticResult, requests,
+              owner_uid: str | None, want_cpu: int, want_memory: int) -> NodeInfo:
+        # Scores equal on every node change no choice: skip them (the common case of pods
+        # without preferred affinity on nodes without PreferNoSchedule taints).
+        affinity = scores.normalize([entry[1] for entry in feasible]) if static.any_affinity_weight else None
+        taints = (scores.normalize([entry[2] for entry in feasible], reverse=True)
+                  if static.any_prefer_no_schedule else None)
         spread = (scores.spread_scores([entry[0].owner_counts.get(owner_uid, 0) for entry in feasible],
                                        len(feasible)) if owner_uid else None)
-        least_allocated = scores.least_allocated_score
-        balanced = scores.balanced_allocation_score
         non_zero_cpu = requests.non_zero_milli_cpu
         non_zero_memory = requests.non_zero_memory
         best_score = -1
         best: list[NodeInfo] = []
         for index, (info, _, _) in enumerate(feasible):
-            requested = info.requested
-            total = (scores.WEIGHT_NODE_AFFINITY * affinity[index]
-                     + scores.WEIGHT_TAINT_TOLERATION * taints[index]
-                     + scores.WEIGHT_LEAST_ALLOCATED * least_allocated(
-                         info.allocatable_cpu, info.allocatable_memory,
-                         info.non_zero_cpu + non_zero_cpu, info.non_zero_memory + non_zero_memory)
-                     + scores.WEIGHT_BALANCED_ALLOCATION * balanced(
-                         info.allocatable_cpu, info.allocatable_memory,
-                         requested.get(CPU, 0) + want_cpu, requested.get(MEMORY, 0) + want_memory))
+            allocatable_cpu = info.allocatable_cpu
+            allocatable_memory = info.allocatable_memory
+            # LeastAllocated (non-zero requests) and BalancedAllocation (real requests),
+            # inlined from scores.least_allocated_score / balanced_allocation_score.
+            if allocatable_cpu > 0 and allocatable_memory > 0:
+                used_cpu = info.non_zero_cpu + non_zero_cpu
+                used_memory = info.non_zero_memory + non_zero_memory
+                least = ((0 if used_cpu > allocatable_cpu else
+                          (allocatable_cpu - used_cpu) * 100 // allocatable_cpu)
+                         + (0 if used_memory > allocatable_memory else
+                            (allocatable_memory - used_memory) * 100 // allocatable_memory)) // 2
+                requested = info.requested
+                cpu_fraction = min((requested.get(CPU, 0) + want_cpu) / allocatable_cpu, 1.0)
+                memory_fraction = min((requested.get(MEMORY, 0) + want_memory) / allocatable_memory, 1.0)
+                total = (scores.WEIGHT_LEAST_ALLOCATED * least + scores.WEIGHT_BALANCED_ALLOCATION
+                         * int((1 - abs(cpu_fraction - memory_fraction) / 2) * 100))
+            else:
+                total = 0
+            if affinity is not None:
+                total += scores.WEIGHT_NODE_AFFINITY * affinity[index]
+            if taints is not None:
+                total += scores.WEIGHT_TAINT_TOLERATION * taints[index]
             if spread is not None:
                 total += scores.WEIGHT_TOPOLOGY_SPREAD * spread[index]
             if total > best_score:
