@@ -86,6 +86,12 @@ async def create_ignoring_exists(client: Client, resource, obj: dict, namespace:
         pass
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def run(server: LocalServer, node_count: int, pod_count: int, concurrency: int) -> dict:
     async with Client.from_kubeconfig(server.kubeconfig) as client:
         for namespace in (NAMESPACE, LEASE_NAMESPACE):
@@ -121,6 +127,7 @@ async def run(server: LocalServer, node_count: int, pod_count: int, concurrency:
 
         watcher = asyncio.create_task(watch_bindings())
         pod_names = [f"pod-{index:05d}" for index in range(pod_count)]
+        server_cpu_before = cpu_seconds(server.process.pid)
         first_create = time.monotonic()
         await bounded(concurrency, (client.create(PODS, bench_pod(name), NAMESPACE) for name in pod_names))
         created = time.monotonic()
@@ -130,7 +137,9 @@ async def run(server: LocalServer, node_count: int, pod_count: int, concurrency:
             watcher.cancel()
             await asyncio.gather(watcher, return_exceptions=True)
         last_bound = max(bound_at.values())
-        return {"nodes_seconds": nodes_seconds, "create_seconds": created - first_create,
+        server_cpu = cpu_seconds(server.process.pid) - server_cpu_before
+        bound_after_creates = sum(1 for at in bound_at.values() if at <= created)
+        return {"server_cpu": server_cpu, "bound_after_creates": bound_after_creates, "nodes_seconds": nodes_seconds, "create_seconds": created - first_create,
                 "bind_seconds": last_bound - first_create, "bound": len(bound_at), "placement": placement}
 
 
@@ -160,6 +169,10 @@ def main() -> int:
           f"({args.pods / figures['create_seconds']:.0f}/s)")
     print(f"pods bound:              {figures['bound']} in {figures['bind_seconds']:.2f} s "
           f"(first create to last bound)")
+    print(f"bound while creating:    {figures['bound_after_creates']} of {figures['bound']}")
+    print(f"server process CPU:      {figures['server_cpu']:.1f} s over {figures['bind_seconds']:.1f} s "
+          f"({figures['server_cpu'] / figures['bind_seconds'] * 100:.0f}% of one core; "
+          f"{figures['server_cpu'] * 1000 / figures['bound']:.1f} ms per pod created and bound)")
     print(f"pods per node:           min {min(per_node)} max {max(per_node)} over {len(figures['placement'])} nodes")
     print(f"throughput:              {rate:.0f} pods bound/s; goal {GOAL_PODS_PER_SECOND:.0f}/s; "
           f"ratio {rate / GOAL_PODS_PER_SECOND:.2f}x")

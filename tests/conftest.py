@@ -48,12 +48,24 @@ class Kubectl:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """A pyk8s server (SQLite in a temp dir) for one test module."""
+    """A pyk8s control plane (SQLite in a temp dir, controllers, scheduler) with no node,
+    for one test module: pods are scheduled nowhere and stay Pending."""
     data_dir = tmp_path_factory.mktemp("server")
-    local = LocalServer(data_dir)
+    local = LocalServer(data_dir, extra_args=["--disable-agent"])
     local.start()
     yield local
     local.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """A single-node cluster as `pyk8s server` runs it: control plane plus the embedded
+    agent (containerd, real pods), for one test module."""
+    data_dir = tmp_path_factory.mktemp("cluster")
+    local = LocalServer(data_dir)
+    local.start(timeout=120)
+    yield local
+    local.stop(timeout=60)
 
 
 @pytest.fixture

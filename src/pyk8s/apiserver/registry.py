@@ -299,6 +299,8 @@ class Registry:
         obj["kind"] = resource.kind
         if subresource == "status":
             obj = strategies.prepare_for_status_update(resource, obj, old)
+        elif subresource == "binding":
+            pass  # upstream's binding REST writes spec.nodeName and PodScheduled to storage directly
         else:
             apply_defaults(resource, obj)
             strategies.prepare_for_update(resource, obj, old)

@@ -24,7 +24,7 @@ from pyk8s.api.patch import json_merge_patch, json_patch
 from pyk8s.api.resources import Resource, group_versions, lookup
 from pyk8s.api.selectors import parse_field_selector, parse_label_selector, validate_field_selector
 from pyk8s.api import tables
-from pyk8s.apiserver import discovery, negotiation, openapi
+from pyk8s.apiserver import discovery, negotiation, nodeproxy, openapi
 from pyk8s.api import fieldvalidation
 from pyk8s.apiserver.bootstrap import bootstrap
 from pyk8s.apiserver.registry import DeleteOptions, ListOptions, Registry
@@ -60,7 +60,7 @@ class APIServer:
         self.registry = Registry(store, service_cidr=config.service_cidr)
         self._runner: web.AppRunner | None = None
         self._ready = False
-        self._watch_tasks: set[asyncio.Task] = set()
+        self._kubelet_client: nodeproxy.KubeletClient | None = None
 
     # ------------------------------------------------------------ lifecycle
 
@@ -79,6 +79,8 @@ class APIServer:
 
     async def stop(self) -> None:
         self._ready = False
+        if self._kubelet_client is not None:
+            await self._kubelet_client.close()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -219,6 +221,8 @@ class APIServer:
             return await self._scale(request, target)
         if target.subresource == "binding" and method == "POST":
             return await self._bind(request, target)
+        if target.subresource == "log" and method == "GET":
+            return await self._pod_log(request, target)
         if target.subresource not in ("", "status", "finalize"):
             raise errors.NotFound("the server could not find the requested resource")
         if method == "GET":
@@ -537,6 +541,48 @@ class APIServer:
 
         updated = await modify()
         return _respond(_scale_of(updated), form)
+
+    async def _pod_log(self, request: web.Request, target: Target) -> web.StreamResponse:
+        """pods/log: proxied to the kubelet of the pod's node (upstream's LogREST)."""
+        pod = await self.registry.get(target.resource, target.namespace, target.name)
+        containers = [c["name"] for c in (pod.get("spec") or {}).get("containers") or []] + \
+            [c["name"] for c in (pod.get("spec") or {}).get("initContainers") or []]
+        container = request.query.get("container") or nodeproxy.default_container(pod)
+        if container not in containers:
+            raise errors.BadRequest(f"container {container} is not valid for pod {target.name}")
+        node_name = (pod.get("spec") or {}).get("nodeName")
+        if not node_name:
+            raise errors.BadRequest(f'container "{container}" in pod "{target.name}" is waiting to start: ContainerCreating')
+        node = await self.registry.get(lookup("", "v1", "nodes"), None, node_name)
+        host, port = nodeproxy.node_address(node)
+        params = {k: v for k, v in request.query.items() if k != "container"}
+        path = f"/containerLogs/{target.namespace}/{target.name}/{container}"
+        try:
+            async with self._kubelet().get(host, port, path, params) as reply:
+                if reply.status >= 400:
+                    text = (await reply.text()).strip()
+                    raise errors.BadRequest(text or f"kubelet answered {reply.status}")
+                response = web.StreamResponse(status=200, headers={"Content-Type": "text/plain"})
+                response.enable_chunked_encoding()
+                await response.prepare(request)
+                async for chunk in reply.content.iter_any():
+                    await response.write(chunk)
+                return response
+        except OSError as exc:
+            raise errors.InternalError(f"Get \"https://{host}:{port}{path}\": {exc}")
+
+    def _kubelet(self) -> nodeproxy.KubeletClient:
+        if self._kubelet_client is None:
+            from pyk8s.cluster.pki import issue_client_cert
+            # The kubelet serves with a self-signed certificate, as upstream's default does.
+            cert, key = issue_client_cert(self.pki, "kube-apiserver-kubelet-client", ["system:masters"],
+                                          self.config.data_dir / "server" / "tls")
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            context.load_cert_chain(str(cert), str(key))
+            self._kubelet_client = nodeproxy.KubeletClient(context)
+        return self._kubelet_client
 
     async def _bind(self, request: web.Request, target: Target) -> web.Response:
         """pods/binding: the scheduler's way of setting spec.nodeName once."""

@@ -40,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     server = commands.add_parser("server", help="run the control plane in the foreground")
     _add_server_flags(server)
 
+    from pyk8s.cli.agent_command import add_agent_parser
+    add_agent_parser(commands)
+
     up = commands.add_parser("up", help="start the cluster in the background and wait until it is ready")
     _add_server_flags(up)
     up.add_argument("--isolated", action="store_true",
@@ -164,7 +167,10 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "kubectl":
         return run_kubectl(*split_kubectl_args(argv[1:]))
     args = build_parser().parse_args(argv)
-    handlers = {"server": run_server_foreground, "up": up, "down": down, "status": status, "reset": reset}
+    from pyk8s.cli.agent_command import run_agent
+
+    handlers = {"server": run_server_foreground, "agent": run_agent, "up": up, "down": down, "status": status,
+                "reset": reset}
     return handlers[args.command](args)
 
 

@@ -144,6 +144,18 @@ async def serve(config: ServerConfig, stop: asyncio.Event) -> None:
             log.info("scheduler started")
             components.append(scheduler)
 
+    if not config.disable_agent:
+        from pyk8s.kubelet.agent import Agent
+
+        node_name = socket.gethostname().lower()
+        agent = Agent(component_client(f"system:node:{node_name}", ["system:nodes"]),
+                      node_name=node_name, data_dir=config.data_dir / "agent",
+                      cluster_cidr=config.cluster_cidr, client_ca=pki.ca_cert,
+                      node_labels={"node-role.kubernetes.io/control-plane": "true"})
+        await agent.start()
+        log.info("agent started: node %s", node_name)
+        components.append(agent)
+
     write_kubeconfig(config.kubeconfig_path, api_url, pki)
     log.info("kubeconfig written: %s", config.kubeconfig_path)
 

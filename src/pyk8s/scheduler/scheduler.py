@@ -1,7 +1,7 @@
 """The Scheduler service: informers in, bindings, events and pod conditions out.
 
 Data flow:
-- a pod informer (every non-terminal pod) and a node informer fill the SchedulerCache
+- a pod informer (every pod; terminal ones count for nothing) and a node informer fill the SchedulerCache
   (nodes, and pods already bound, for resource accounting) and put pending pods that name
   this scheduler into the SchedulingQueue;
 - one loop pops the best pending pod, decides with `Algorithm.schedule` (synchronous,
@@ -50,6 +50,10 @@ def _priority(pod: dict[str, Any]) -> int:
     return (pod.get("spec") or {}).get("priority") or 0
 
 
+def _is_terminal(pod: dict[str, Any]) -> bool:
+    return (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+
+
 class Scheduler:
     def __init__(self, client, scheduler_name: str = DEFAULT_SCHEDULER_NAME, *, bind_concurrency: int = 48,
                  event_workers: int = 4):
@@ -59,7 +63,10 @@ class Scheduler:
         self.queue = SchedulingQueue()
         self.algorithm = Algorithm(self.cache)
         self.recorder = EventRecorder(client, scheduler_name)
-        self.pod_informer = Informer(client, PODS, field_selector="status.phase!=Succeeded,status.phase!=Failed")
+        # Every pod, unfiltered: the API server streams unfiltered watches as stored bytes,
+        # while a field selector (upstream's status.phase!=Succeeded,!=Failed) makes it
+        # decode and re-encode each event. Terminal pods are dropped in the handlers.
+        self.pod_informer = Informer(client, PODS)
         self.node_informer = Informer(client, NODES)
         self._bind_slots = asyncio.Semaphore(bind_concurrency)
         self._event_workers = event_workers
@@ -102,9 +109,11 @@ class Scheduler:
                 and (spec.get("schedulerName") or DEFAULT_SCHEDULER_NAME) == self.scheduler_name
                 and not pod["metadata"].get("deletionTimestamp")
                 and not spec.get("schedulingGates")
-                and (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed"))
+                and not _is_terminal(pod))
 
     def _pod_added(self, pod: dict[str, Any]) -> None:
+        if _is_terminal(pod):
+            return
         if (pod.get("spec") or {}).get("nodeName"):
             self.cache.add_bound_pod(pod)
         elif self._is_ours_and_pending(pod):
@@ -112,6 +121,9 @@ class Scheduler:
 
     def _pod_updated(self, old: dict[str, Any], new: dict[str, Any]) -> None:
         key = object_key(new)
+        if _is_terminal(new):
+            self._pod_deleted(new)  # a finished pod no longer uses its node
+            return
         if (new.get("spec") or {}).get("nodeName"):
             self.cache.add_bound_pod(new)
             self.queue.delete(key)
