@@ -267,3 +267,58 @@ def test_readiness_probe_drives_ready(cluster):
     cluster.wait_for(lambda: container_status(cluster, "probed")["ready"] is True, timeout=20)
     conditions = {c["type"]: c["status"] for c in cluster.get("pod", "probed")["status"]["conditions"]}
     assert conditions["Ready"] == "True" and conditions["ContainersReady"] == "True"
+
+
+def _tag_image(cluster: Cluster, source: str, target: str) -> None:
+    from pyk8s.kubelet.containerd import Containerd
+    runtime = Containerd(cluster.agent_dir, cni_conf_dir=cluster.agent_dir / "cni" / "net.d")
+    runtime.ctr("images", "tag", "--force", source, target)
+
+
+def test_changed_container_image_restarts_the_container_with_the_new_image(cluster):
+    _tag_image(cluster, "docker.io/pyk8s/busybox:1.35", "docker.io/pyk8s/busybox:retagged")
+    cluster.create_pod("reimage", [busybox("main", "sleep 3600")])
+    cluster.wait_for(lambda: container_status(cluster, "reimage").get("state", {}).get("running"))
+    before = container_status(cluster, "reimage")
+    cluster.kubectl("set", "image", "pod/reimage", "main=pyk8s/busybox:retagged")
+
+    def restarted():
+        status = container_status(cluster, "reimage")
+        return status if status.get("restartCount") == 1 and status["state"].get("running") else None
+    after = cluster.wait_for(restarted, timeout=30)
+    assert after["containerID"] != before["containerID"]
+    assert after["image"] == "pyk8s/busybox:retagged"
+    assert after["lastState"]["terminated"]["containerID"] == before["containerID"]
+
+
+def test_container_over_its_memory_limit_is_oom_killed(cluster):
+    cluster.create_pod("hog", [busybox("main", "dd if=/dev/zero of=/dev/null bs=64M count=1; sleep 3600",
+                                       resources={"limits": {"memory": "16Mi"}})], restartPolicy="Never")
+    cluster.wait_for(lambda: cluster.pod_phase("hog") == "Failed", timeout=30)
+    terminated = container_status(cluster, "hog")["state"]["terminated"]
+    assert terminated["reason"] == "OOMKilled"
+    assert terminated["exitCode"] == 137
+
+
+def _seconds(rfc3339: str) -> float:
+    import datetime
+    return datetime.datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp()
+
+
+def test_crash_back_off_survives_an_agent_restart(cluster):
+    cluster.create_pod("crash-restart", [busybox("main", "exit 1")])
+
+    def backing_off(restarts: int):
+        status = container_status(cluster, "crash-restart")
+        waiting = status.get("state", {}).get("waiting", {})
+        return status if waiting.get("reason") == "CrashLoopBackOff" and status["restartCount"] == restarts else None
+    first = cluster.wait_for(lambda: backing_off(1), timeout=30)
+    cluster.stop_agent()
+    cluster.start_agent()
+    cluster.wait_for(lambda: _node_ready(cluster))
+    second = cluster.wait_for(lambda: backing_off(2), timeout=40)
+    # The new agent waited out the 10 s back-off the old one started, then doubled it:
+    # a forgotten back-off would have restarted at once and said "back-off 10s".
+    gap = _seconds(second["lastState"]["terminated"]["startedAt"]) - _seconds(first["lastState"]["terminated"]["finishedAt"])
+    assert gap >= 9, gap
+    assert "back-off 20s restarting failed container=main" in second["state"]["waiting"]["message"]

@@ -57,7 +57,7 @@ async def _watch_until(server: LocalServer, seen: dict[str, int], stop: asyncio.
 
 
 def test_acknowledged_writes_survive_kill_9_and_watch_resumes_without_gap(tmp_path):
-    server = LocalServer(tmp_path / "data").start()
+    server = LocalServer(tmp_path / "data", extra_args=["--disable-agent"]).start()
     try:
         acknowledged: dict[str, int] = {}
         seen_before: dict[str, int] = {}
@@ -109,7 +109,7 @@ def test_acknowledged_writes_survive_kill_9_and_watch_resumes_without_gap(tmp_pa
 
 
 def test_client_maps_status_reasons_to_error_types(tmp_path):
-    server = LocalServer(tmp_path / "data").start()
+    server = LocalServer(tmp_path / "data", extra_args=["--disable-agent"]).start()
     try:
         async def run() -> None:
             async with _client(server) as client:

@@ -474,20 +474,23 @@ class APIServer:
         first = True
         events = watch_events(self.registry, target.resource, target.namespace, list_options, options)
         try:
-            async for event_type, obj in events:
-                if isinstance(obj, RawObject):
-                    if form.as_kind or form.media_type != negotiation.JSON:
+            async for batch in events:
+                lines = []
+                for event_type, obj in batch:
+                    if isinstance(obj, RawObject):
+                        if not form.as_kind and form.media_type == negotiation.JSON:
+                            lines.append(b"".join((b'{"type":"', event_type.encode(), b'","object":', obj.json(), b"}\n")))
+                            continue
                         obj = obj.decode()
-                    else:
-                        await response.write(b"".join((b'{"type":"', event_type.encode(), b'","object":', obj.json(), b"}\n")))
-                        continue
-                if form.as_kind == "Table" and event_type not in ("ERROR", "BOOKMARK"):
-                    table = self._table(target.resource, [obj], request, obj["metadata"].get("resourceVersion", ""))
-                    if not first:
-                        table["columnDefinitions"] = []
-                    first = False
-                    obj = table
-                await response.write(orjson.dumps({"type": event_type, "object": obj}) + b"\n")
+                    if form.as_kind == "Table" and event_type not in ("ERROR", "BOOKMARK"):
+                        table = self._table(target.resource, [obj], request, obj["metadata"].get("resourceVersion", ""))
+                        if not first:
+                            table["columnDefinitions"] = []
+                        first = False
+                        obj = table
+                    lines.append(orjson.dumps({"type": event_type, "object": obj}) + b"\n")
+                # One write per batch: a burst of events costs one TLS record, not one each.
+                await response.write(b"".join(lines))
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:

@@ -10,7 +10,6 @@ with a single ERROR event carrying a 410 Expired Status, which makes clients rel
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass
 from typing import Any, AsyncIterator
@@ -56,8 +55,9 @@ def _obj(value: bytes, revision: int) -> dict[str, Any]:
 
 
 async def watch_events(registry: Registry, resource: Resource, namespace: str | None,
-                       list_options: ListOptions, options: WatchOptions) -> AsyncIterator[tuple[str, dict[str, Any]]]:
-    """Yields (type, object) pairs; ends at the timeout or when the store drops the watcher."""
+                       list_options: ListOptions, options: WatchOptions) -> AsyncIterator[list[tuple[str, Any]]]:
+    """Yields batches of (type, object) pairs (object: a dict, or a RawObject not decoded
+    yet); ends at the timeout or when the store drops the watcher."""
     store = registry.store
     prefix = resource.storage_prefix(namespace)
     filtering = (list_options.label_selector is not None and not list_options.label_selector.empty()) \
@@ -80,17 +80,15 @@ async def watch_events(registry: Registry, resource: Resource, namespace: str | 
     try:
         store_watch = store.watch(prefix, start_revision)
     except Compacted as exc:
-        yield "ERROR", errors.Gone(f"too old resource version: {start_revision} ({exc.compacted})").status()
+        yield [("ERROR", errors.Gone(f"too old resource version: {start_revision} ({exc.compacted})").status())]
         return
 
     try:
-        for obj in initial:
-            yield "ADDED", obj
+        if initial:
+            yield [("ADDED", obj) for obj in initial]
         if options.send_initial_events:
-            yield "BOOKMARK", _bookmark(resource, start_revision, initial_events_end=True)
-        iterator = store_watch.__aiter__()
+            yield [("BOOKMARK", _bookmark(resource, start_revision, initial_events_end=True))]
         last_bookmark = time.monotonic()
-        pending: asyncio.Task | None = None
         while True:
             timeout = BOOKMARK_INTERVAL
             if deadline is not None:
@@ -98,26 +96,22 @@ async def watch_events(registry: Registry, resource: Resource, namespace: str | 
                 if remaining <= 0:
                     return
                 timeout = min(timeout, remaining)
-            if pending is None:
-                pending = asyncio.ensure_future(iterator.__anext__())
-            done, _ = await asyncio.wait({pending}, timeout=timeout)
-            if not done:
+            batch = await store_watch.next_batch(timeout)
+            if batch is None:
+                return  # ended by the store (fell behind, compacted, closed)
+            if not batch:
                 if options.allow_bookmarks and time.monotonic() - last_bookmark >= BOOKMARK_INTERVAL:
                     caught_up = store_watch.caught_up_revision()
                     if caught_up is not None:
                         last_bookmark = time.monotonic()
-                        yield "BOOKMARK", _bookmark(resource, caught_up)
+                        yield [("BOOKMARK", _bookmark(resource, caught_up))]
                 continue
-            task, pending = pending, None
-            try:
-                event: Event = task.result()
-            except StopAsyncIteration:
-                return
-            for api_event in _translate(event, list_options, filtering):
-                yield api_event
+            events = [api_event for event in batch for api_event in _translate(event, list_options, filtering)]
+            if events:
+                yield events
+    except Compacted as exc:
+        yield [("ERROR", errors.Gone(f"too old resource version: {start_revision} ({exc.compacted})").status())]
     finally:
-        if pending is not None:
-            pending.cancel()
         store_watch.close()
 
 

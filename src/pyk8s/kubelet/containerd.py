@@ -28,7 +28,7 @@ log = logging.getLogger("pyk8s.kubelet.containerd")
 SANDBOX_IMAGE = "docker.io/pyk8s/pause:3.10"
 CNI_BIN_DIR = "/usr/lib/cni"
 # sun_path holds 108 bytes; deep temporary data dirs need a shorter socket path.
-_MAX_SOCKET_PATH = 100
+_MAX_SOCKET_PATH = 96  # sun_path is 108 bytes; containerd also binds "<socket>.ttrpc" and checks > 104
 
 
 class Containerd:

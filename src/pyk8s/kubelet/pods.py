@@ -18,6 +18,7 @@ annotations carry pod UID, container name, restart count), so no state lives onl
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import re
@@ -41,6 +42,10 @@ SERVICES = lookup("", "v1", "services")
 POD_NAME, POD_NAMESPACE, POD_UID = "io.kubernetes.pod.name", "io.kubernetes.pod.namespace", "io.kubernetes.pod.uid"
 CONTAINER_NAME = "io.kubernetes.container.name"
 RESTART_COUNT = "io.kubernetes.container.restartCount"
+CONTAINER_HASH = "io.kubernetes.container.hash"
+# The crash back-off delay in force when this container was started: with the container's
+# creation time it rebuilds the back-off entry after an agent restart.
+CRASH_BACKOFF = "pyk8s.io/crash-backoff-seconds"
 TERMINATION_MESSAGE_PATH = "io.kubernetes.container.terminationMessagePath"
 INIT_CONTAINER = "pyk8s.io/init-container"
 CRASH_BACKOFF_INITIAL, CRASH_BACKOFF_MAX = 10.0, 300.0
@@ -80,6 +85,19 @@ class Backoff:
     def forget_prefix(self, prefix: str) -> None:
         for key in [k for k in self.entries if k.startswith(prefix)]:
             del self.entries[key]
+
+
+def container_hash(container_spec: dict[str, Any]) -> str:
+    """Upstream's HashContainer: FNV-1a (32 bit) of the JSON of the fields whose change
+    requires a new container (since 1.31 only `name` and `image`; the other container
+    fields of a pod are immutable), in lowercase hex. A running container whose hash
+    annotation differs from its spec's hash is killed and started again."""
+    picked = json.dumps({"image": container_spec.get("image", ""), "name": container_spec["name"]},
+                        sort_keys=True, separators=(",", ":"))
+    value = 0x811C9DC5
+    for byte in picked.encode():
+        value = ((value ^ byte) * 0x01000193) & 0xFFFFFFFF
+    return format(value, "x")
 
 
 def expand_variables(text: str, env: dict[str, str]) -> str:
@@ -484,6 +502,18 @@ class PodManager:
             state = latest.get("state")
             if state == CONTAINER_RUNNING:
                 record.waiting.pop(name, None)
+                running_hash = (latest.get("annotations") or {}).get(CONTAINER_HASH)
+                # No annotation: started by an older agent; adopt it rather than restart.
+                if running_hash and running_hash != container_hash(container_spec):
+                    log.info("container %s of pod %s definition changed, will be restarted", name,
+                             pod["metadata"]["name"])
+                    await self._stop_container(latest["id"], pod, container_spec)
+                    if self.prober is not None:
+                        self.prober.forget_container(latest["id"])
+                    # Upstream starts the replacement in the same sync, without back-off:
+                    # the old container did not fail.
+                    await self._start_container(record, pod, sandbox_id, container_spec, history)
+                    continue
                 if self.prober is not None:
                     self.prober.ensure(record.uid, pod, container_spec, latest["id"], lambda: self.wake(record.uid),
                                        lambda: record.pod_ip)
@@ -515,6 +545,8 @@ class PodManager:
         key = f"{record.uid}/{name}"
         finished = latest.get("finished_at", 0) / 1e9 or time.time()
         now = time.time()
+        if key not in self.crash_backoff.entries:
+            self._restore_crash_backoff(key, latest)
         left = self.crash_backoff.in_backoff_since(key, finished, now)
         if left > 0:
             meta = pod["metadata"]
@@ -526,6 +558,19 @@ class PodManager:
             return False
         self.crash_backoff.next(key, now)
         return True
+
+    def _restore_crash_backoff(self, key: str, latest: dict[str, Any]) -> None:
+        """After an agent restart the back-off entry comes back from the runtime: the delay
+        in force when the latest container was started, updated at its creation time (when
+        upstream's Backoff.Next ran for it)."""
+        annotations = latest.get("annotations") or {}
+        try:
+            delay = float(annotations[CRASH_BACKOFF])
+        except (KeyError, ValueError):
+            return
+        created = latest.get("created_at", 0) / 1e9
+        if delay > 0 and created > 0:
+            self.crash_backoff.entries[key] = (delay, created)
 
     async def _ensure_image(self, record: PodRecord, pod: dict[str, Any], container_spec: dict[str, Any]) -> str | None:
         image = container_spec.get("image", "")
@@ -703,6 +748,7 @@ class PodManager:
             security_context["readonly_paths"] = ["/proc/asound", "/proc/bus", "/proc/fs", "/proc/irq",
                                                   "/proc/sys", "/proc/sysrq-trigger"]
         annotations = {RESTART_COUNT: str(restart_count),
+                       CONTAINER_HASH: container_hash(container_spec),
                        TERMINATION_MESSAGE_PATH: termination_path,
                        "pyk8s.io/termination-message-host-path": str(termination_file),
                        "pyk8s.io/termination-message-policy": container_spec.get("terminationMessagePolicy", "File"),
@@ -745,6 +791,9 @@ class PodManager:
         env = self._environment(pod, container_spec, record.pod_ip)
         env = [(k, sourced.get(k, v)) for k, v in env] + [(k, v) for k, v in sourced.items() if k not in dict(env)]
         config = self._container_config(pod, container_spec, image_ref, restart_count, env, init_container)
+        backoff_entry = self.crash_backoff.entries.get(f"{record.uid}/{name}")
+        if backoff_entry is not None:
+            config["annotations"][CRASH_BACKOFF] = f"{backoff_entry[0]:g}"
         # Remove exited containers beyond the one kept for `lastState` / `logs --previous`.
         for old in history[1:]:
             try:

@@ -146,6 +146,12 @@ class Watch(abc.ABC):
     def close(self) -> None: ...
 
     @abc.abstractmethod
+    async def next_batch(self, timeout: float, limit: int = 256) -> list[Event] | None:
+        """Every event available now (at most `limit`), waiting up to `timeout` seconds for
+        the first; [] when none came in time, None when the watch has ended. Lets a reader
+        send many events in one write and wake for bookmarks without extra tasks."""
+
+    @abc.abstractmethod
     def caught_up_revision(self) -> int | None:
         """The store revision if no event is pending for this watcher (every write up to it
         has been delivered), else None. The API server sends it as a BOOKMARK."""

@@ -197,6 +197,30 @@ class SQLiteWatch(Watch):
     def close(self) -> None:
         self._end("closed")
 
+    async def next_batch(self, timeout: float, limit: int = 256) -> list[Event] | None:
+        while True:
+            if self._closed:
+                return None
+            if not self._replay_buffer and self._replay_position < self._replay_until:
+                self._read_replay_page()
+                continue
+            source = self._replay_buffer or self._pending
+            if source:
+                count = min(len(source), limit)
+                return [source.popleft() for _ in range(count)]
+            if timeout <= 0:
+                return []
+            loop = asyncio.get_running_loop()
+            waiter = self._waiter = loop.create_future()
+            # A timer rather than asyncio.wait_for: no task per wait on this hot path.
+            timer = loop.call_later(timeout, lambda: waiter.done() or waiter.set_result(None))
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+                self._waiter = None
+            timeout = 0  # one wait only: return what came, or [] on timeout
+
     def caught_up_revision(self) -> int | None:
         if self._closed or self._pending or self._replay_buffer:
             return None
