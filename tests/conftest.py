@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -65,7 +66,24 @@ def cluster(tmp_path_factory):
     local = LocalServer(data_dir)
     local.start(timeout=120)
     yield local
+    remove_every_pod(local, data_dir / "teardown-cache")
     local.stop(timeout=60)
+
+
+def remove_every_pod(server: LocalServer, cache_dir: Path) -> None:
+    """Pods outlive `pyk8s server` (as they outlive a kubelet restart), so a test cluster
+    removes them before it stops: no container, shim or mount is left behind."""
+    kubectl = Kubectl(server, cache_dir)
+    kubectl.run("delete", "deployments,replicasets,daemonsets,statefulsets,jobs,cronjobs,replicationcontrollers",
+                "--all", "-A", "--wait=false", check=False)
+    # Not --force: a graceful delete is finished by the kubelet, after it has stopped the
+    # containers and removed the sandbox.
+    kubectl.run("delete", "pods", "--all", "-A", "--grace-period=1", "--wait=false", check=False)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if not kubectl.run("get", "pods", "-A", "-o", "name", check=False).stdout.split():
+            return
+        time.sleep(0.3)
 
 
 @pytest.fixture

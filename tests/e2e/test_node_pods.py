@@ -292,7 +292,7 @@ def test_changed_container_image_restarts_the_container_with_the_new_image(clust
 
 
 def test_container_over_its_memory_limit_is_oom_killed(cluster):
-    cluster.create_pod("hog", [busybox("main", "dd if=/dev/zero of=/dev/null bs=64M count=1; sleep 3600",
+    cluster.create_pod("hog", [busybox("main", "exec dd if=/dev/zero of=/dev/null bs=64M count=1",
                                        resources={"limits": {"memory": "16Mi"}})], restartPolicy="Never")
     cluster.wait_for(lambda: cluster.pod_phase("hog") == "Failed", timeout=30)
     terminated = container_status(cluster, "hog")["state"]["terminated"]

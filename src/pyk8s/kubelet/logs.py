@@ -7,8 +7,9 @@ record). `read_log()` turns that back into the container's exact output with ups
 options (tailLines, sinceSeconds/sinceTime, timestamps, limitBytes, follow).
 
 `KubeletServer` serves `GET /containerLogs/{namespace}/{pod}/{container}` (the endpoint the
-API server's `pods/log` subresource proxies to, upstream's kubelet server path) plus
-`/healthz`, over HTTPS with a self-signed certificate.
+API server's `pods/log` subresource proxies to, upstream's kubelet server path), the
+streaming endpoints of `streaming.py` (exec, attach, portForward) and `/healthz`, over HTTPS
+with a self-signed certificate.
 """
 
 from __future__ import annotations
@@ -192,6 +193,8 @@ class KubeletServer:
         app = web.Application()
         app.router.add_get("/healthz", lambda request: web.Response(text="ok"))
         app.router.add_get("/containerLogs/{namespace}/{pod}/{container}", self._logs)
+        from pyk8s.kubelet.streaming import StreamingRoutes, runtime_of
+        StreamingRoutes(runtime_of(self.find_log)).register(app)  # exec, attach, portForward
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await self._runner.setup()
         context = self_signed_context(self.tls_dir, [self.address, "localhost", "127.0.0.1"])

@@ -1,0 +1,251 @@
+"""The kubelet's streaming endpoints: exec, attach and port-forward.
+
+`GET|POST /exec/{namespace}/{pod}/{container}?command=..&input=1&output=1&error=1&tty=1`,
+`/attach/{namespace}/{pod}/{container}?...` and `/portForward/{namespace}/{pod}` are what the
+API server's `pods/exec|attach|portforward` subresources reach (upstream kubelet's server
+paths). Each request asks the runtime (CRI Exec / Attach / PortForward) for a fresh stream
+URL — containerd's URLs are single-use — then opens that URL with the caller's upgrade
+headers and, once containerd answers 101, splices the two connections byte for byte
+(upstream's kubelet proxies the same way). Whatever containerd's stream server speaks
+(SPDY/3.1 with v4.channel.k8s.io or portforward.k8s.io, WebSocket v4) therefore passes
+through unchanged; the API server is the one that translates newer protocols.
+
+Data flow: client bytes -> aiohttp protocol -> `RawUpgradeReader` -> containerd socket;
+containerd bytes -> client transport. Either side closing ends both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Callable
+from urllib.parse import urlsplit
+
+import orjson
+from aiohttp import web
+
+from pyk8s.kubelet.cri import CRIClient, CRIError
+from pyk8s.kubelet.cri.messages import CONTAINER_RUNNING, SANDBOX_READY
+
+log = logging.getLogger("pyk8s.kubelet.streaming")
+
+POD_NAME, POD_NAMESPACE = "io.kubernetes.pod.name", "io.kubernetes.pod.namespace"
+CONTAINER_NAME = "io.kubernetes.container.name"
+
+# Request headers that carry the upgrade negotiation to the runtime's stream server.
+_UPGRADE_HEADERS = ("Connection", "Upgrade", "X-Stream-Protocol-Version", "Sec-WebSocket-Key",
+                    "Sec-WebSocket-Version", "Sec-WebSocket-Protocol", "Sec-WebSocket-Extensions")
+_COPY_CHUNK = 256 * 1024
+
+
+def _flag(query, *names: str) -> bool:
+    return any(query.get(name) in ("1", "true", "True") for name in names)
+
+
+def _status(code: int, reason: str, message: str) -> web.Response:
+    body = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": message, "reason": reason, "code": code}
+    return web.Response(status=code, body=orjson.dumps(body), content_type="application/json")
+
+
+class RawUpgradeReader:
+    """Takes over an aiohttp connection's incoming bytes once it is upgraded: aiohttp only
+    knows WebSocket upgrades, so for SPDY it would parse the frames as HTTP requests. Set
+    as the protocol's payload parser, it hands every byte to an asyncio.StreamReader (which
+    pauses the transport when its buffer fills)."""
+
+    def __init__(self, request: web.BaseRequest):
+        self.reader = asyncio.StreamReader(limit=4 * _COPY_CHUNK)
+        self.reader.set_transport(request.transport)
+        request.protocol.set_parser(self)
+
+    def feed_data(self, data: bytes) -> tuple[bool, bytes]:
+        self.reader.feed_data(data)
+        return False, b""
+
+    def feed_eof(self) -> None:
+        self.reader.feed_eof()
+
+
+class UpgradedResponse(web.StreamResponse):
+    """The response object aiohttp needs for a request whose connection we took over; the
+    101 head and every byte after it were written to the transport directly."""
+
+    def __init__(self):
+        super().__init__(status=101)
+        self.force_close()
+
+    async def prepare(self, request):  # nothing more to send
+        return None
+
+    async def write_eof(self, data: bytes = b"") -> None:
+        return None
+
+
+async def splice_upgraded(request: web.Request, head: bytes, upstream_reader: asyncio.StreamReader,
+                          upstream_writer: asyncio.StreamWriter) -> web.StreamResponse:
+    """Send the upstream's 101 head to the client, then copy both ways until one side ends."""
+    incoming = RawUpgradeReader(request)
+    transport = request.transport
+    transport.write(head)
+    protocol = request.protocol
+
+    async def client_to_upstream() -> None:
+        while True:
+            data = await incoming.reader.read(_COPY_CHUNK)
+            if not data:
+                break
+            upstream_writer.write(data)
+            await upstream_writer.drain()
+        if upstream_writer.can_write_eof():
+            upstream_writer.write_eof()
+
+    async def upstream_to_client() -> None:
+        while True:
+            data = await upstream_reader.read(_COPY_CHUNK)
+            if not data or transport.is_closing():
+                break
+            transport.write(data)
+            if transport.get_write_buffer_size() > 4 * _COPY_CHUNK:
+                await protocol._drain_helper()  # aiohttp's flow control: wait for the client
+
+    to_upstream = asyncio.ensure_future(client_to_upstream())
+    to_client = asyncio.ensure_future(upstream_to_client())
+    try:
+        # The runtime ends the session (its side closes) once the command or forward is done;
+        # a client going away ends it too.
+        done, _ = await asyncio.wait({to_upstream, to_client}, return_when=asyncio.FIRST_COMPLETED)
+        if to_upstream in done and not to_client.done():
+            await to_client
+    except (ConnectionError, asyncio.CancelledError):
+        pass
+    finally:
+        for task in (to_upstream, to_client):
+            task.cancel()
+        upstream_writer.close()
+        if not transport.is_closing():
+            transport.close()
+    return UpgradedResponse()
+
+
+async def read_response_head(reader: asyncio.StreamReader) -> tuple[int, bytes, dict[str, str]]:
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ", 2)[1])
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        if ":" in line:
+            name, value = line.split(":", 1)
+            headers[name.strip().lower()] = value.strip()
+    return status, head, headers
+
+
+async def proxy_to_stream_url(request: web.Request, url: str) -> web.StreamResponse:
+    """Open the runtime's stream URL with the caller's upgrade headers and splice on 101."""
+    parts = urlsplit(url)
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port or 80)
+    path = parts.path + (f"?{parts.query}" if parts.query else "")
+    lines = [f"{request.method} {path} HTTP/1.1", f"Host: {parts.netloc}"]
+    for name in _UPGRADE_HEADERS:
+        for value in request.headers.getall(name, ()):
+            lines.append(f"{name}: {value}")
+    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+    await writer.drain()
+    try:
+        status, head, headers = await read_response_head(reader)
+    except (asyncio.IncompleteReadError, ConnectionError) as error:
+        writer.close()
+        return _status(500, "InternalError", f"runtime stream server: {error}")
+    if status != 101:
+        length = int(headers.get("content-length") or 0)
+        body = await reader.readexactly(length) if length else await reader.read(64 * 1024)
+        writer.close()
+        return web.Response(status=status, body=body, content_type=headers.get("content-type", "text/plain"))
+    return await splice_upgraded(request, head, reader, writer)
+
+
+class StreamingRoutes:
+    """Registers exec/attach/portForward on the kubelet's aiohttp app. `runtime()` returns the
+    agent's CRI client (None until the runtime is up)."""
+
+    def __init__(self, runtime: Callable[[], CRIClient | None]):
+        self.runtime = runtime
+
+    def register(self, app: web.Application) -> None:
+        for method in ("GET", "POST"):
+            app.router.add_route(method, "/exec/{namespace}/{pod}/{container}", self.exec)
+            app.router.add_route(method, "/attach/{namespace}/{pod}/{container}", self.attach)
+            app.router.add_route(method, "/portForward/{namespace}/{pod}", self.port_forward)
+
+    def _cri(self) -> CRIClient:
+        cri = self.runtime()
+        if cri is None:
+            raise LookupError("container runtime is not ready")
+        return cri
+
+    async def _running_container(self, namespace: str, pod: str, container: str) -> str:
+        cri = self._cri()
+        found = await cri.list_containers({POD_NAMESPACE: namespace, POD_NAME: pod, CONTAINER_NAME: container})
+        running = [c for c in found if c.get("state") == CONTAINER_RUNNING]
+        if not running:
+            # upstream kubelet's wording (GetExec: container not found)
+            raise LookupError(f'container not found ("{container}")')
+        return max(running, key=lambda c: c.get("created_at", 0))["id"]
+
+    async def exec(self, request: web.Request) -> web.StreamResponse:
+        info, query = request.match_info, request.query
+        command = query.getall("command", [])
+        if not command:
+            return _status(400, "BadRequest", "you must specify at least 1 command")
+        tty = _flag(query, "tty")
+        try:
+            container_id = await self._running_container(info["namespace"], info["pod"], info["container"])
+            reply = await self._cri().call("Exec", {
+                "container_id": container_id, "cmd": command, "tty": tty,
+                "stdin": _flag(query, "input", "stdin"), "stdout": _flag(query, "output", "stdout"),
+                # with a tty, stderr is merged into stdout (upstream's rule)
+                "stderr": _flag(query, "error", "stderr") and not tty})
+        except LookupError as error:
+            return _status(500, "InternalError", str(error))
+        except CRIError as error:
+            return _status(500, "InternalError", error.details)
+        return await proxy_to_stream_url(request, reply["url"])
+
+    async def attach(self, request: web.Request) -> web.StreamResponse:
+        info, query = request.match_info, request.query
+        tty = _flag(query, "tty")
+        try:
+            container_id = await self._running_container(info["namespace"], info["pod"], info["container"])
+            reply = await self._cri().call("Attach", {
+                "container_id": container_id, "tty": tty, "stdin": _flag(query, "input", "stdin"),
+                "stdout": _flag(query, "output", "stdout"),
+                "stderr": _flag(query, "error", "stderr") and not tty})
+        except LookupError as error:
+            return _status(500, "InternalError", str(error))
+        except CRIError as error:
+            return _status(500, "InternalError", error.details)
+        return await proxy_to_stream_url(request, reply["url"])
+
+    async def port_forward(self, request: web.Request) -> web.StreamResponse:
+        info = request.match_info
+        try:
+            cri = self._cri()
+            sandboxes = [s for s in await cri.list_sandboxes({POD_NAMESPACE: info["namespace"], POD_NAME: info["pod"]})
+                         if s.get("state") == SANDBOX_READY]
+            if not sandboxes:
+                raise LookupError(f'pod "{info["pod"]}" not found')
+            sandbox = max(sandboxes, key=lambda s: s.get("created_at", 0))
+            ports = [int(p) for p in request.query.getall("port", []) if p.isdigit()]
+            reply = await cri.call("PortForward", {"pod_sandbox_id": sandbox["id"], "port": ports})
+        except LookupError as error:
+            return _status(404, "NotFound", str(error))
+        except CRIError as error:
+            return _status(500, "InternalError", error.details)
+        return await proxy_to_stream_url(request, reply["url"])
+
+
+def runtime_of(find_log: Any) -> Callable[[], CRIClient | None]:
+    """The agent's CRI client, reached through the agent method the KubeletServer was given
+    (the server is constructed by the agent with its bound `_find_log`)."""
+    owner = getattr(find_log, "__self__", None)
+    return lambda: getattr(owner, "cri", None)
