@@ -484,6 +484,12 @@ def compare(value_type: Type, old: Any, new: Any) -> Comparison:
 def _compare_children(value_type: Type, old: Any, new: Any, added: dict, modified: dict, removed: dict) -> bool:
     """Fills the three levels with the differences under one node; False when the node is
     a leaf for comparison (scalar, atomic, or a change of shape)."""
+    # A null granular map or list compares as an empty one (structured-merge-diff derefs
+    # nil to empty before visiting items).
+    if old is None and isinstance(new, (dict, list)):
+        old = type(new)()
+    elif new is None and isinstance(old, (dict, list)):
+        new = type(old)()
     if _granular_map(value_type, old) and _granular_map(value_type, new) and (old or new):
         typed = value_type.kind == MAP
         for key, old_child in old.items():

@@ -52,14 +52,14 @@ _STRIPPED = fieldpath.from_paths(
 # Metadata the comparison skips outright: it changes on every write and is stripped anyway.
 _VOLATILE_METADATA = ("managedFields", "resourceVersion", "generation", "creationTimestamp", "uid", "selfLink")
 _STATUS = fieldpath.from_paths(("f:status",))
-_SCALE_REPLICAS = fieldpath.from_paths(("f:spec", "f:replicas"))
 
 # Struct fields Go always has (non-pointer structs), so upstream's create compares against
 # an object that already holds them and does not list them as members of the new set.
 _ZERO_VALUE_STRUCTS: dict[str, Any] = {
     "metadata": {}, "status": {},
-    "spec": {"template": {"metadata": {}, "spec": {}}, "strategy": {}, "updateStrategy": {},
-             "jobTemplate": {"metadata": {}, "spec": {"template": {"metadata": {}, "spec": {}}}}},
+    "spec": {"containers": None, "template": {"metadata": {}, "spec": {"containers": None}}, "strategy": {},
+             "updateStrategy": {},
+             "jobTemplate": {"metadata": {}, "spec": {"template": {"metadata": {}, "spec": {"containers": None}}}}},
 }
 
 
@@ -228,9 +228,11 @@ def _comparable(obj: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def _zero_baseline(new: dict[str, Any], shape: dict[str, Any] = _ZERO_VALUE_STRUCTS) -> dict[str, Any]:
-    baseline = {}
+    baseline: dict[str, Any] = {}
     for key, inner in shape.items():
-        if isinstance(new.get(key), dict):
+        if inner is None and key in new:
+            baseline[key] = None  # a nil slice
+        elif isinstance(new.get(key), dict):
             baseline[key] = _zero_baseline(new[key], inner)
     return baseline
 
@@ -238,9 +240,11 @@ def _zero_baseline(new: dict[str, Any], shape: dict[str, Any] = _ZERO_VALUE_STRU
 def _owned_by_request(resource: Resource, subresource: str, changes: dict) -> dict:
     """The part of a change a write on this (sub)resource may own: reset fields dropped."""
     if subresource == "status":
-        return fieldpath.intersection(changes, _STATUS)
+        status = changes.get("f:status")
+        return {"f:status": status} if status is not None else {}
     if subresource == "scale":
-        return fieldpath.intersection(changes, _SCALE_REPLICAS)
+        replicas = (changes.get("f:spec") or {}).get("f:replicas")
+        return {"f:spec": {"f:replicas": replicas}} if replicas is not None else {}
     if "status" in resource.subresources:
         return fieldpath.recursive_difference(changes, _STATUS)
     return changes
@@ -294,22 +298,22 @@ def update(resource: Resource, old: dict[str, Any] | None, new: dict[str, Any], 
     meta = new.get("metadata")
     if not isinstance(meta, dict):
         return
-    old_entries = (old or {}).get("metadata", {}).get("managedFields") if old else None
-    requested = meta.get("managedFields", None)
-    if isinstance(requested, list) and (not requested or (len(requested) == 1 and requested[0] == {})):
-        managers: dict[tuple, _Entry] = {}  # an explicit reset
+    old_entries = old.get("metadata", {}).get("managedFields") if old else None
+    requested = meta.get("managedFields")
+    from_old = False
+    if subresource and old is not None:
+        # Subresource writes cannot set managedFields (decodeLiveOrNew).
+        managers, from_old = _decode_or_empty(old_entries), True
+    elif isinstance(requested, list) and (not requested or (len(requested) == 1 and requested[0] == {})):
+        managers = {}  # an explicit reset
     else:
         try:
             managers = _decode(requested) if requested else {}
         except _InvalidManagedFields:
             managers = {}
         if not managers:
-            if subresource == "" and requested is None and old_entries is None and old is not None:
-                return
-            managers = _decode_or_empty(old_entries)
-    if subresource and old is not None:
-        # Subresource writes cannot set managedFields (decodeLiveOrNew).
-        managers = _decode_or_empty(old_entries)
+            # Clients that do not know managedFields must not drop them by omission.
+            managers, from_old = _decode_or_empty(old_entries), True
     value_type = fieldpath.type_for(resource)
     try:
         comparison = fieldpath.compare(value_type, _comparable(old) if old is not None else _zero_baseline(new),
@@ -322,7 +326,13 @@ def update(resource: Resource, old: dict[str, Any] | None, new: dict[str, Any], 
         return
     comparison = _filtered(resource, subresource, comparison)
     if comparison.is_same():
-        _set_managed_fields(new, managers)
+        if from_old:
+            if old_entries:
+                meta["managedFields"] = old_entries
+            else:
+                meta.pop("managedFields", None)
+        else:
+            _set_managed_fields(new, managers)
         return
     changed = comparison.changed()
     identity = (manager, UPDATE, resource.api_version, subresource)
@@ -403,7 +413,7 @@ def apply(resource: Resource, live: dict[str, Any] | None, applied: dict[str, An
     if live is not None:
         result.setdefault("metadata", {})
         for key in _VOLATILE_METADATA:
-            if key in (live.get("metadata") or {}) and key != "managedFields":
+            if key in (live.get("metadata") or {}) and key != "managedFields" and key not in result["metadata"]:
                 result["metadata"][key] = live["metadata"][key]
     _set_managed_fields(result, managers)
     return result
@@ -436,9 +446,6 @@ def _apply_to(resource: Resource, value_type: fieldpath.Type, live: dict[str, An
     _drop_from_others(managers, identity, changed, comparison.removed)
     if fieldpath.is_empty(managers[identity].fields):
         del managers[identity]
-        if not comparison.is_same():
-            # An empty applied configuration still changes nothing it does not own.
-            pass
     return merged, managers, merged != live and identity in managers
 
 
@@ -466,14 +473,12 @@ def _conflicts(managers: dict[tuple, _Entry], identity: tuple, changed: dict) ->
 
 
 def _has_path(level: dict, path: tuple[str, ...]) -> bool:
-    node: dict | None = None
+    node = level
     for element in path:
-        if node is not None and not node:
+        if element not in node:
             return False
-        node = (level if node is None else node).get(element)
-        if node is None:
-            return False
-    return node is not None and (not node or "." in node)
+        node = node[element]
+    return not node or "." in node
 
 
 def _allowed_by_last_applied(resource: Resource, value_type: fieldpath.Type, live: dict[str, Any]) -> dict | None:

@@ -24,7 +24,7 @@ from pyk8s.api.patch import json_merge_patch, json_patch
 from pyk8s.api.resources import Resource, group_versions, lookup
 from pyk8s.api.selectors import parse_field_selector, parse_label_selector, validate_field_selector
 from pyk8s.api import tables
-from pyk8s.apiserver import discovery, negotiation, nodeproxy, openapi
+from pyk8s.apiserver import discovery, negotiation, nodeproxy, openapi, streaming
 from pyk8s.api import fieldvalidation
 from pyk8s.apiserver.bootstrap import bootstrap
 from pyk8s.apiserver.registry import DeleteOptions, ListOptions, Registry
@@ -223,6 +223,8 @@ class APIServer:
             return await self._bind(request, target)
         if target.subresource == "log" and method == "GET":
             return await self._pod_log(request, target)
+        if target.subresource in ("exec", "attach", "portforward") and target.resource.plural == "pods":
+            return await streaming.pod_stream(self, request, target)
         if target.subresource not in ("", "status", "finalize"):
             raise errors.NotFound("the server could not find the requested resource")
         if method == "GET":

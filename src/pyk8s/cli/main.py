@@ -6,6 +6,7 @@
     pyk8s status   what runs and whether it is ready
     pyk8s reset    stop it and delete everything it wrote (data dir, kubeconfig entries, netns)
     pyk8s kubectl  kubectl with the cluster's admin kubeconfig (inside its netns if isolated)
+    pyk8s images   import, list and remove the cluster's container images
 
 Every command takes `--data-dir` (default $PYK8S_DATA_DIR, else /var/lib/pyk8s): that is how
 the later commands find the cluster an earlier `up` started. Parsing builds a ServerConfig
@@ -42,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     from pyk8s.cli.agent_command import add_agent_parser
     add_agent_parser(commands)
+
+    from pyk8s.cli.images_command import add_images_parser
+    add_images_parser(commands)
 
     up = commands.add_parser("up", help="start the cluster in the background and wait until it is ready")
     _add_server_flags(up)
@@ -168,9 +172,10 @@ def main(argv: list[str] | None = None) -> int:
         return run_kubectl(*split_kubectl_args(argv[1:]))
     args = build_parser().parse_args(argv)
     from pyk8s.cli.agent_command import run_agent
+    from pyk8s.cli.images_command import run_images
 
-    handlers = {"server": run_server_foreground, "agent": run_agent, "up": up, "down": down, "status": status,
-                "reset": reset}
+    handlers = {"server": run_server_foreground, "agent": run_agent, "images": run_images, "up": up, "down": down,
+                "status": status, "reset": reset}
     return handlers[args.command](args)
 
 

@@ -50,6 +50,9 @@ class Informer:
         task and must be quick (typically: enqueue a key)."""
         if on_add:
             self._on_add.append(on_add)
+            # A handler that joins a shared informer late still sees what is cached.
+            for obj in list(self.cache.values()):
+                self._dispatch([on_add], obj)
         if on_update:
             self._on_update.append(on_update)
         if on_delete:
@@ -145,3 +148,46 @@ class Informer:
                 log.debug("%s watch interrupted: %s", self.resource.plural, exc)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
+
+
+class SharedInformers:
+    """One informer per (resource, namespace, selectors) for every controller that uses the
+    same client (client-go's SharedInformerFactory): one list+watch and one cache however
+    many controllers look at pods. Informers run while at least one user has started them."""
+
+    def __init__(self, client):
+        self.client = client
+        self._informers: dict[tuple, Informer] = {}
+        self._tasks: dict[int, asyncio.Task] = {}
+        self._users: dict[int, int] = {}
+
+    def informer(self, resource: Resource, **kwargs: Any) -> Informer:
+        key = (resource.group, resource.version, resource.plural, tuple(sorted(kwargs.items())))
+        informer = self._informers.get(key)
+        if informer is None:
+            informer = self._informers[key] = Informer(self.client, resource, **kwargs)
+        return informer
+
+    def start(self, informer: Informer) -> None:
+        identity = id(informer)
+        self._users[identity] = self._users.get(identity, 0) + 1
+        if identity not in self._tasks:
+            self._tasks[identity] = asyncio.create_task(informer.run(), name=f"informer-{informer.resource.plural}")
+
+    async def release(self, informer: Informer) -> None:
+        identity = id(informer)
+        self._users[identity] = self._users.get(identity, 1) - 1
+        if self._users[identity] <= 0:
+            self._users.pop(identity, None)
+            task = self._tasks.pop(identity, None)
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+
+
+def shared_informers(client) -> SharedInformers:
+    """The SharedInformers of a client, made on first use."""
+    shared = getattr(client, "_shared_informers", None)
+    if shared is None:
+        shared = client._shared_informers = SharedInformers(client)
+    return shared

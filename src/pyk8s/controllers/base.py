@@ -12,7 +12,7 @@ import logging
 from typing import Any
 
 from pyk8s.api import errors
-from pyk8s.client.informer import Informer, object_key
+from pyk8s.client.informer import Informer, object_key, shared_informers
 from pyk8s.client.workqueue import WorkQueue
 
 log = logging.getLogger("pyk8s.controllers")
@@ -40,8 +40,11 @@ class Controller:
     # -- wiring helpers -------------------------------------------------------------
 
     def informer(self, resource, **kwargs) -> Informer:
-        informer = Informer(self.client, resource, **kwargs)
-        self.informers.append(informer)
+        """The shared informer for `resource` (one per client, whatever number of
+        controllers use it)."""
+        informer = shared_informers(self.client).informer(resource, **kwargs)
+        if informer not in self.informers:
+            self.informers.append(informer)
         return informer
 
     def enqueue(self, obj: dict[str, Any]) -> None:
@@ -54,8 +57,9 @@ class Controller:
     # -- lifecycle ------------------------------------------------------------------
 
     async def start(self) -> None:
+        shared = shared_informers(self.client)
         for informer in self.informers:
-            self._tasks.append(asyncio.create_task(informer.run(), name=f"{self.name}-{informer.resource.plural}"))
+            shared.start(informer)
         self._tasks.append(asyncio.create_task(self._run_workers(), name=f"{self.name}-workers"))
 
     async def _run_workers(self) -> None:
@@ -72,6 +76,9 @@ class Controller:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        shared = shared_informers(self.client)
+        for informer in self.informers:
+            await shared.release(informer)
 
     async def _worker(self) -> None:
         while True:

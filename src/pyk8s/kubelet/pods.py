@@ -88,10 +88,12 @@ class Backoff:
 
 
 def container_hash(container_spec: dict[str, Any]) -> str:
-    """Upstream's HashContainer: FNV-1a (32 bit) of the JSON of the fields whose change
-    requires a new container (since 1.31 only `name` and `image`; the other container
-    fields of a pod are immutable), in lowercase hex. A running container whose hash
-    annotation differs from its spec's hash is killed and started again."""
+    """The container spec hash, as upstream's HashContainer uses it: FNV-1a (32 bit) over
+    the JSON of the fields whose change needs a new container (`name` and `image`: the other
+    container fields of a pod are immutable), stored on the container as the
+    `io.kubernetes.container.hash` annotation. A running container whose annotation differs
+    from its spec's hash is killed and started again. Only this kubelet reads the value, so
+    it need not equal upstream's (which hashes a spew dump of the JSON)."""
     picked = json.dumps({"image": container_spec.get("image", ""), "name": container_spec["name"]},
                         sort_keys=True, separators=(",", ":"))
     value = 0x811C9DC5

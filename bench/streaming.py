@@ -1,0 +1,198 @@
+"""Streaming benchmark: `kubectl exec POD -- true` and `kubectl port-forward` throughput.
+
+Starts a real single-node `pyk8s server` (embedded agent, containerd, a busybox pod) and
+measures, in the same run:
+
+- exec: median wall time of `kubectl exec POD -- true` (WebSocket v5 through the API
+  server, kubelet and containerd), beside kubectl's own floor (`kubectl get pod POD -o name`
+  against the same server: process start, kubeconfig, TLS, one request) and a raw CRI
+  `ExecSync` of `true` straight to containerd's socket (the runtime's own cost).
+  Goal: exec ≤ 1.5x the kubectl floor + what the runtime needs is the spirit; the issue's
+  figure is exec / floor ≤ 1.5.
+- port-forward: MB/s of one HTTP download of a large file through `kubectl port-forward`
+  (WebSocket tunnel), beside the same client reading the same number of bytes from a plain
+  loopback TCP sender, and from the pod's IP directly. Goal: ≥ 50 % of loopback.
+
+    .venv/bin/python bench/streaming.py              # 20 execs, 256 MiB transfers
+    .venv/bin/python bench/streaming.py --quick      # 8 execs, 64 MiB
+
+Runs as root inside its own network namespace (entered before anything else starts); the
+server is a child process stopped on every exit path.
+"""
+
+from __future__ import annotations
+
+if __name__ == "__main__":
+    # Network safety: a private network namespace before any thread or event loop exists.
+    from pyk8s.cluster.localcluster import isolate_network
+
+    isolate_network()
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import select
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from pyk8s.cluster.localcluster import LocalServer, in_isolated_network
+from pyk8s.kubelet.cri import CRIClient
+
+KUBECTL = str(Path(sys.executable).with_name("kubectl"))
+BUSYBOX = "pyk8s/busybox:1.35"
+
+
+def kubectl(server: LocalServer, cache: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([KUBECTL, "--kubeconfig", str(server.kubeconfig), "--cache-dir", str(cache), *args],
+                          capture_output=True, timeout=120, check=True, env={**os.environ, **(env or {})})
+
+
+def median_wall(runs: int, action) -> float:
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        action()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def http_download(host: str, port: int, path: str) -> int:
+    """Bytes of one HTTP/1.0 GET, read in large chunks (the same client for every figure)."""
+    with socket.create_connection((host, port), timeout=60) as connection:
+        connection.sendall(f"GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
+        received = 0
+        while chunk := connection.recv(1 << 20):
+            received += len(chunk)
+        return received
+
+
+def loopback_sender(size: int) -> tuple[int, threading.Thread]:
+    """A plain TCP sender on 127.0.0.1 answering one request with `size` bytes."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    block = os.urandom(1 << 20)
+
+    def serve() -> None:
+        connection, _ = listener.accept()
+        with connection, listener:
+            connection.recv(65536)
+            connection.sendall(b"HTTP/1.0 200 OK\r\n\r\n")
+            remaining = size
+            while remaining > 0:
+                piece = block[:min(len(block), remaining)]
+                connection.sendall(piece)
+                remaining -= len(piece)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return listener.getsockname()[1], thread
+
+
+def throughput(size_bytes: int, action) -> float:
+    started = time.perf_counter()
+    received = action()
+    elapsed = time.perf_counter() - started
+    assert received >= size_bytes, f"short transfer: {received} of {size_bytes}"
+    return received / elapsed / 1e6
+
+
+async def cri_exec_sync(socket_path: str, pod: str, runs: int) -> float:
+    cri = CRIClient(socket_path)
+    try:
+        containers = await cri.list_containers({"io.kubernetes.pod.name": pod})
+        container_id = [c for c in containers if c.get("state") == 1][0]["id"]
+        times = []
+        for _ in range(runs):
+            started = time.perf_counter()
+            reply = await cri.call("ExecSync", {"container_id": container_id, "cmd": ["true"], "timeout": 10})
+            times.append(time.perf_counter() - started)
+            assert reply.get("exit_code") == 0
+        return statistics.median(times)
+    finally:
+        await cri.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--runs", type=int, default=0)
+    parser.add_argument("--mib", type=int, default=0)
+    args = parser.parse_args()
+    assert in_isolated_network(), "refusing to run outside a private network namespace"
+    runs = args.runs or (8 if args.quick else 20)
+    size = (args.mib or (64 if args.quick else 256)) * 1024 * 1024
+
+    with tempfile.TemporaryDirectory(prefix="pyk8s-bench-streaming-") as data_dir:
+        cache = Path(data_dir) / "kube-cache"
+        server = LocalServer(Path(data_dir) / "cluster")
+        server.start(timeout=120)
+        forward = None
+        try:
+            kubectl(server, cache, "wait", "--for=condition=Ready", "node", "--all", "--timeout=90s")
+            script = f"mkdir -p /www && head -c {size} /dev/zero > /www/blob && exec httpd -f -p 8080 -h /www"
+            kubectl(server, cache, "run", "bench", f"--image={BUSYBOX}", "--restart=Never", "--", "sh", "-c", script)
+            kubectl(server, cache, "wait", "--for=condition=Ready", "pod/bench", "--timeout=90s")
+            deadline = time.monotonic() + 60
+            while subprocess.run([KUBECTL, "--kubeconfig", str(server.kubeconfig), "--cache-dir", str(cache), "exec",
+                                  "bench", "--", "test", "-s", "/www/blob"]).returncode != 0:
+                assert time.monotonic() < deadline, "the pod never wrote its file"
+            pod = json.loads(kubectl(server, cache, "get", "pod", "bench", "-o", "json").stdout)
+            pod_ip = pod["status"]["podIP"]
+
+            # exec
+            kubectl(server, cache, "exec", "bench", "--", "true")  # warm discovery cache and connections
+            exec_seconds = median_wall(runs, lambda: kubectl(server, cache, "exec", "bench", "--", "true"))
+            spdy_seconds = median_wall(runs, lambda: kubectl(server, cache, "exec", "bench", "--", "true",
+                                                             env={"KUBECTL_REMOTE_COMMAND_WEBSOCKETS": "false"}))
+            floor_seconds = median_wall(runs, lambda: kubectl(server, cache, "get", "pod", "bench", "-o", "name"))
+            sockets = list((Path(data_dir) / "cluster").rglob("containerd.sock")) or list(Path("/run/pyk8s").rglob("containerd.sock"))
+            cri_seconds = asyncio.run(cri_exec_sync(str(sockets[0]), "bench", runs))
+
+            # port-forward
+            forward = subprocess.Popen([KUBECTL, "--kubeconfig", str(server.kubeconfig), "--cache-dir", str(cache),
+                                        "port-forward", "--address=127.0.0.1", "pod/bench", ":8080"],
+                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            printed = b""
+            while not re.search(rb"127\.0\.0\.1:(\d+) ->", printed):
+                ready, _, _ = select.select([forward.stdout], [], [], 30)
+                assert ready, "port-forward did not start"
+                printed += os.read(forward.stdout.fileno(), 4096)
+            local_port = int(re.search(rb"127\.0\.0\.1:(\d+) ->", printed).group(1))
+            http_download("127.0.0.1", local_port, "/blob")  # warm-up: the first connection sets up the tunnel
+            forward_mbps = throughput(size, lambda: http_download("127.0.0.1", local_port, "/blob"))
+            pod_mbps = throughput(size, lambda: http_download(pod_ip, 8080, "/blob"))
+            port, _ = loopback_sender(size)
+            loopback_mbps = throughput(size, lambda: http_download("127.0.0.1", port, "/"))
+        except BaseException:
+            print(server.log_tail())
+            raise
+        finally:
+            if forward is not None:
+                forward.terminate()
+                forward.wait(timeout=10)
+            server.stop(timeout=60)
+
+    print(f"kubectl exec POD -- true (WebSocket v5): {exec_seconds * 1000:7.1f} ms median of {runs}")
+    print(f"kubectl exec POD -- true (SPDY):         {spdy_seconds * 1000:7.1f} ms")
+    print(f"kubectl get pod POD (kubectl's floor):   {floor_seconds * 1000:7.1f} ms")
+    print(f"raw CRI ExecSync true:                   {cri_seconds * 1000:7.1f} ms")
+    print(f"exec / floor: {exec_seconds / floor_seconds:.2f}x (goal <= 1.5x); "
+          f"exec - floor - ExecSync: {(exec_seconds - floor_seconds - cri_seconds) * 1000:.1f} ms of streaming overhead")
+    print(f"port-forward download:   {forward_mbps:8.1f} MB/s ({size >> 20} MiB)")
+    print(f"pod IP direct download:  {pod_mbps:8.1f} MB/s")
+    print(f"plain loopback copy:     {loopback_mbps:8.1f} MB/s")
+    print(f"port-forward / loopback: {forward_mbps / loopback_mbps:.0%} (goal >= 50%)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,479 @@
+"""pods/exec, pods/attach and pods/portforward: streaming into a pod through its node.
+
+What clients send (see shared/reference/kubectl-wire-contract.md):
+- kubectl ≥ 1.30 opens exec/attach as a WebSocket with subprotocol `v5.channel.k8s.io`
+  (the Python client: `v4.channel.k8s.io`). Each message is one channel byte plus data:
+  0 stdin, 1 stdout, 2 stderr, 3 status (a metav1.Status JSON), 4 resize JSON, and, in v5
+  only, 255 "close this channel" (how stdin EOF travels).
+- port-forward opens a WebSocket with `SPDY/3.1+portforward.k8s.io`: the messages carry a
+  plain SPDY/3.1 session (upstream's tunnelling connection).
+- Older clients (and kubectl with KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false, or after a
+  refused WebSocket upgrade) send `Upgrade: SPDY/3.1` with `X-Stream-Protocol-Version`.
+
+What the node speaks: the kubelet splices each upgrade to containerd's stream server, which
+knows SPDY (v4.channel.k8s.io, portforward.k8s.io) and WebSocket v4 but not v5 — and v4
+WebSockets cannot half-close stdin. So, like upstream's API server (StreamTranslatorProxy):
+- WebSocket v5/v4 exec/attach is translated here into a SPDY session to the kubelet
+  (`SpdySession`, our own framing: zlib header blocks with the SPDY/3 dictionary), one SPDY
+  stream per channel; channel 255 becomes a FIN on the stdin stream; the error stream's
+  Status becomes channel 3 (kubectl prints "command terminated with exit code N" from its
+  NonZeroExitCode/ExitCode cause).
+- The port-forward tunnel needs no translation: the WebSocket messages' bytes are the SPDY
+  session, so they are copied to and from a SPDY upgrade to the kubelet.
+- Plain SPDY from the client is spliced byte for byte to the kubelet's upgrade.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+import zlib
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import orjson
+from aiohttp import WSMsgType, web
+
+from pyk8s.api import errors
+from pyk8s.api.resources import lookup
+from pyk8s.apiserver import nodeproxy
+
+log = logging.getLogger("pyk8s.apiserver.streaming")
+
+CHANNEL_PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
+PORT_FORWARD_TUNNEL = "SPDY/3.1+portforward.k8s.io"
+STDIN, STDOUT, STDERR, STATUS, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
+_COPY_CHUNK = 256 * 1024
+
+
+# ---------------------------------------------------------------- SPDY/3.1 framing
+
+def _spdy3_dictionary() -> bytes:
+    """The SPDY/3 header-compression dictionary (draft-mbelshe-httpbis-spdy-00 §2.6.10.1):
+    length-prefixed header names and values, then a block of common value text."""
+    words = ("options head post put delete trace accept accept-charset accept-encoding accept-language "
+             "accept-ranges age allow authorization cache-control connection content-base content-encoding "
+             "content-language content-length content-location content-md5 content-range content-type date "
+             "etag expect expires from host if-match if-modified-since if-none-match if-range "
+             "if-unmodified-since last-modified location max-forwards pragma proxy-authenticate "
+             "proxy-authorization range referer retry-after server te trailer transfer-encoding upgrade "
+             "user-agent vary via warning www-authenticate method get status").split()
+    words += ["200 OK", "version", "HTTP/1.1", "url", "public", "set-cookie", "keep-alive", "origin"]
+    tail = ("100101201202205206300302303304305306307402405406407408409410411412413414415416417502504505"
+            "203 Non-Authoritative Information204 No Content301 Moved Permanently400 Bad Request"
+            "401 Unauthorized403 Forbidden404 Not Found500 Internal Server Error501 Not Implemented"
+            "503 Service UnavailableJan Feb Mar Apr May Jun Jul Aug Sept Oct Nov Dec 00:00:00 "
+            "Mon, Tue, Wed, Thu, Fri, Sat, Sun, GMTchunked,text/html,image/png,image/jpg,image/gif,"
+            "application/xml,application/xhtml+xml,text/plain,text/javascript,publicprivatemax-age="
+            "gzip,deflate,sdchcharset=utf-8charset=iso-8859-1,utf-,*,enq=0.")
+    return b"".join(struct.pack(">I", len(word)) + word.encode() for word in words) + tail.encode()
+
+
+SPDY3_DICTIONARY = _spdy3_dictionary()
+assert len(SPDY3_DICTIONARY) == 1423
+
+SYN_STREAM, SYN_REPLY, RST_STREAM, SETTINGS, PING, GOAWAY, HEADERS, WINDOW_UPDATE = 1, 2, 3, 4, 6, 7, 8, 9
+FLAG_FIN = 0x01
+
+
+class SpdySession:
+    """The client half of a SPDY/3.1 session on an upgraded connection: opens streams, sends
+    data (with FIN for half-close) and yields what the server sends. Flow control is not
+    enforced, as in the Go library (spdystream) on the other end."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        self.reader = reader
+        self.writer = writer
+        self._next_stream_id = 1  # client-initiated streams are odd
+        # One compression context per direction for the whole session (SPDY/3 §2.6.10).
+        self._deflate = zlib.compressobj(zdict=SPDY3_DICTIONARY)
+        self._inflate = zlib.decompressobj(zdict=SPDY3_DICTIONARY)
+
+    def _control(self, frame_type: int, flags: int, payload: bytes) -> None:
+        self.writer.write(struct.pack(">HHI", 0x8003, frame_type, (flags << 24) | len(payload)) + payload)
+
+    def _header_block(self, headers: dict[str, str]) -> bytes:
+        block = bytearray(struct.pack(">I", len(headers)))
+        for name, value in headers.items():
+            name_bytes, value_bytes = name.lower().encode(), value.encode()
+            block += struct.pack(">I", len(name_bytes)) + name_bytes + struct.pack(">I", len(value_bytes)) + value_bytes
+        return self._deflate.compress(bytes(block)) + self._deflate.flush(zlib.Z_SYNC_FLUSH)
+
+    def open_stream(self, headers: dict[str, str]) -> int:
+        stream_id = self._next_stream_id
+        self._next_stream_id += 2
+        self._control(SYN_STREAM, 0, struct.pack(">IIBB", stream_id, 0, 0, 0) + self._header_block(headers))
+        return stream_id
+
+    def send_data(self, stream_id: int, data: bytes, *, fin: bool = False) -> None:
+        view = memoryview(data)
+        while True:
+            piece, view = view[:0xFFFFFF], view[0xFFFFFF:]
+            last = not len(view)
+            flags = FLAG_FIN if (fin and last) else 0
+            self.writer.write(struct.pack(">II", stream_id & 0x7FFFFFFF, (flags << 24) | len(piece)) + bytes(piece))
+            if last:
+                return
+
+    def reset(self, stream_id: int, status: int = 5) -> None:  # 5 = CANCEL
+        self._control(RST_STREAM, 0, struct.pack(">II", stream_id, status))
+
+    async def frames(self):
+        """Yield ("data", stream, bytes, fin), ("reply", stream, headers, fin), ("reset", stream,
+        status, True) and ("goaway", 0, b"", True) until the connection ends."""
+        reader = self.reader
+        while True:
+            try:
+                head = await reader.readexactly(8)
+                first, second = struct.unpack(">II", head)
+                length = second & 0xFFFFFF
+                payload = await reader.readexactly(length) if length else b""
+            except (asyncio.IncompleteReadError, ConnectionError):
+                return
+            flags = second >> 24
+            if not first & 0x80000000:
+                yield "data", first & 0x7FFFFFFF, payload, bool(flags & FLAG_FIN)
+                continue
+            frame_type = first & 0xFFFF
+            if frame_type in (SYN_REPLY, HEADERS):
+                stream_id = struct.unpack(">I", payload[:4])[0] & 0x7FFFFFFF
+                yield "reply", stream_id, self._parse_headers(payload[4:]), bool(flags & FLAG_FIN)
+            elif frame_type == RST_STREAM:
+                stream_id, status = struct.unpack(">II", payload[:8])
+                yield "reset", stream_id & 0x7FFFFFFF, status, True
+            elif frame_type == PING:
+                self._control(PING, 0, payload)  # a ping is answered with the same id
+            elif frame_type == GOAWAY:
+                yield "goaway", 0, b"", True
+            elif frame_type == SYN_STREAM:
+                # Servers in these protocols never open streams; refuse any that appear.
+                stream_id = struct.unpack(">I", payload[:4])[0] & 0x7FFFFFFF
+                self._parse_headers(payload[10:])  # keep the shared zlib context in step
+                self.reset(stream_id, 3)  # REFUSED_STREAM
+            # SETTINGS and WINDOW_UPDATE need no answer.
+
+    def _parse_headers(self, compressed: bytes) -> dict[str, str]:
+        raw = self._inflate.decompress(compressed)
+        count, position, headers = struct.unpack(">I", raw[:4])[0], 4, {}
+        for _ in range(count):
+            (name_length,) = struct.unpack(">I", raw[position:position + 4])
+            name = raw[position + 4:position + 4 + name_length].decode()
+            position += 4 + name_length
+            (value_length,) = struct.unpack(">I", raw[position:position + 4])
+            headers[name] = raw[position + 4:position + 4 + value_length].decode()
+            position += 4 + value_length
+        return headers
+
+
+# ---------------------------------------------------------------- raw connections
+
+class _RawUpgradeReader:
+    """Payload parser for a taken-over aiohttp connection (aiohttp parses only WebSocket
+    upgrades; SPDY frames would otherwise be read as HTTP requests)."""
+
+    def __init__(self, request: web.BaseRequest):
+        self.reader = asyncio.StreamReader(limit=4 * _COPY_CHUNK)
+        self.reader.set_transport(request.transport)
+        request.protocol.set_parser(self)
+
+    def feed_data(self, data: bytes) -> tuple[bool, bytes]:
+        self.reader.feed_data(data)
+        return False, b""
+
+    def feed_eof(self) -> None:
+        self.reader.feed_eof()
+
+
+class _UpgradedResponse(web.StreamResponse):
+    """What aiohttp gets back once we wrote the 101 and the stream ourselves."""
+
+    def __init__(self):
+        super().__init__(status=101)
+        self.force_close()
+
+    async def prepare(self, request):
+        return None
+
+    async def write_eof(self, data: bytes = b"") -> None:
+        return None
+
+
+class KubeletUpgrade:
+    """A connection to the node's kubelet on which an upgrade was requested."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, status: int,
+                 head: bytes, headers: dict[str, str], body: bytes):
+        self.reader, self.writer = reader, writer
+        self.status, self.head, self.headers, self.body = status, head, headers, body
+
+    @classmethod
+    async def open(cls, ssl_context, host: str, port: int, method: str, path: str,
+                   headers: list[tuple[str, str]]) -> "KubeletUpgrade":
+        try:
+            reader, writer = await asyncio.open_connection(host, port, ssl=ssl_context, server_hostname=host)
+        except OSError as error:
+            raise errors.InternalError(f'error dialing backend: {error}') from None
+        lines = [f"{method} {path} HTTP/1.1", f"Host: {host}:{port}", *(f"{n}: {v}" for n, v in headers)]
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError) as error:
+            writer.close()
+            raise errors.InternalError(f"error reading from kubelet: {error}") from None
+        text = head.decode("latin-1").split("\r\n")
+        status = int(text[0].split(" ", 2)[1])
+        reply_headers = {}
+        for line in text[1:]:
+            if ":" in line:
+                name, value = line.split(":", 1)
+                reply_headers[name.strip().lower()] = value.strip()
+        body = b""
+        if status != 101:
+            length = int(reply_headers.get("content-length") or 0)
+            try:
+                body = await reader.readexactly(length) if length else b""
+            except (asyncio.IncompleteReadError, ConnectionError):
+                body = b""
+            writer.close()
+        return cls(reader, writer, status, head, reply_headers, body)
+
+    def error(self) -> errors.ApiError:
+        """The kubelet's refusal as the Status kubectl shows ("unable to upgrade connection: ...")."""
+        message = self.body.decode(errors="replace").strip()
+        try:
+            message = orjson.loads(self.body).get("message", message)
+        except (orjson.JSONDecodeError, AttributeError):
+            pass
+        if self.status == 404:
+            return errors.NotFound(message)
+        if self.status == 400:
+            return errors.BadRequest(message)
+        return errors.InternalError(message or f"kubelet answered {self.status}")
+
+
+async def _splice(request: web.Request, upgrade: KubeletUpgrade) -> web.StreamResponse:
+    """Hand the kubelet's 101 to the client and copy both ways until one side ends."""
+    incoming = _RawUpgradeReader(request)
+    transport, protocol = request.transport, request.protocol
+    transport.write(upgrade.head)
+
+    async def client_to_kubelet() -> None:
+        while data := await incoming.reader.read(_COPY_CHUNK):
+            upgrade.writer.write(data)
+            await upgrade.writer.drain()
+
+    async def kubelet_to_client() -> None:
+        while data := await upgrade.reader.read(_COPY_CHUNK):
+            if transport.is_closing():
+                return
+            transport.write(data)
+            if transport.get_write_buffer_size() > 4 * _COPY_CHUNK:
+                await protocol._drain_helper()  # aiohttp's write flow control
+
+    await _until_either_ends(client_to_kubelet(), kubelet_to_client(), upgrade)
+    if not transport.is_closing():
+        transport.close()
+    return _UpgradedResponse()
+
+
+async def _until_either_ends(to_kubelet, from_kubelet, upgrade: KubeletUpgrade) -> None:
+    """Run both copy directions until one ends: the node's side ends when the command or
+    forward is over (after its last byte was passed on), the client's when it goes away."""
+    sending = asyncio.ensure_future(to_kubelet)
+    receiving = asyncio.ensure_future(from_kubelet)
+    try:
+        await asyncio.wait({sending, receiving}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        sending.cancel()
+        receiving.cancel()
+        upgrade.writer.close()
+    for task in (sending, receiving):
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            error = task.exception()
+            if not isinstance(error, (ConnectionError, asyncio.CancelledError)):
+                log.warning("stream copy failed: %r", error)
+
+
+# ---------------------------------------------------------------- the subresources
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").lower() in ("1", "true", "yes")
+
+
+def _is_websocket(request: web.Request) -> bool:
+    return request.headers.get("Upgrade", "").lower() == "websocket"
+
+
+def _is_spdy(request: web.Request) -> bool:
+    return request.headers.get("Upgrade", "").lower().startswith("spdy/")
+
+
+async def pod_stream(server: Any, request: web.Request, target: Any) -> web.StreamResponse:
+    """Entry point from the API server's router for pods/{exec,attach,portforward}."""
+    if request.method not in ("GET", "POST"):
+        raise errors.MethodNotAllowed("the server does not allow this method on the requested resource")
+    if not (_is_websocket(request) or _is_spdy(request)):
+        raise errors.BadRequest("Upgrade request required")
+    pod = await server.registry.get(target.resource, target.namespace, target.name)
+    spec, status = pod.get("spec") or {}, pod.get("status") or {}
+    name = target.name
+    if target.subresource == "portforward":
+        path = f"/portForward/{quote(target.namespace)}/{quote(name)}"
+        container = ""
+    else:
+        container = request.query.get("container") or nodeproxy.default_container(pod)
+        names = [c["name"] for c in spec.get("containers") or []] + \
+            [c["name"] for c in spec.get("initContainers") or []] + \
+            [c["name"] for c in spec.get("ephemeralContainers") or []]
+        if container not in names:
+            raise errors.BadRequest(f"container {container} is not valid for pod {name}")
+        path = f"/{target.subresource}/{quote(target.namespace)}/{quote(name)}/{quote(container)}"
+    phase = status.get("phase")
+    if phase in ("Succeeded", "Failed"):
+        # upstream's wording (pkg/registry/core/pod/strategy.go streamLocation)
+        raise errors.BadRequest(f"cannot {'exec into' if target.subresource == 'exec' else 'attach to'} "
+                                f"a container in a completed pod; current phase is {phase}"
+                                if container else f"pod {name} is not running; current phase is {phase}")
+    node_name = spec.get("nodeName")
+    if not node_name:
+        raise errors.BadRequest(f"pod {name} does not have a host assigned")
+    node = await server.registry.get(lookup("", "v1", "nodes"), None, node_name)
+    host, port = nodeproxy.node_address(node)
+    ssl_context = server._kubelet().ssl_context
+
+    query: list[tuple[str, str]] = []
+    if target.subresource != "portforward":
+        query += [("command", c) for c in request.query.getall("command", [])]
+        for theirs, ours in (("stdin", "input"), ("stdout", "output"), ("stderr", "error"), ("tty", "tty")):
+            if _truthy(request.query.get(theirs)):
+                query.append((ours, "1"))
+    else:
+        query += [("port", p) for p in request.query.getall("ports", [])]
+    kubelet_path = path + (f"?{urlencode(query)}" if query else "")
+
+    if _is_spdy(request):
+        headers = [("Connection", "Upgrade"), ("Upgrade", request.headers["Upgrade"])]
+        headers += [("X-Stream-Protocol-Version", v) for v in request.headers.getall("X-Stream-Protocol-Version", [])]
+        upgrade = await KubeletUpgrade.open(ssl_context, host, port, "POST", kubelet_path, headers)
+        if upgrade.status != 101:
+            raise upgrade.error()
+        return await _splice(request, upgrade)
+
+    if target.subresource == "portforward":
+        return await _port_forward_tunnel(request, ssl_context, host, port, kubelet_path)
+    tty = _truthy(request.query.get("tty"))
+    return await _channels_over_spdy(request, ssl_context, host, port, kubelet_path,
+                                     stdin=_truthy(request.query.get("stdin")),
+                                     stdout=_truthy(request.query.get("stdout")),
+                                     stderr=_truthy(request.query.get("stderr")) and not tty, tty=tty)
+
+
+def _spdy_upgrade_headers(protocol: str) -> list[tuple[str, str]]:
+    return [("Connection", "Upgrade"), ("Upgrade", "SPDY/3.1"), ("X-Stream-Protocol-Version", protocol)]
+
+
+async def _channels_over_spdy(request: web.Request, ssl_context, host: str, port: int, kubelet_path: str, *,
+                              stdin: bool, stdout: bool, stderr: bool, tty: bool) -> web.StreamResponse:
+    """WebSocket v5/v4 channels from the client <-> a SPDY v4.channel.k8s.io session to the node."""
+    offered = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
+    if not any(p in CHANNEL_PROTOCOLS for p in offered):
+        raise errors.BadRequest(f"unable to upgrade: no supported protocol in {offered!r} "
+                                f"(supported: {', '.join(CHANNEL_PROTOCOLS)})")
+    upgrade = await KubeletUpgrade.open(ssl_context, host, port, "POST", kubelet_path,
+                                        _spdy_upgrade_headers("v4.channel.k8s.io"))
+    if upgrade.status != 101:
+        raise upgrade.error()
+    session = SpdySession(upgrade.reader, upgrade.writer)
+    # The order client-go uses (error first); the node's server waits for exactly these.
+    error_stream = session.open_stream({"streamtype": "error"})
+    channel_of = {error_stream: STATUS}
+    stdin_stream = resize_stream = 0
+    if stdin:
+        stdin_stream = session.open_stream({"streamtype": "stdin"})
+    if stdout:
+        channel_of[session.open_stream({"streamtype": "stdout"})] = STDOUT
+    if stderr:
+        channel_of[session.open_stream({"streamtype": "stderr"})] = STDERR
+    if tty:
+        resize_stream = session.open_stream({"streamtype": "resize"})
+
+    ws = web.WebSocketResponse(protocols=CHANNEL_PROTOCOLS, autoping=True, max_msg_size=0, compress=False)
+    await ws.prepare(request)
+    supports_close = ws.ws_protocol == "v5.channel.k8s.io"
+
+    async def client_to_node() -> None:
+        async for message in ws:
+            if message.type == WSMsgType.BINARY:
+                data = message.data
+            elif message.type == WSMsgType.TEXT:
+                data = message.data.encode()
+            else:
+                break
+            if not data:
+                continue
+            channel, payload = data[0], data[1:]
+            if channel == STDIN and stdin_stream:
+                if payload:
+                    session.send_data(stdin_stream, payload)
+            elif channel == RESIZE and resize_stream:
+                session.send_data(resize_stream, payload)
+            elif channel == CLOSE and supports_close and payload and payload[0] == STDIN and stdin_stream:
+                session.send_data(stdin_stream, b"", fin=True)
+            await upgrade.writer.drain()
+
+    async def node_to_client() -> None:
+        status = bytearray()
+        open_outputs = {s for s, c in channel_of.items()}
+        async for kind, stream_id, payload, fin in session.frames():
+            channel = channel_of.get(stream_id)
+            if kind == "data" and channel is not None:
+                if channel == STATUS:
+                    status += payload
+                elif payload:
+                    await ws.send_bytes(bytes([channel]) + payload)
+            elif kind == "goaway":
+                break
+            if fin and stream_id in open_outputs:
+                open_outputs.discard(stream_id)
+                if stream_id == error_stream and status:
+                    await ws.send_bytes(bytes([STATUS]) + bytes(status))
+                if not open_outputs:
+                    break
+        if error_stream in open_outputs and status:
+            await ws.send_bytes(bytes([STATUS]) + bytes(status))
+
+    await _until_either_ends(client_to_node(), node_to_client(), upgrade)
+    await ws.close()
+    return ws
+
+
+async def _port_forward_tunnel(request: web.Request, ssl_context, host: str, port: int,
+                               kubelet_path: str) -> web.StreamResponse:
+    """`SPDY/3.1+portforward.k8s.io` WebSocket: its messages are a SPDY session's bytes, so
+    they are copied to a SPDY portforward.k8s.io upgrade on the kubelet as they are."""
+    offered = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
+    if PORT_FORWARD_TUNNEL not in offered:
+        raise errors.BadRequest(f"unable to upgrade: no supported protocol in {offered!r} "
+                                f"(supported: {PORT_FORWARD_TUNNEL})")
+    upgrade = await KubeletUpgrade.open(ssl_context, host, port, "POST", kubelet_path,
+                                        _spdy_upgrade_headers("portforward.k8s.io"))
+    if upgrade.status != 101:
+        raise upgrade.error()
+    ws = web.WebSocketResponse(protocols=(PORT_FORWARD_TUNNEL,), autoping=True, max_msg_size=0, compress=False)
+    await ws.prepare(request)
+
+    async def client_to_node() -> None:
+        async for message in ws:
+            if message.type != WSMsgType.BINARY:
+                break
+            upgrade.writer.write(message.data)
+            await upgrade.writer.drain()
+
+    async def node_to_client() -> None:
+        while data := await upgrade.reader.read(_COPY_CHUNK):
+            await ws.send_bytes(data)
+
+    await _until_either_ends(client_to_node(), node_to_client(), upgrade)
+    await ws.close()
+    return ws
