@@ -179,6 +179,10 @@ def main() -> int:
             if forward is not None:
                 forward.terminate()
                 forward.wait(timeout=10)
+            # The agent leaves running pods behind on stop; remove ours so its mounts go too.
+            subprocess.run([KUBECTL, "--kubeconfig", str(server.kubeconfig), "--cache-dir", str(cache), "delete",
+                            "pod", "bench", "--grace-period=1", "--ignore-not-found", "--timeout=60s"],
+                           capture_output=True, timeout=90)
             server.stop(timeout=60)
 
     print(f"kubectl exec POD -- true (WebSocket v5): {exec_seconds * 1000:7.1f} ms median of {runs}")

@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import orjson
 
-from pyk8s.api import errors
+from pyk8s.api import errors, managedfields
 from pyk8s.api.defaults import apply_defaults
 from pyk8s.api.resources import Resource, lookup
 from pyk8s.api.selectors import FieldSelector, LabelSelector, object_field
@@ -211,7 +211,9 @@ class Registry:
     # --------------------------------------------------------------- writes
 
     async def create(self, resource: Resource, namespace: str | None, obj: dict[str, Any], *,
-                     dry_run: bool = False) -> dict[str, Any]:
+                     dry_run: bool = False, field_manager: str | None = None) -> dict[str, Any]:
+        """`field_manager`: the request's manager, recorded in managedFields (None: the
+        object's managedFields are kept as given, e.g. by a server-side apply)."""
         meta = obj.get("metadata")
         if not isinstance(meta, dict):
             meta = obj["metadata"] = {}
@@ -231,6 +233,8 @@ class Registry:
         apply_defaults(resource, obj)
         strategies.prepare_for_create(resource, obj)
         validate_create(resource, obj)
+        if field_manager is not None:
+            managedfields.update(resource, None, obj, field_manager)
         name = meta["name"]
         if resource.namespaced:
             await self._check_namespace_accepts(namespace, resource, name)
@@ -267,7 +271,7 @@ class Registry:
                          "causes": [{"reason": "NamespaceTerminating", "message": f"namespace {namespace} is being terminated", "field": "metadata.namespace"}]})
 
     async def update(self, resource: Resource, namespace: str | None, name: str, obj: dict[str, Any], *,
-                     subresource: str = "", dry_run: bool = False) -> dict[str, Any]:
+                     subresource: str = "", dry_run: bool = False, field_manager: str | None = None) -> dict[str, Any]:
         meta = obj.get("metadata")
         if not isinstance(meta, dict):
             raise errors.BadRequest("metadata is required")
@@ -286,11 +290,11 @@ class Registry:
                 raise errors.Conflict.of(resource.group, resource.plural, name, errors.OBJECT_MODIFIED)
         old = decode(current)
         return await self._write_update(resource, namespace, name, obj, old, current, subresource=subresource,
-                                        dry_run=dry_run)
+                                        dry_run=dry_run, field_manager=field_manager)
 
     async def _write_update(self, resource: Resource, namespace: str | None, name: str, obj: dict[str, Any],
                             old: dict[str, Any], current: KeyValue, *, subresource: str = "",
-                            dry_run: bool = False) -> dict[str, Any]:
+                            dry_run: bool = False, field_manager: str | None = None) -> dict[str, Any]:
         meta = obj.setdefault("metadata", {})
         meta["name"] = name
         if resource.namespaced:
@@ -311,6 +315,8 @@ class Registry:
                 if field in old["metadata"]:
                     obj["metadata"][field] = old["metadata"][field]
             validate_update(resource, obj, old)
+        if field_manager is not None:
+            managedfields.update(resource, old, obj, field_manager, subresource=subresource)
         obj["metadata"].pop("resourceVersion", None)
         old_without_rv = dict(old)
         old_without_rv["metadata"] = {k: v for k, v in old["metadata"].items() if k != "resourceVersion"}
@@ -345,7 +351,7 @@ class Registry:
 
     async def modify(self, resource: Resource, namespace: str | None, name: str,
                      mutate: Callable[[dict[str, Any]], dict[str, Any]], *, subresource: str = "",
-                     dry_run: bool = False, retries: int = 5) -> dict[str, Any]:
+                     dry_run: bool = False, retries: int = 5, field_manager: str | None = None) -> dict[str, Any]:
         """Read-modify-write with retry on conflict (what PATCH does server-side)."""
         key = resource.storage_key(namespace, name)
         for attempt in range(retries):
@@ -353,7 +359,9 @@ class Registry:
             if current is None:
                 raise errors.NotFound.of(resource.group, resource.plural, name)
             old = decode(current)
-            new = mutate(orjson.loads(current.value))
+            # The patch sees the resourceVersion (a JSON patch may test or replace it, as
+            # kubectl's managedFields upgrade does); one it changed is a precondition.
+            new = mutate(decode(current))
             if not isinstance(new, dict):
                 raise errors.BadRequest("patch did not produce an object")
             new_meta = new.get("metadata") if isinstance(new.get("metadata"), dict) else {}
@@ -365,9 +373,12 @@ class Registry:
                 raise errors.Conflict.of(resource.group, resource.plural, name, errors.OBJECT_MODIFIED)
             try:
                 return await self._write_update(resource, namespace, name, new, old, current,
-                                                subresource=subresource, dry_run=dry_run)
+                                                subresource=subresource, dry_run=dry_run,
+                                                field_manager=field_manager)
             except errors.Conflict:
-                if new_meta.get("resourceVersion") or attempt == retries - 1:
+                # A retry re-applies the patch to the newer object: a resourceVersion the
+                # patch itself set then fails the precondition check above.
+                if attempt == retries - 1:
                     raise
         raise errors.Conflict.of(resource.group, resource.plural, name, errors.OBJECT_MODIFIED)
 

@@ -25,7 +25,7 @@ from pyk8s.api.resources import Resource, group_versions, lookup
 from pyk8s.api.selectors import parse_field_selector, parse_label_selector, validate_field_selector
 from pyk8s.api import tables
 from pyk8s.apiserver import discovery, negotiation, nodeproxy, openapi, streaming
-from pyk8s.api import fieldvalidation
+from pyk8s.api import fieldvalidation, managedfields
 from pyk8s.apiserver.bootstrap import bootstrap
 from pyk8s.apiserver.registry import DeleteOptions, ListOptions, Registry
 from pyk8s.apiserver.watch import RawObject, WatchOptions, watch_events
@@ -338,7 +338,8 @@ class APIServer:
     async def _create(self, request: web.Request, target: Target) -> web.Response:
         form = negotiation.choose_form(request.headers.get("Accept"), allow_as=())
         obj, warnings = await self._read_checked_body(request, target.resource, "create")
-        created = await self.registry.create(target.resource, target.namespace, obj, dry_run=_dry_run(request))
+        created = await self.registry.create(target.resource, target.namespace, obj, dry_run=_dry_run(request),
+                                             field_manager=_field_manager(request))
         return _with_warnings(_respond(created, form, status=201), warnings)
 
     async def _read_checked_body(self, request: web.Request, resource: Resource, verb: str) -> tuple[dict[str, Any], list[str]]:
@@ -364,7 +365,8 @@ class APIServer:
                                                  lambda current: _finalize_namespace(current, obj))
             return _respond(updated, form)
         updated = await self.registry.update(target.resource, target.namespace, target.name, obj,
-                                             subresource=target.subresource, dry_run=_dry_run(request))
+                                             subresource=target.subresource, dry_run=_dry_run(request),
+                                             field_manager=_field_manager(request))
         return _with_warnings(_respond(updated, form), warnings)
 
     async def _patch(self, request: web.Request, target: Target) -> web.Response:
@@ -374,8 +376,13 @@ class APIServer:
         invalid_directive = fieldvalidation.check_directive(directive, "patch")
         if invalid_directive is not None:
             raise invalid_directive
+        is_apply = content_type == negotiation.APPLY_PATCH
+        managedfields.validate_patch_options(apply=is_apply, field_manager=request.query.get("fieldManager"),
+                                             force=request.query.get("force"))
         raw = await request.read()
         patch = negotiation.decode_body(raw, content_type)
+        if is_apply:
+            return await self._apply(request, target, form, raw, patch, directive)
         apply_patch = _patcher(content_type, patch, target.resource)
         warnings: list[str] = []
 
@@ -389,8 +396,46 @@ class APIServer:
             return patched
 
         updated = await self.registry.modify(target.resource, target.namespace, target.name, mutate,
-                                             subresource=target.subresource, dry_run=_dry_run(request))
+                                             subresource=target.subresource, dry_run=_dry_run(request),
+                                             field_manager=_field_manager(request))
         return _with_warnings(_respond(updated, form), warnings)
+
+    async def _apply(self, request: web.Request, target: Target, form, raw: bytes, patch: Any,
+                     directive: str | None) -> web.Response:
+        """Server-side apply (`application/apply-patch+yaml`): merges into the live object, or
+        creates it when missing (upstream's applyPatcher)."""
+        resource = target.resource
+        manager = request.query["fieldManager"]
+        force = _truthy(request.query.get("force"))
+        dry_run = _dry_run(request)
+
+        def applied(current: dict[str, Any] | None) -> dict[str, Any]:
+            result = managedfields.apply(resource, current, patch, manager, force, subresource=target.subresource)
+            _, error = fieldvalidation.field_errors_for(resource, result, raw, negotiation.APPLY_PATCH, directive,
+                                                        verb="patch")
+            if error is not None:
+                raise error
+            return result
+
+        for _ in range(5):
+            try:
+                updated = await self.registry.modify(resource, target.namespace, target.name, applied,
+                                                     subresource=target.subresource, dry_run=dry_run)
+                return _respond(updated, form)
+            except errors.NotFound:
+                if target.subresource:
+                    raise
+            created_obj = applied(None)
+            meta = created_obj.setdefault("metadata", {})
+            if meta.get("name") and meta["name"] != target.name:
+                raise errors.BadRequest(f"the name of the object ({meta['name']}) does not match the name on the URL ({target.name})")
+            meta["name"] = target.name
+            try:
+                created = await self.registry.create(resource, target.namespace, created_obj, dry_run=dry_run)
+                return _respond(created, form, status=201)
+            except errors.AlreadyExists:
+                continue  # created meanwhile: apply to it
+        raise errors.Conflict.of(resource.group, resource.plural, target.name, errors.OBJECT_MODIFIED)
 
     async def _delete(self, request: web.Request, target: Target) -> web.Response:
         form = negotiation.choose_form(request.headers.get("Accept"), allow_as=())
@@ -539,7 +584,8 @@ class APIServer:
                 try:
                     return await self.registry.update(resource, target.namespace, target.name,
                                                       dict(new, metadata=dict(new["metadata"], resourceVersion=str(kv.mod_revision))),
-                                                      dry_run=_dry_run(request))
+                                                      dry_run=_dry_run(request), subresource="scale",
+                                                      field_manager=_field_manager(request))
                 except errors.Conflict:
                     continue
             raise errors.Conflict.of(resource.group, resource.plural, target.name, errors.OBJECT_MODIFIED)
@@ -620,6 +666,11 @@ class APIServer:
 
 def _truthy(value: str | None) -> bool:
     return value is not None and value.lower() in ("true", "1")
+
+
+def _field_manager(request: web.Request) -> str:
+    """The manager recorded for a non-apply write: ?fieldManager= or the User-Agent's prefix."""
+    return managedfields.manager_name(request.query.get("fieldManager"), request.headers.get("User-Agent"))
 
 
 def _dry_run(request: web.Request) -> bool:
