@@ -9,6 +9,7 @@ values use the largest power-of-1024 suffix that divides them exactly ("1536Mi")
 
 from __future__ import annotations
 
+import functools
 import re
 from fractions import Fraction
 
@@ -31,8 +32,10 @@ _EXPONENT_SUFFIX = re.compile(r"^[eE]([-+]?[0-9]+)$")
 _NANO = Fraction(1, 10**9)
 
 
+@functools.lru_cache(maxsize=4096, typed=True)
 def _parse(text: str | int | float) -> tuple[Fraction, str]:
-    """Value and format ("DecimalSI", "BinarySI" or "DecimalExponent")."""
+    """Value and format ("DecimalSI", "BinarySI" or "DecimalExponent"). Cached: the same
+    few quantities ("100m", "64Mi") come back on every pod write."""
     if isinstance(text, bool):
         raise ValueError(QUANTITY_FORMAT_ERROR)
     if isinstance(text, int):
@@ -88,12 +91,14 @@ def is_valid_quantity(text: object) -> bool:
     return True
 
 
+@functools.lru_cache(maxsize=4096, typed=True)
 def round_up_milli(text: str | int | float) -> str:
     """Canonical form after rounding up to millis, as upstream's SetDefaults_ResourceList does."""
     value, fmt = _parse(text)
     return _format(_round_up(value, Fraction(1, 1000)), fmt)
 
 
+@functools.lru_cache(maxsize=4096, typed=True)
 def canonical_quantity(text: str | int | float) -> str:
     value, fmt = _parse(text)
     return _format(value, fmt)
