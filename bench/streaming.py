@@ -7,8 +7,8 @@ measures, in the same run:
   server, kubelet and containerd), beside kubectl's own floor (`kubectl get pod POD -o name`
   against the same server: process start, kubeconfig, TLS, one request) and a raw CRI
   `ExecSync` of `true` straight to containerd's socket (the runtime's own cost).
-  Goal: exec ≤ 1.5x the kubectl floor + what the runtime needs is the spirit; the issue's
-  figure is exec / floor ≤ 1.5.
+  Goal (issue 6): exec / floor ≤ 1.5; the ExecSync figure shows how much of the gap is the
+  runtime's, not ours.
 - port-forward: MB/s of one HTTP download of a large file through `kubectl port-forward`
   (WebSocket tunnel), beside the same client reading the same number of bytes from a plain
   loopback TCP sender, and from the pod's IP directly. Goal: ≥ 50 % of loopback.

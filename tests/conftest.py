@@ -68,6 +68,9 @@ def cluster(tmp_path_factory):
     yield local
     remove_every_pod(local, data_dir / "teardown-cache")
     local.stop(timeout=60)
+    # Whatever a test left behind (a pod stuck terminating, a crashed agent): end it.
+    subprocess.run([sys.executable, "-m", "pyk8s.kubelet.cleanup", str(data_dir / "agent")], check=False,
+                   capture_output=True, timeout=120)
 
 
 def remove_every_pod(server: LocalServer, cache_dir: Path) -> None:

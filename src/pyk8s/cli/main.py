@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -286,6 +287,7 @@ def reset(args: argparse.Namespace) -> int:
         print(f"pyk8s server (pid {stopped}) stopped")
     marker = data_dir / daemon.NETNS_MARKER
     created_netns = marker.read_text().strip() if marker.exists() else None
+    remove_pods(data_dir, created_netns)
     if data_dir.exists():
         for entry in data_dir.iterdir():
             if entry.is_dir() and not entry.is_symlink():
@@ -298,6 +300,18 @@ def reset(args: argparse.Namespace) -> int:
     if created_netns and delete_netns(created_netns):
         print(f"deleted network namespace {created_netns}")
     return 0
+
+
+def remove_pods(data_dir: Path, netns: str | None) -> None:
+    """Pods outlive the server (a restart adopts them): reset ends them, with their
+    containers, sandboxes and mounts, from inside the cluster's network namespace."""
+    from pyk8s.cluster.netns import nsenter_prefix
+
+    agent_dir = data_dir / "agent"
+    if not (agent_dir / "containerd").exists():
+        return
+    prefix = nsenter_prefix(netns) if netns else []
+    subprocess.run([*prefix, sys.executable, "-m", "pyk8s.kubelet.cleanup", str(agent_dir)], check=False)
 
 
 def run_kubectl(data_dir: Path, kubectl_args: list[str]) -> int:

@@ -1,0 +1,83 @@
+"""Removing everything a node left on the machine: its pods (containers, shims, sandbox
+network namespaces, mounts, cgroups) and its containerd. Pods outlive the agent on purpose
+(a restart adopts them); `pyk8s reset` and test teardown use this to end them for good.
+
+Run as `python -m pyk8s.kubelet.cleanup AGENT_DATA_DIR`, inside the cluster's network
+namespace when it has one (CNI teardown runs where the pods' bridge is).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+from pyk8s.kubelet.containerd import Containerd
+from pyk8s.kubelet.cri import CRIClient, CRIError
+from pyk8s.kubelet.pods import remove_pod_cgroups
+
+log = logging.getLogger("pyk8s.kubelet.cleanup")
+
+POD_UID_LABEL = "io.kubernetes.pod.uid"
+
+
+async def remove_node_state(agent_data_dir: Path) -> int:
+    """Starts the node's containerd (if it is not running), stops and removes every pod
+    sandbox, stops containerd, unmounts what is left under the data dir. Returns the
+    number of sandboxes removed."""
+    agent_data_dir = Path(agent_data_dir)
+    if not (agent_data_dir / "containerd").exists():
+        return 0
+    containerd = Containerd(agent_data_dir, cni_conf_dir=agent_data_dir / "cni" / "net.d")
+    await containerd.start()
+    removed = 0
+    cri = CRIClient(containerd.socket)
+    try:
+        for container in await cri.list_containers({}):
+            try:
+                await cri.call("StopContainer", {"container_id": container["id"], "timeout": 0})
+                await cri.call("RemoveContainer", {"container_id": container["id"]})
+            except CRIError as error:
+                log.warning("removing container %s failed: %s", container["id"][:12], error)
+        for sandbox in await cri.list_sandboxes({}):
+            try:
+                await cri.call("StopPodSandbox", {"pod_sandbox_id": sandbox["id"]})
+                await cri.call("RemovePodSandbox", {"pod_sandbox_id": sandbox["id"]})
+                removed += 1
+            except CRIError as error:
+                log.warning("removing sandbox %s failed: %s", sandbox["id"][:12], error)
+            uid = (sandbox.get("labels") or {}).get(POD_UID_LABEL)
+            if uid:
+                remove_pod_cgroups(uid)
+    finally:
+        await cri.close()
+        await containerd.stop()
+    unmount_under(agent_data_dir)
+    return removed
+
+
+def unmount_under(directory: Path) -> None:
+    """Lazily unmount every mount point below `directory`, deepest first."""
+    prefix = str(Path(directory).resolve()) + "/"
+    with open("/proc/self/mounts") as mounts:
+        points = [line.split()[1] for line in mounts]
+    for point in sorted((p for p in points if p.startswith(prefix)), key=len, reverse=True):
+        subprocess.run(["umount", "-l", point], check=False, capture_output=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m pyk8s.kubelet.cleanup AGENT_DATA_DIR", file=sys.stderr)
+        return 2
+    removed = asyncio.run(remove_node_state(Path(args[0])))
+    if removed:
+        print(f"removed {removed} pod sandbox(es)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
