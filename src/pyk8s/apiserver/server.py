@@ -254,13 +254,22 @@ class APIServer:
     async def _list(self, request: web.Request, target: Target) -> web.Response:
         form = negotiation.choose_form(request.headers.get("Accept"))
         options = self._list_options(request, target.resource)
-        raw = form.media_type == negotiation.JSON and not form.as_kind
+        raw = form.media_type == negotiation.JSON and form.as_kind in ("", "Table")
         items, revision, token, remaining = await self.registry.list(target.resource, target.namespace, options, raw=raw)
         metadata: dict[str, Any] = {"resourceVersion": str(revision)}
         if token:
             metadata["continue"] = token
             if remaining is not None:
                 metadata["remainingItemCount"] = remaining
+        if form.as_kind == "Table" and raw:
+            # Row by row from the stored bytes: each object is decoded, turned into its row
+            # and dropped, so a large list never holds every decoded object at once.
+            head = orjson.dumps({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": metadata,
+                                 "columnDefinitions": tables.column_definitions(target.resource)})
+            rows = [orjson.dumps(self._table_row(target.resource, orjson.loads(item), request, now))
+                    for now in (time.time(),) for item in items]
+            body = b"".join((head[:-1], b',"rows":[', b",".join(rows), b"]}"))
+            return web.Response(body=body, content_type="application/json")
         if form.as_kind == "Table":
             table = self._table(target.resource, items, request, str(revision))
             table["metadata"] = metadata
@@ -305,18 +314,19 @@ class APIServer:
 
     def _table(self, resource: Resource, items: list[dict[str, Any]], request: web.Request,
                revision: str) -> dict[str, Any]:
-        include = request.query.get("includeObject", "Metadata")
         now = time.time()
-        rows = []
-        for obj in items:
-            row: dict[str, Any] = {"cells": tables.row_cells(resource, obj, now)}
-            if include == "Object":
-                row["object"] = obj
-            elif include != "None":
-                row["object"] = _partial(obj, negotiation.ResponseForm(as_kind="PartialObjectMetadata", version="v1"))
-            rows.append(row)
+        rows = [self._table_row(resource, obj, request, now) for obj in items]
         return {"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {"resourceVersion": revision},
                 "columnDefinitions": tables.column_definitions(resource), "rows": rows}
+
+    def _table_row(self, resource: Resource, obj: dict[str, Any], request: web.Request, now: float) -> dict[str, Any]:
+        include = request.query.get("includeObject", "Metadata")
+        row: dict[str, Any] = {"cells": tables.row_cells(resource, obj, now)}
+        if include == "Object":
+            row["object"] = obj
+        elif include != "None":
+            row["object"] = _partial(obj, negotiation.ResponseForm(as_kind="PartialObjectMetadata", version="v1"))
+        return row
 
     async def _read_body(self, request: web.Request) -> Any:
         body = await request.read()
