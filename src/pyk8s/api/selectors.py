@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
 from pyk8s.api import errors
+from pyk8s.api.validation import label_value_errors, qualified_name_errors
 
 __all__ = [
     "LabelRequirement", "LabelSelector", "parse_label_selector", "label_selector_from_spec",
@@ -28,85 +29,7 @@ __all__ = [
     "object_field", "object_fields", "escape_field_value", "qualified_name_errors", "label_value_errors",
 ]
 
-# --------------------------------------------------------------------------------------
-# Name and value validation (upstream k8s.io/apimachinery/pkg/util/validation)
-# --------------------------------------------------------------------------------------
-
-_QUALIFIED_NAME_FMT = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
-_QUALIFIED_NAME_MSG = ("must consist of alphanumeric characters, '-', '_' or '.', "
-                       "and must start and end with an alphanumeric character")
-_QUALIFIED_NAME_RE = re.compile(_QUALIFIED_NAME_FMT)
-_QUALIFIED_NAME_MAX = 63
-
-_LABEL_VALUE_FMT = "(" + _QUALIFIED_NAME_FMT + ")?"
-_LABEL_VALUE_MSG = ("a valid label must be an empty string or consist of alphanumeric characters, "
-                    "'-', '_' or '.', and must start and end with an alphanumeric character")
-_LABEL_VALUE_RE = re.compile(_LABEL_VALUE_FMT)
-_LABEL_VALUE_MAX = 63
-
-_DNS1123_LABEL_FMT = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
-_DNS1123_SUBDOMAIN_FMT = _DNS1123_LABEL_FMT + "(\\." + _DNS1123_LABEL_FMT + ")*"
-_DNS1123_SUBDOMAIN_MSG = ("a lowercase RFC 1123 subdomain must consist of lower case alphanumeric "
-                          "characters, '-' or '.', and must start and end with an alphanumeric character")
-_DNS1123_SUBDOMAIN_RE = re.compile(_DNS1123_SUBDOMAIN_FMT)
-_DNS1123_SUBDOMAIN_MAX = 253
-
-
-def _regex_error(message: str, fmt: str, *examples: str) -> str:
-    # Upstream's RegexError: the odd ",  or " double space is theirs and kubectl users see it.
-    if not examples:
-        return f"{message} (regex used for validation is '{fmt}')"
-    shown = " or ".join(f"'{example}', " for example in examples)
-    return f"{message} (e.g. {shown}regex used for validation is '{fmt}')"
-
-
-def _max_len_error(limit: int) -> str:
-    return f"must be no more than {limit} characters"
-
-
-def _dns1123_subdomain_errors(value: str) -> list[str]:
-    problems = []
-    if len(value) > _DNS1123_SUBDOMAIN_MAX:
-        problems.append(_max_len_error(_DNS1123_SUBDOMAIN_MAX))
-    if not _DNS1123_SUBDOMAIN_RE.fullmatch(value):
-        problems.append(_regex_error(_DNS1123_SUBDOMAIN_MSG, _DNS1123_SUBDOMAIN_FMT, "example.com"))
-    return problems
-
-
-def qualified_name_errors(value: str) -> list[str]:
-    """Upstream `IsQualifiedName`: `[prefix/]name`, prefix a DNS subdomain, name <= 63 chars."""
-    problems: list[str] = []
-    parts = value.split("/")
-    if len(parts) == 1:
-        name = parts[0]
-    elif len(parts) == 2:
-        prefix, name = parts
-        if not prefix:
-            problems.append("prefix part must be non-empty")
-        else:
-            problems.extend("prefix part " + p for p in _dns1123_subdomain_errors(prefix))
-    else:
-        return ["a qualified name "
-                + _regex_error(_QUALIFIED_NAME_MSG, _QUALIFIED_NAME_FMT, "MyName", "my.name", "123-abc")
-                + " with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"]
-    if not name:
-        problems.append("name part must be non-empty")
-    elif len(name) > _QUALIFIED_NAME_MAX:
-        problems.append("name part " + _max_len_error(_QUALIFIED_NAME_MAX))
-    if not _QUALIFIED_NAME_RE.fullmatch(name):
-        problems.append("name part " + _regex_error(_QUALIFIED_NAME_MSG, _QUALIFIED_NAME_FMT,
-                                                    "MyName", "my.name", "123-abc"))
-    return problems
-
-
-def label_value_errors(value: str) -> list[str]:
-    """Upstream `IsValidLabelValue`: empty, or <= 63 chars of [-A-Za-z0-9_.] with alphanumeric ends."""
-    problems = []
-    if len(value) > _LABEL_VALUE_MAX:
-        problems.append(_max_len_error(_LABEL_VALUE_MAX))
-    if not _LABEL_VALUE_RE.fullmatch(value):
-        problems.append(_regex_error(_LABEL_VALUE_MSG, _LABEL_VALUE_FMT, "MyValue", "my_value", "12345"))
-    return problems
+# Label keys and values follow the same rules as everywhere else (validation.py).
 
 
 def _go_quote(text: str) -> str:

@@ -30,6 +30,7 @@ from typing import Any
 import orjson
 
 from pyk8s.api import errors
+from pyk8s.api.scheduling import match_required_node_affinity, untolerated_taints
 from pyk8s.api.resources import lookup
 from pyk8s.api.selectors import label_selector_from_spec
 from pyk8s.controllers.base import Controller, Requeue, controller_ref, owner_reference
@@ -70,77 +71,7 @@ def daemon_pod_tolerations(pod_spec: dict[str, Any]) -> list[dict[str, Any]]:
     return tolerations
 
 
-def tolerates(toleration: dict[str, Any], taint: dict[str, Any]) -> bool:
-    effect = toleration.get("effect") or ""
-    if effect and effect != taint.get("effect"):
-        return False
-    key = toleration.get("key") or ""
-    operator = toleration.get("operator") or "Equal"
-    if not key:
-        return operator == "Exists"
-    if key != taint.get("key"):
-        return False
-    if operator == "Exists":
-        return True
-    return (toleration.get("value") or "") == (taint.get("value") or "")
-
-
-def untolerated_taints(taints: list[dict[str, Any]], tolerations: list[dict[str, Any]],
-                       effects: tuple[str, ...]) -> list[dict[str, Any]]:
-    return [taint for taint in taints or [] if taint.get("effect") in effects
-            and not any(tolerates(t, taint) for t in tolerations)]
-
-
 # -- node selection --------------------------------------------------------------------
-
-
-def _requirement_matches(requirement: dict[str, Any], values_by_key: dict[str, str]) -> bool:
-    key = requirement.get("key")
-    operator = requirement.get("operator")
-    values = requirement.get("values") or []
-    present = key in values_by_key
-    value = values_by_key.get(key)
-    if operator == "In":
-        return present and value in values
-    if operator == "NotIn":
-        return not present or value not in values
-    if operator == "Exists":
-        return present
-    if operator == "DoesNotExist":
-        return not present
-    if operator in ("Gt", "Lt"):
-        try:
-            actual, bound = int(value), int(values[0])
-        except (TypeError, ValueError, IndexError):
-            return False
-        return actual > bound if operator == "Gt" else actual < bound
-    return False
-
-
-def node_selector_term_matches(term: dict[str, Any], node: dict[str, Any]) -> bool:
-    expressions = term.get("matchExpressions") or []
-    fields = term.get("matchFields") or []
-    if not expressions and not fields:
-        return False  # an empty term matches nothing (upstream)
-    labels = node["metadata"].get("labels") or {}
-    node_fields = {"metadata.name": node["metadata"]["name"]}
-    return all(_requirement_matches(r, labels) for r in expressions) and \
-        all(_requirement_matches(r, node_fields) for r in fields)
-
-
-def node_matches_pod_placement(pod_spec: dict[str, Any], node: dict[str, Any]) -> bool:
-    """nodeSelector and required node affinity (the scheduler's NodeAffinity filter)."""
-    labels = node["metadata"].get("labels") or {}
-    for key, value in (pod_spec.get("nodeSelector") or {}).items():
-        if labels.get(key) != value:
-            return False
-    required = (((pod_spec.get("affinity") or {}).get("nodeAffinity") or {})
-                .get("requiredDuringSchedulingIgnoredDuringExecution"))
-    if required is not None:
-        terms = required.get("nodeSelectorTerms") or []
-        if not any(node_selector_term_matches(term, node) for term in terms):
-            return False
-    return True
 
 
 def node_should_run_daemon_pod(node: dict[str, Any], ds: dict[str, Any]) -> tuple[bool, bool]:
@@ -151,7 +82,7 @@ def node_should_run_daemon_pod(node: dict[str, Any], ds: dict[str, Any]) -> tupl
     wanted_node = pod_spec.get("nodeName")
     if wanted_node and wanted_node != node["metadata"]["name"]:
         return False, False
-    if not node_matches_pod_placement(pod_spec, node):
+    if not match_required_node_affinity(node, pod_spec):
         return False, False
     taints = (node.get("spec") or {}).get("taints") or []
     tolerations = daemon_pod_tolerations(pod_spec)

@@ -30,6 +30,7 @@ import time
 from typing import Any
 
 from pyk8s.api import errors
+from pyk8s.api.scheduling import toleration_tolerates
 from pyk8s.api.resources import lookup
 from pyk8s.controllers.base import Controller, Requeue
 from pyk8s.controllers.events import EventRecorder
@@ -142,18 +143,6 @@ def wanted_taints(node: dict[str, Any], now: str) -> list[dict[str, Any]]:
     return result
 
 
-def _tolerates(toleration: dict[str, Any], taint: dict[str, Any]) -> bool:
-    effect = toleration.get("effect") or ""
-    if effect and effect != taint.get("effect"):
-        return False
-    key = toleration.get("key") or ""
-    operator = toleration.get("operator") or "Equal"
-    if not key:
-        return operator == "Exists"
-    if key != taint.get("key"):
-        return False
-    return operator == "Exists" or (toleration.get("value") or "") == (taint.get("value") or "")
-
 
 def eviction_time(pod: dict[str, Any], taints: list[dict[str, Any]], taints_noticed: float) -> float | None:
     """When the taint manager deletes the pod: now-ish (0) for an untolerated NoExecute
@@ -165,7 +154,7 @@ def eviction_time(pod: dict[str, Any], taints: list[dict[str, Any]], taints_noti
     tolerations = (pod.get("spec") or {}).get("tolerations") or []
     used = []
     for taint in no_execute:
-        matching = [t for t in tolerations if _tolerates(t, taint)]
+        matching = [t for t in tolerations if toleration_tolerates(t, taint)]
         if not matching:
             return 0.0
         used.extend(matching)
