@@ -38,6 +38,7 @@ from aiohttp import WSMsgType, web
 from pyk8s.api import errors
 from pyk8s.api.resources import lookup
 from pyk8s.apiserver import nodeproxy
+from pyk8s.httpstream import RawUpgradeReader, UpgradedResponse
 
 log = logging.getLogger("pyk8s.apiserver.streaming")
 
@@ -168,37 +169,6 @@ class SpdySession:
 
 # ---------------------------------------------------------------- raw connections
 
-class _RawUpgradeReader:
-    """Payload parser for a taken-over aiohttp connection (aiohttp parses only WebSocket
-    upgrades; SPDY frames would otherwise be read as HTTP requests)."""
-
-    def __init__(self, request: web.BaseRequest):
-        self.reader = asyncio.StreamReader(limit=4 * _COPY_CHUNK)
-        self.reader.set_transport(request.transport)
-        request.protocol.set_parser(self)
-
-    def feed_data(self, data: bytes) -> tuple[bool, bytes]:
-        self.reader.feed_data(data)
-        return False, b""
-
-    def feed_eof(self) -> None:
-        self.reader.feed_eof()
-
-
-class _UpgradedResponse(web.StreamResponse):
-    """What aiohttp gets back once we wrote the 101 and the stream ourselves."""
-
-    def __init__(self):
-        super().__init__(status=101)
-        self.force_close()
-
-    async def prepare(self, request):
-        return None
-
-    async def write_eof(self, data: bytes = b"") -> None:
-        return None
-
-
 class KubeletUpgrade:
     """A connection to the node's kubelet on which an upgrade was requested."""
 
@@ -254,7 +224,7 @@ class KubeletUpgrade:
 
 async def _splice(request: web.Request, upgrade: KubeletUpgrade) -> web.StreamResponse:
     """Hand the kubelet's 101 to the client and copy both ways until one side ends."""
-    incoming = _RawUpgradeReader(request)
+    incoming = RawUpgradeReader(request)
     transport, protocol = request.transport, request.protocol
     transport.write(upgrade.head)
 
@@ -274,7 +244,7 @@ async def _splice(request: web.Request, upgrade: KubeletUpgrade) -> web.StreamRe
     await _until_either_ends(client_to_kubelet(), kubelet_to_client(), upgrade)
     if not transport.is_closing():
         transport.close()
-    return _UpgradedResponse()
+    return UpgradedResponse()
 
 
 async def _until_either_ends(to_kubelet, from_kubelet, upgrade: KubeletUpgrade) -> None:

@@ -16,6 +16,8 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pyk8s.hostnet import host_ipv4
+
 log = logging.getLogger("pyk8s.server")
 
 
@@ -49,48 +51,12 @@ class ServerConfig:
             return self.advertise_address
         if self.bind_address not in ("0.0.0.0", "::", ""):
             return self.bind_address
-        return first_non_loopback_ipv4() or "127.0.0.1"
+        return host_ipv4() or "127.0.0.1"
 
     def kubernetes_service_ip(self) -> str:
         """The first address of the service CIDR: the `kubernetes` Service (10.43.0.1)."""
         network = ipaddress.ip_network(self.service_cidr, strict=False)
         return str(network.network_address + 1)
-
-
-def first_non_loopback_ipv4() -> str | None:
-    """The address of the interface holding the default route, else the first non-loopback
-    IPv4 address, else None (a namespace with only loopback)."""
-    try:
-        with open("/proc/net/route") as routes:
-            next(routes)
-            for line in routes:
-                fields = line.split()
-                if fields[1] == "00000000":
-                    address = _interface_ipv4(fields[0])
-                    if address:
-                        return address
-    except OSError:
-        pass
-    for _, name in socket.if_nameindex():
-        if name == "lo":
-            continue
-        address = _interface_ipv4(name)
-        if address:
-            return address
-    return None
-
-
-def _interface_ipv4(interface: str) -> str | None:
-    import fcntl
-    import struct
-
-    SIOCGIFADDR = 0x8915
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        try:
-            packed = fcntl.ioctl(sock.fileno(), SIOCGIFADDR, struct.pack("256s", interface.encode()[:15]))
-        except OSError:
-            return None
-    return socket.inet_ntoa(packed[20:24])
 
 
 async def serve(config: ServerConfig, stop: asyncio.Event) -> None:

@@ -23,6 +23,7 @@ from typing import Any, Awaitable, Callable
 
 from pyk8s.api import errors
 from pyk8s.api.resources import lookup
+from pyk8s.hostnet import host_ipv4
 
 log = logging.getLogger("pyk8s.kubelet.node")
 
@@ -43,31 +44,8 @@ def now_micro() -> str:
 
 
 def default_node_ip() -> str:
-    """The address of the interface holding the default route, else the first non-loopback
-    IPv4 address of an interface that is not ours (pod bridges, veths), else 127.0.0.1."""
-    from pyk8s.cluster.server import _interface_ipv4  # a cluster helper with no side effects
-
-    def ours(name: str) -> bool:
-        return name.startswith(("pyk8s", "veth", "cni"))
-
-    try:
-        with open("/proc/net/route") as routes:
-            next(routes)
-            for line in routes:
-                fields = line.split()
-                if fields[1] == "00000000" and not ours(fields[0]):
-                    address = _interface_ipv4(fields[0])
-                    if address:
-                        return address
-    except OSError:
-        pass
-    for _, name in socket.if_nameindex():
-        if name == "lo" or ours(name):
-            continue
-        address = _interface_ipv4(name)
-        if address:
-            return address
-    return "127.0.0.1"
+    """The host's own address (see pyk8s.hostnet), else 127.0.0.1."""
+    return host_ipv4() or "127.0.0.1"
 
 
 def first_pod_cidr(cluster_cidr: str) -> str:

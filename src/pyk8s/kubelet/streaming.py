@@ -24,6 +24,8 @@ from urllib.parse import urlsplit
 import orjson
 from aiohttp import web
 
+from pyk8s.httpstream import RawUpgradeReader, UpgradedResponse
+
 from pyk8s.kubelet.cri import CRIClient, CRIError
 from pyk8s.kubelet.cri.messages import CONTAINER_RUNNING, SANDBOX_READY
 
@@ -46,40 +48,6 @@ def _status(code: int, reason: str, message: str) -> web.Response:
     body = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
             "message": message, "reason": reason, "code": code}
     return web.Response(status=code, body=orjson.dumps(body), content_type="application/json")
-
-
-class RawUpgradeReader:
-    """Takes over an aiohttp connection's incoming bytes once it is upgraded: aiohttp only
-    knows WebSocket upgrades, so for SPDY it would parse the frames as HTTP requests. Set
-    as the protocol's payload parser, it hands every byte to an asyncio.StreamReader (which
-    pauses the transport when its buffer fills)."""
-
-    def __init__(self, request: web.BaseRequest):
-        self.reader = asyncio.StreamReader(limit=4 * _COPY_CHUNK)
-        self.reader.set_transport(request.transport)
-        request.protocol.set_parser(self)
-
-    def feed_data(self, data: bytes) -> tuple[bool, bytes]:
-        self.reader.feed_data(data)
-        return False, b""
-
-    def feed_eof(self) -> None:
-        self.reader.feed_eof()
-
-
-class UpgradedResponse(web.StreamResponse):
-    """The response object aiohttp needs for a request whose connection we took over; the
-    101 head and every byte after it were written to the transport directly."""
-
-    def __init__(self):
-        super().__init__(status=101)
-        self.force_close()
-
-    async def prepare(self, request):  # nothing more to send
-        return None
-
-    async def write_eof(self, data: bytes = b"") -> None:
-        return None
 
 
 async def splice_upgraded(request: web.Request, head: bytes, upstream_reader: asyncio.StreamReader,
