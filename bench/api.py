@@ -712,7 +712,7 @@ def main() -> int:
     finally:
         if floor is not None:
             floor.stop()
-        server.stop()
+        server.stop(timeout=60, remove_pods=True)
         if not args.keep:
             import shutil
 

@@ -308,7 +308,7 @@ def main() -> int:
         server.start(timeout=180)
         asyncio.run(measure(server, args))
     finally:
-        server.stop(timeout=60)
+        server.stop(timeout=60, remove_pods=True)
         cleanup_runtime(server)
         mounted = [line for line in Path("/proc/mounts").read_text().splitlines() if str(work) in line]
         if args.keep or mounted:

@@ -183,7 +183,7 @@ def main() -> int:
             subprocess.run([KUBECTL, "--kubeconfig", str(server.kubeconfig), "--cache-dir", str(cache), "delete",
                             "pod", "bench", "--grace-period=1", "--ignore-not-found", "--timeout=60s"],
                            capture_output=True, timeout=90)
-            server.stop(timeout=60)
+            server.stop(timeout=60, remove_pods=True)
 
     print(f"kubectl exec POD -- true (WebSocket v5): {exec_seconds * 1000:7.1f} ms median of {runs}")
     print(f"kubectl exec POD -- true (SPDY):         {spdy_seconds * 1000:7.1f} ms")

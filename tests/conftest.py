@@ -67,10 +67,8 @@ def cluster(tmp_path_factory):
     local.start(timeout=120)
     yield local
     remove_every_pod(local, data_dir / "teardown-cache")
-    local.stop(timeout=60)
-    # Whatever a test left behind (a pod stuck terminating, a crashed agent): end it.
-    subprocess.run([sys.executable, "-m", "pyk8s.kubelet.cleanup", str(data_dir / "agent")], check=False,
-                   capture_output=True, timeout=120)
+    # Whatever a test left behind (a pod stuck terminating, a crashed agent) ends too.
+    local.stop(timeout=60, remove_pods=True)
 
 
 def remove_every_pod(server: LocalServer, cache_dir: Path) -> None:

@@ -100,8 +100,12 @@ class LocalServer:
         except OSError:
             return ""
 
-    def stop(self, *, kill: bool = False, timeout: float = 15.0) -> int | None:
+    def stop(self, *, kill: bool = False, timeout: float = 15.0, remove_pods: bool = False) -> int | None:
+        """SIGTERM (or SIGKILL) the server. Pods outlive it, as they outlive a kubelet
+        restart; `remove_pods` then ends them and everything their node left behind."""
         if self.process is None:
+            if remove_pods:
+                self.remove_pods()
             return None
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
@@ -112,7 +116,13 @@ class LocalServer:
                 self.process.wait()
         code = self.process.returncode
         self.process = None
+        if remove_pods:
+            self.remove_pods()
         return code
+
+    def remove_pods(self) -> None:
+        subprocess.run([sys.executable, "-m", "pyk8s.kubelet.cleanup", str(self.data_dir / "agent")],
+                       check=False, capture_output=True, timeout=180)
 
     def __enter__(self) -> "LocalServer":
         return self.start()

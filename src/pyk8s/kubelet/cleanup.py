@@ -55,7 +55,20 @@ async def remove_node_state(agent_data_dir: Path) -> int:
         await cri.close()
         await containerd.stop()
     unmount_under(agent_data_dir)
+    remove_empty_qos_cgroups()
     return removed
+
+
+def remove_empty_qos_cgroups() -> None:
+    """The kubepods QoS parents are shared by every node on the machine: remove them only
+    when empty (rmdir refuses otherwise), deepest first."""
+    root = Path("/sys/fs/cgroup")
+    for controller in root.iterdir() if root.exists() else []:
+        for parent in ("kubepods/burstable", "kubepods/besteffort", "kubepods"):
+            try:
+                (controller / parent).rmdir()
+            except OSError:
+                pass
 
 
 def unmount_under(directory: Path) -> None:
