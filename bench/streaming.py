@@ -15,6 +15,8 @@ measures, in the same run:
 
     .venv/bin/python bench/streaming.py              # 20 execs, 256 MiB transfers
     .venv/bin/python bench/streaming.py --quick      # 8 execs, 64 MiB
+    .venv/bin/python bench/streaming.py --quick --py-spy /tmp/venv-prof/bin/py-spy --profile-dir /tmp/prof
+        # also records the server process (py-spy raw format) during each phase
 
 Runs as root inside its own network namespace (entered before anything else starts); the
 server is a child process stopped on every exit path.
@@ -34,6 +36,7 @@ import json
 import os
 import re
 import select
+import signal
 import socket
 import statistics
 import subprocess
@@ -41,6 +44,7 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from pyk8s.cluster.localcluster import LocalServer, in_isolated_network
@@ -97,6 +101,30 @@ def loopback_sender(size: int) -> tuple[int, threading.Thread]:
     return listener.getsockname()[1], thread
 
 
+@contextmanager
+def profiled(py_spy: str | None, profile_dir: str | None, pid: int, label: str):
+    """Record the server process with py-spy while the block runs (when asked to)."""
+    if not (py_spy and profile_dir):
+        yield
+        return
+    Path(profile_dir).mkdir(parents=True, exist_ok=True)
+    recorder = subprocess.Popen([py_spy, "record", "-p", str(pid), "-f", "raw", "-r", "250", "--nonblocking",
+                                 "-o", str(Path(profile_dir) / f"{label}.txt")],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)  # let py-spy attach before the measured work starts
+    try:
+        yield
+    finally:
+        recorder.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+        recorder.wait(timeout=60)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def throughput(size_bytes: int, action) -> float:
     started = time.perf_counter()
     received = action()
@@ -126,6 +154,8 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--runs", type=int, default=0)
     parser.add_argument("--mib", type=int, default=0)
+    parser.add_argument("--py-spy", help="path of py-spy, to profile the server process")
+    parser.add_argument("--profile-dir", help="where py-spy's raw profiles go (exec.txt, portforward.txt)")
     args = parser.parse_args()
     assert in_isolated_network(), "refusing to run outside a private network namespace"
     runs = args.runs or (8 if args.quick else 20)
@@ -143,14 +173,19 @@ def main() -> int:
             kubectl(server, cache, "wait", "--for=condition=Ready", "pod/bench", "--timeout=90s")
             deadline = time.monotonic() + 60
             while subprocess.run([KUBECTL, "--kubeconfig", str(server.kubeconfig), "--cache-dir", str(cache), "exec",
-                                  "bench", "--", "test", "-s", "/www/blob"]).returncode != 0:
-                assert time.monotonic() < deadline, "the pod never wrote its file"
+                                  "bench", "--", "wget", "-q", "--spider", "http://127.0.0.1:8080/blob"],
+                                 capture_output=True).returncode != 0:
+                # httpd starts once the whole file is written
+                assert time.monotonic() < deadline, "the pod never served its file"
+                time.sleep(0.2)
             pod = json.loads(kubectl(server, cache, "get", "pod", "bench", "-o", "json").stdout)
             pod_ip = pod["status"]["podIP"]
 
             # exec
             kubectl(server, cache, "exec", "bench", "--", "true")  # warm discovery cache and connections
-            exec_seconds = median_wall(runs, lambda: kubectl(server, cache, "exec", "bench", "--", "true"))
+            server_pid = server.process.pid
+            with profiled(args.py_spy, args.profile_dir, server_pid, "exec"):
+                exec_seconds = median_wall(runs, lambda: kubectl(server, cache, "exec", "bench", "--", "true"))
             spdy_seconds = median_wall(runs, lambda: kubectl(server, cache, "exec", "bench", "--", "true",
                                                              env={"KUBECTL_REMOTE_COMMAND_WEBSOCKETS": "false"}))
             floor_seconds = median_wall(runs, lambda: kubectl(server, cache, "get", "pod", "bench", "-o", "name"))
@@ -168,12 +203,21 @@ def main() -> int:
                 printed += os.read(forward.stdout.fileno(), 4096)
             local_port = int(re.search(rb"127\.0\.0\.1:(\d+) ->", printed).group(1))
             http_download("127.0.0.1", local_port, "/blob")  # warm-up: the first connection sets up the tunnel
-            forward_mbps = throughput(size, lambda: http_download("127.0.0.1", local_port, "/blob"))
+            with profiled(args.py_spy, args.profile_dir, server_pid, "portforward"):
+                cpu_before = cpu_seconds(server_pid), cpu_seconds(forward.pid)
+                wall_before = time.perf_counter()
+                forward_mbps = throughput(size, lambda: http_download("127.0.0.1", local_port, "/blob"))
+                wall = time.perf_counter() - wall_before
+                server_cpu = (cpu_seconds(server_pid) - cpu_before[0]) / wall
+                kubectl_cpu = (cpu_seconds(forward.pid) - cpu_before[1]) / wall
             pod_mbps = throughput(size, lambda: http_download(pod_ip, 8080, "/blob"))
             port, _ = loopback_sender(size)
             loopback_mbps = throughput(size, lambda: http_download("127.0.0.1", port, "/"))
         except BaseException:
             print(server.log_tail())
+            if forward is not None:
+                forward.terminate()
+                print("kubectl port-forward:", forward.communicate(timeout=10)[1].decode(errors="replace"))
             raise
         finally:
             if forward is not None:
@@ -192,6 +236,7 @@ def main() -> int:
     print(f"exec / floor: {exec_seconds / floor_seconds:.2f}x (goal <= 1.5x); "
           f"exec - floor - ExecSync: {(exec_seconds - floor_seconds - cri_seconds) * 1000:.1f} ms of streaming overhead")
     print(f"port-forward download:   {forward_mbps:8.1f} MB/s ({size >> 20} MiB)")
+    print(f"  CPU during it: server process {server_cpu:.0%} of a core, kubectl port-forward {kubectl_cpu:.0%}")
     print(f"pod IP direct download:  {pod_mbps:8.1f} MB/s")
     print(f"plain loopback copy:     {loopback_mbps:8.1f} MB/s")
     print(f"port-forward / loopback: {forward_mbps / loopback_mbps:.0%} (goal >= 50%)")

@@ -907,8 +907,25 @@ def _validate_statefulset(causes: _Causes, obj: dict) -> None:
         value = retention.get(key)
         if value and value not in ("Retain", "Delete"):
             causes.append(errors.not_supported(f"spec.persistentVolumeClaimRetentionPolicy.{key}", value, ["Retain", "Delete"]))
-    _validate_selector_and_template(causes, spec, "statefulset", None)
+    _validate_selector_and_template(causes, _with_claim_template_volumes(spec), "statefulset", None)
     _forbid_template_deadline(causes, spec, "StatefulSet")
+
+
+def _with_claim_template_volumes(spec: dict) -> dict:
+    """The spec with one persistentVolumeClaim volume per volumeClaimTemplate appended to the
+    pod template: the StatefulSet controller adds those to every pod it creates (upstream
+    updateStorage), so container volumeMounts may name a claim template."""
+    template = spec.get("template")
+    claims = _list(spec.get("volumeClaimTemplates"))
+    if not isinstance(template, dict) or not claims:
+        return spec
+    pod_spec = _dict(template.get("spec"))
+    volumes = _list(pod_spec.get("volumes"))
+    named = {_dict(volume).get("name") for volume in volumes}
+    claim_names = [_dict(_dict(claim).get("metadata")).get("name") for claim in claims]
+    extra = [{"name": name, "persistentVolumeClaim": {"claimName": name}}
+             for name in claim_names if name and name not in named]
+    return {**spec, "template": {**template, "spec": {**pod_spec, "volumes": [*volumes, *extra]}}}
 
 
 def _validate_replication_controller(causes: _Causes, obj: dict) -> None:

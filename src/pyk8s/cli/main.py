@@ -41,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     server = commands.add_parser("server", help="run the control plane in the foreground")
     _add_server_flags(server)
+    server.add_argument("--netns", default=None, metavar="NAME",
+                        help="run inside network namespace NAME (created if missing)")
 
     from pyk8s.cli.agent_command import add_agent_parser
     add_agent_parser(commands)
@@ -51,7 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     up = commands.add_parser("up", help="start the cluster in the background and wait until it is ready")
     _add_server_flags(up)
     up.add_argument("--isolated", action="store_true",
-                    help=f"run in network namespace {ISOLATED_NETNS!r}, reachable only from inside it")
+                    help=f"run in network namespace {ISOLATED_NETNS!r} (no route out); kubectl reaches "
+                         "the API through a relay on this host's 127.0.0.1:<https-port>")
+    up.add_argument("--netns", default=None, metavar="NAME",
+                    help=f"the namespace for --isolated (default {ISOLATED_NETNS!r}); implies --isolated")
     up.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for readiness (default 60)")
 
     down = commands.add_parser("down", help="stop the cluster")
@@ -93,12 +98,16 @@ def _add_server_flags(parser: argparse.ArgumentParser) -> None:
                         help="serve the API only: no controllers and no scheduler")
     parser.add_argument("--tls-san", action="extend", nargs="+", default=[], metavar="NAME",
                         help="extra host names or IPs for the serving certificate (repeatable, comma-separated ok)")
+    parser.add_argument("--registry-mirror", action="append", default=[], metavar="HOST=URL",
+                        help="pull images of registry HOST through URL, e.g. docker.io=http://127.0.0.1:5000 "
+                             "(repeatable; the embedded agent writes containerd hosts.toml)")
 
 
 def server_config_from_args(args: argparse.Namespace) -> ServerConfig:
     bind_address = args.bind_address
     if bind_address is None:
-        bind_address = "127.0.0.1" if getattr(args, "isolated", False) else _DEFAULTS.bind_address
+        isolated = getattr(args, "isolated", False) or getattr(args, "netns", None)
+        bind_address = "127.0.0.1" if isolated else _DEFAULTS.bind_address
     return ServerConfig(
         data_dir=(args.data_dir or default_data_dir()).absolute(),
         bind_address=bind_address,
@@ -111,7 +120,19 @@ def server_config_from_args(args: argparse.Namespace) -> ServerConfig:
         disable_controllers=args.disable_controllers,
         # k3s's --tls-san is a string slice: "a,b" means two names.
         extra_sans=[name for value in args.tls_san for name in value.split(",") if name],
+        registry_mirrors=parse_registry_mirrors(getattr(args, "registry_mirror", [])),
     )
+
+
+def parse_registry_mirrors(values: list[str]) -> dict[str, str]:
+    """`HOST=URL` flags → {host: url}; a later flag for the same host wins."""
+    mirrors = {}
+    for value in values:
+        host, separator, url = value.partition("=")
+        if not separator or not host or not url:
+            raise SystemExit(f"--registry-mirror {value!r}: expected HOST=URL, e.g. docker.io=http://127.0.0.1:5000")
+        mirrors[host] = url
+    return mirrors
 
 
 def server_argv(config: ServerConfig) -> list[str]:
@@ -132,6 +153,8 @@ def server_argv(config: ServerConfig) -> list[str]:
         argv.append("--disable-controllers")
     for name in config.extra_sans:
         argv += ["--tls-san", name]
+    for host, url in config.registry_mirrors.items():
+        argv += ["--registry-mirror", f"{host}={url}"]
     return argv
 
 
@@ -185,7 +208,18 @@ def main(argv: list[str] | None = None) -> int:
 def run_server_foreground(args: argparse.Namespace) -> int:
     from pyk8s.cluster.server import run_server
 
-    run_server(server_config_from_args(args))
+    config = server_config_from_args(args)
+    if args.netns:
+        from pyk8s.cluster.netns import create_netns
+
+        create_netns(args.netns)
+        # Re-exec inside the namespace (nsenter, never `ip netns exec`: see cluster/netns.py);
+        # the new command line has no --netns, so it runs the server itself.
+        command = nsenter_prefix(args.netns) + server_argv(config)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execvp(command[0], command)
+    run_server(config)
     return 0
 
 
@@ -202,8 +236,8 @@ def up(args: argparse.Namespace) -> int:
 
     netns = None
     data_dir.mkdir(parents=True, exist_ok=True)
-    if args.isolated:
-        netns = ISOLATED_NETNS
+    if args.isolated or args.netns:
+        netns = args.netns or ISOLATED_NETNS
         if create_netns(netns):
             (data_dir / daemon.NETNS_MARKER).write_text(netns + "\n")
     # The server rewrites the kubeconfig once it listens; an old one must not make us
@@ -232,14 +266,24 @@ def up(args: argparse.Namespace) -> int:
     kubeconfig = data_dir / daemon.KUBECONFIG_FILE
     print(f"pyk8s is ready at {url}")
     if netns:
-        print(f"The API is reachable only inside network namespace {netns!r}. Use:\n"
-              f"  pyk8s kubectl{_data_dir_flag(data_dir)} get nodes\n"
-              f"or: {' '.join(nsenter_prefix(netns))} kubectl --kubeconfig {kubeconfig} get nodes")
-    else:
-        merged = merge_into_user_config(kubeconfig)
-        print(f"Merged context 'pyk8s' into {merged} and made it current. Use:\n"
-              f"  kubectl get nodes\n"
-              f"or: kubectl --kubeconfig {kubeconfig} get nodes")
+        from pyk8s.cluster.relay import RelayFailed, start_relay
+
+        # The server listens on 127.0.0.1:<port> inside the namespace; the relay listens on
+        # the same address here, so the kubeconfig's URL (and certificate) is right as is.
+        try:
+            state.relay_pid = start_relay(data_dir, config.https_port, netns, config.https_port)
+        except RelayFailed as failed:
+            print(f"pyk8s runs in network namespace {netns!r}, but the relay on this host's "
+                  f"127.0.0.1:{config.https_port} failed:\n{failed}\nUse: pyk8s kubectl{_data_dir_flag(data_dir)} "
+                  f"get nodes", file=sys.stderr)
+            return 1
+        daemon.write_state(state)
+        print(f"The cluster runs in network namespace {netns!r}; relay (pid {state.relay_pid}) on this host's "
+              f"127.0.0.1:{config.https_port} forwards to its API.")
+    merged = merge_into_user_config(kubeconfig)
+    print(f"Merged context 'pyk8s' into {merged} and made it current. Use:\n"
+          f"  kubectl get nodes\n"
+          f"or: kubectl --kubeconfig {kubeconfig} get nodes")
     return 0
 
 
@@ -263,6 +307,7 @@ def status(args: argparse.Namespace) -> int:
           f"  data dir:   {state.data_dir}\n"
           f"  kubeconfig: {state.kubeconfig}\n"
           f"  netns:      {state.netns or '-'}\n"
+          f"  relay pid:  {state.relay_pid or '-'}\n"
           f"  ready:      {'yes' if ready else 'no'}")
     return 0 if ready else 1
 

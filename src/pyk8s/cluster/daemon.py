@@ -4,8 +4,9 @@ until it is ready, stop it.
 Everything lives in the data directory, so several clusters with different `--data-dir`s
 can coexist and any later `pyk8s` command finds the one it is asked about:
 - `server.pid`  the server's process id (kept for tools that expect a pid file);
-- `server.json` pid, the URL kubectl uses, the network namespace (isolated mode) and the
-  data dir: what `down`, `status` and `kubectl` read;
+- `server.json` pid, the URL kubectl uses, the network namespace (isolated mode), the pid
+  of the loopback relay into that namespace (cluster/relay.py) and the data dir: what
+  `down`, `status` and `kubectl` read;
 - `server.log`  the server's stdout and stderr, appended across runs;
 - `netns-created` present when `up --isolated` created the namespace, so `reset` deletes
   only a namespace that pyk8s made.
@@ -53,6 +54,7 @@ class ServerState:
     data_dir: str
     netns: str | None = None
     started_at: float = 0.0
+    relay_pid: int | None = None  # isolated mode: host 127.0.0.1:<port> -> the namespace's
 
     @property
     def kubeconfig(self) -> Path:
@@ -72,7 +74,8 @@ def read_state(data_dir: Path) -> ServerState | None:
     try:
         raw = json.loads((Path(data_dir) / STATE_FILE).read_text())
         return ServerState(pid=int(raw["pid"]), url=raw["url"], data_dir=raw["data_dir"],
-                           netns=raw.get("netns"), started_at=float(raw.get("started_at", 0)))
+                           netns=raw.get("netns"), started_at=float(raw.get("started_at", 0)),
+                           relay_pid=raw.get("relay_pid"))
     except (FileNotFoundError, ValueError, KeyError, TypeError):
         pass
     # A pid file without state (e.g. written by an older pyk8s or by hand).
@@ -180,6 +183,10 @@ def stop_server(data_dir: Path, timeout: float = 30.0) -> int | None:
     """SIGTERM the recorded server and wait for it to exit, SIGKILL after `timeout` seconds.
     Clears the recorded state. Returns the pid that was stopped, None if nothing ran."""
     state = read_state(data_dir)
+    if state is not None and state.relay_pid:
+        from pyk8s.cluster.relay import stop_relay
+
+        stop_relay(state.relay_pid)
     if state is None or not process_is_running(state.pid):
         clear_state(data_dir)
         return None

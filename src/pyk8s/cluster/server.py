@@ -33,6 +33,7 @@ class ServerConfig:
     disable_agent: bool = False
     disable_controllers: bool = False  # API only: no controllers, no scheduler (tests of the API alone)
     extra_sans: list[str] = field(default_factory=list)
+    registry_mirrors: dict[str, str] = field(default_factory=dict)  # registry host -> mirror URL
 
     @property
     def kubeconfig_path(self) -> Path:
@@ -116,7 +117,7 @@ async def serve(config: ServerConfig, stop: asyncio.Event) -> None:
         node_name = socket.gethostname().lower()
         agent = Agent(component_client(f"system:node:{node_name}", ["system:nodes"]),
                       node_name=node_name, data_dir=config.data_dir / "agent",
-                      cluster_cidr=config.cluster_cidr, client_ca=pki.ca_cert,
+                      cluster_cidr=config.cluster_cidr, client_ca=pki.ca_cert, registry_mirrors=config.registry_mirrors,
                       node_labels={"node-role.kubernetes.io/control-plane": "true"})
         await agent.start()
         log.info("agent started: node %s", node_name)
