@@ -139,11 +139,10 @@ async def rollout_within_bounds(kubectl, namespace: str, name: str, counter: Rea
     counter.live_counts.clear()
     await asyncio.to_thread(kubectl, *change, "-n", namespace)
     await asyncio.to_thread(kubectl, "rollout", "status", f"deployment/{name}", "-n", namespace, "--timeout=60s")
-    template_hash = (await asyncio.to_thread(replicasets_by_replicas, kubectl, namespace, name))
+    template_hash = await asyncio.to_thread(scaled_template_hash, kubectl, namespace, name)
     # The watch lags the API a little: let it see the finished rollout before judging it.
     await wait_until(lambda: counter.ready_with_hash() == {template_hash: REPLICAS}, 30,
                      f"the watch to see {REPLICAS} ready pods of {template_hash}")
-    print("TRACE", change, "ready", min(counter.ready_counts), max(counter.ready_counts), "live max", max(counter.live_counts), "events", len(counter.ready_counts))  # TEMP
     assert counter.ready_counts, "the watch saw no pod change during the rollout"
     assert min(counter.ready_counts) >= REPLICAS - MAX_UNAVAILABLE, counter.ready_counts
     assert max(counter.ready_counts) <= REPLICAS + MAX_SURGE, counter.ready_counts
@@ -152,7 +151,7 @@ async def rollout_within_bounds(kubectl, namespace: str, name: str, counter: Rea
     assert max(counter.live_counts) > REPLICAS, counter.live_counts
 
 
-def replicasets_by_replicas(kubectl, namespace: str, name: str) -> str:
+def scaled_template_hash(kubectl, namespace: str, name: str) -> str:
     """The pod-template-hash of the only ReplicaSet that has replicas."""
     scaled = [h for h, rs in replicasets(kubectl, namespace, name).items() if rs["spec"]["replicas"]]
     assert len(scaled) == 1, scaled
