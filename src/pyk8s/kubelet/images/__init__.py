@@ -3,7 +3,9 @@
 `build_images(out_dir)` writes OCI image-layout tarballs:
 - `pyk8s/pause:3.10`: a static C pause process (gcc -static), else a busybox fallback;
 - `pyk8s/busybox:1.35`: Debian's busybox-static with every applet linked (sh, httpd, wget,
-  nslookup, nc, ping, ...), /etc/passwd and /etc/group, default command `sh`.
+  nslookup, nc, ping, ...), /etc/passwd and /etc/group, default command `sh`;
+- `pyk8s/whoami:1`: the same busybox, serving on port 80 (busybox httpd) a page with the
+  pod's hostname (= pod name): the book's "which pod answered?" web server.
 Tarballs are deterministic (fixed mtimes), so rebuilding gives the same image IDs and an
 agent restart re-imports nothing. Import more images with
 `ctr --address <data-dir>/containerd/containerd.sock -n k8s.io images import FILE.tar`
@@ -25,8 +27,17 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 PAUSE_IMAGE = "docker.io/pyk8s/pause:3.10"
 BUSYBOX_IMAGE = "docker.io/pyk8s/busybox:1.35"
+WHOAMI_IMAGE = "docker.io/pyk8s/whoami:1"
 BUSYBOX_BINARY = "/bin/busybox"
+# Written at start, not at build time: the page must name the pod that serves it.
+WHOAMI_SCRIPT = b"""#!/bin/sh
+# pyk8s/whoami: answer every GET with this container's hostname (the pod name).
+mkdir -p /var/www
+echo "You've hit $(hostname)" > /var/www/index.html
+exec httpd -f -p "${PORT:-80}" -h /var/www
+"""
 _EPOCH = 0
+_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def _file_info(name: str, size: int = 0, mode: int = 0o644, kind: bytes = tarfile.REGTYPE,
@@ -131,8 +142,7 @@ def busybox_applets() -> list[str]:
     return sorted(line.strip() for line in output.splitlines() if line.strip())
 
 
-def build_busybox_layer() -> bytes:
-    layer = LayerBuilder()
+def _busybox_files(layer: LayerBuilder) -> None:
     _base_files(layer)
     for directory in ("sbin", "usr", "usr/bin", "usr/sbin"):
         layer.directory(directory)
@@ -141,6 +151,18 @@ def build_busybox_layer() -> bytes:
         if applet == "bin/busybox":
             continue
         layer.symlink(applet, "/bin/busybox")
+
+
+def build_busybox_layer() -> bytes:
+    layer = LayerBuilder()
+    _busybox_files(layer)
+    return layer.finish()
+
+
+def build_whoami_layer() -> bytes:
+    layer = LayerBuilder()
+    _busybox_files(layer)
+    layer.file("whoami.sh", WHOAMI_SCRIPT, 0o755)
     return layer.finish()
 
 
@@ -151,7 +173,9 @@ def build_images(out_dir: Path) -> dict[str, Path]:
         PAUSE_IMAGE: (out_dir / "pause.tar", build_pause_layer,
                       {"Entrypoint": ["/pause"], "Env": ["PATH=/"], "StopSignal": "SIGTERM"}),
         BUSYBOX_IMAGE: (out_dir / "busybox.tar", build_busybox_layer,
-                        {"Cmd": ["sh"], "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]}),
+                        {"Cmd": ["sh"], "Env": [_PATH]}),
+        WHOAMI_IMAGE: (out_dir / "whoami.tar", build_whoami_layer,
+                       {"Entrypoint": ["/whoami.sh"], "Env": [_PATH], "ExposedPorts": {"80/tcp": {}}}),
     }
     built = {}
     for name, (path, build_layer, config) in images.items():
