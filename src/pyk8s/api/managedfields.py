@@ -26,10 +26,14 @@ Cost: an update compares old and new with `==` short-cuts per subtree, decodes n
 
 from __future__ import annotations
 
+import collections
+
 import json
 import time
 import unicodedata
 from typing import Any
+
+import orjson
 
 from pyk8s.api import errors, fieldpath
 from pyk8s.api.patch import deep_copy_json
@@ -227,6 +231,42 @@ def _comparable(obj: dict[str, Any] | None) -> dict[str, Any]:
     return view
 
 
+# Field sets name fields, not values (but for list keys and set members): objects created
+# from one template (a ReplicaSet's pods, a benchmark's) share their create comparison.
+_CREATE_COMPARISONS: collections.OrderedDict[tuple, bytes] = collections.OrderedDict()
+_CREATE_COMPARISONS_MAX = 256
+_VALUE_FREE_METADATA = ("name", "generateName", "namespace")
+
+
+def _create_comparison(resource: Resource, value_type: Any, new: dict[str, Any]) -> fieldpath.Comparison:
+    view = _comparable(new)
+    meta = view.get("metadata")
+    if isinstance(meta, dict):
+        # Values that never show in a field set are blanked in the cache key.
+        meta = dict(meta)
+        for key in _VALUE_FREE_METADATA:
+            if key in meta:
+                meta[key] = ""
+        for key in ("labels", "annotations"):
+            if isinstance(meta.get(key), dict):
+                meta[key] = dict.fromkeys(meta[key], "")
+        view = dict(view, metadata=meta)
+    try:
+        cache_key = (resource.group, resource.kind, orjson.dumps(view))
+    except TypeError:
+        return fieldpath.compare(value_type, _zero_baseline(new), _comparable(new))
+    cached = _CREATE_COMPARISONS.get(cache_key)
+    if cached is not None:
+        _CREATE_COMPARISONS.move_to_end(cache_key)
+        added, modified, removed = orjson.loads(cached)  # a fresh copy for the caller
+        return fieldpath.Comparison(added, modified, removed)
+    comparison = fieldpath.compare(value_type, _zero_baseline(new), _comparable(new))
+    _CREATE_COMPARISONS[cache_key] = orjson.dumps((comparison.added, comparison.modified, comparison.removed))
+    if len(_CREATE_COMPARISONS) > _CREATE_COMPARISONS_MAX:
+        _CREATE_COMPARISONS.popitem(last=False)
+    return comparison
+
+
 def _zero_baseline(new: dict[str, Any], shape: dict[str, Any] = _ZERO_VALUE_STRUCTS) -> dict[str, Any]:
     baseline: dict[str, Any] = {}
     for key, inner in shape.items():
@@ -316,8 +356,10 @@ def update(resource: Resource, old: dict[str, Any] | None, new: dict[str, Any], 
             managers, from_old = _decode_or_empty(old_entries), True
     value_type = fieldpath.type_for(resource)
     try:
-        comparison = fieldpath.compare(value_type, _comparable(old) if old is not None else _zero_baseline(new),
-                                       _comparable(new))
+        if old is None:
+            comparison = _create_comparison(resource, value_type, new)
+        else:
+            comparison = fieldpath.compare(value_type, _comparable(old), _comparable(new))
     except fieldpath.SchemaError:
         if old_entries is not None:
             meta["managedFields"] = old_entries
