@@ -22,7 +22,10 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from typing import Any, Iterable
+
+import orjson
 
 from pyk8s.api import errors, schemas
 from pyk8s.api.resources import Resource
@@ -116,8 +119,33 @@ def _object_hook(pairs: list[tuple[str, Any]]) -> Any:
     return result if len(result) == len(pairs) else _Pairs(pairs)
 
 
+# A whole JSON string token, and whether a colon follows it (then it is an object key).
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"(\s*:)?')
+
+
+def _key_count(value: Any) -> int:
+    if isinstance(value, dict):
+        return len(value) + sum(_key_count(child) for child in value.values())
+    if isinstance(value, list):
+        return sum(_key_count(child) for child in value)
+    return 0
+
+
+def _has_duplicate_keys(raw: bytes) -> bool:
+    """Cheap exact test: a body has a repeated key iff it spells more keys than its parsed
+    form holds. Most bodies have none, and then the slow hook-based parse is skipped."""
+    try:
+        parsed = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return True  # let the full parser report it
+    spelled = sum(1 for match in _JSON_STRING.finditer(raw) if match.group(1) is not None)
+    return spelled != _key_count(parsed)
+
+
 def _parse_keeping_duplicates(raw: bytes) -> tuple[Any, bool]:
     """Parses JSON; objects with a repeated key stay `_Pairs`. Returns (tree, any_duplicates)."""
+    if not _has_duplicate_keys(raw):
+        return None, False
     found = False
 
     def hook(pairs):
