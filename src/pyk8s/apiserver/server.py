@@ -451,7 +451,8 @@ class APIServer:
         form = negotiation.choose_form(request.headers.get("Accept"), allow_as=())
         options = await self._delete_options(request)
         obj, removed = await self.registry.delete(target.resource, target.namespace, target.name, options)
-        if removed and target.resource.kind not in ("Pod", "Namespace", "Service", "Node"):
+        # Upstream's stores with ReturnDeletedObject answer with the object, others with a Status.
+        if removed and target.resource.kind not in ("Pod", "Namespace", "Service", "Node", "ServiceAccount", "StorageClass"):
             details = {"name": target.name, "kind": target.resource.plural, "uid": obj["metadata"].get("uid")}
             if target.resource.group:
                 details["group"] = target.resource.group
