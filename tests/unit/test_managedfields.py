@@ -188,3 +188,28 @@ def test_update_of_a_typical_deployment_is_cheap():
         managedfields.update(DEPLOYMENTS, old, candidate, "kubectl-edit")
     per_update = (time.perf_counter() - started) / rounds
     assert per_update < 0.0005
+
+
+def test_create_comparison_cache_never_mixes_objects_of_different_shape():
+    from pyk8s.api import managedfields as mf
+    from pyk8s.api.resources import lookup
+
+    configmaps = lookup("", "v1", "configmaps")
+
+    def created(name, labels, data):
+        obj = {"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": name, "namespace": "default", "labels": labels}, "data": data}
+        mf.update(configmaps, None, obj, "kubectl")
+        return obj["metadata"]["managedFields"][0]["fieldsV1"]
+
+    mf._CREATE_COMPARISONS.clear()
+    first = created("a", {"app": "x"}, {"k": "1"})
+    # Same shape, other values: served from the cache, same field set.
+    assert created("b", {"app": "y"}, {"k": "2"}) == first
+    # Another label key or data key is another shape.
+    assert created("c", {"tier": "x"}, {"k": "1"}) != first
+    assert "f:other" in created("d", {"app": "x"}, {"other": "1"})["f:data"]
+    # A cached result is a copy: changing what a caller got does not change the cache.
+    again = created("e", {"app": "x"}, {"k": "1"})
+    again["f:data"].clear()
+    assert created("f", {"app": "x"}, {"k": "1"}) == first
