@@ -44,6 +44,16 @@ def test_embedded_node_is_ready_and_runs_a_pod_whose_logs_kubectl_reads(kubectl)
     assert pod["status"]["containerStatuses"][0]["containerID"].startswith("containerd://")
     assert wait_for(lambda: kubectl("logs", "hello").strip() == "hello from pyk8s")
 
+    # The Events a learner sees in `kubectl describe pod` (book chapter 2), from the
+    # scheduler and the kubelet.
+    def events_shown():
+        described = kubectl("describe", "pod", "hello")
+        wanted = ["Scheduled", "Pulled", "Created", "Started"]
+        return all(f"Normal  {reason}" in described for reason in wanted) and described
+    described = wait_for(events_shown, timeout=20)
+    assert f'Container image "{BUSYBOX}" already present on machine' in described
+    assert "Created container: hello" in described and "Started container hello" in described
+
     out = kubectl("get", "pod", "hello", "-o", "wide")
     header = out.splitlines()[0].split()
     assert header[:5] == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]

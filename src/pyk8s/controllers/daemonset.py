@@ -34,7 +34,7 @@ from pyk8s.api.scheduling import match_required_node_affinity, untolerated_taint
 from pyk8s.api.resources import lookup
 from pyk8s.api.selectors import label_selector_from_spec
 from pyk8s.controllers.base import Controller, Requeue, controller_ref, owner_reference
-from pyk8s.controllers.events import EventRecorder
+from pyk8s.client.events import EventRecorder
 
 log = logging.getLogger("pyk8s.controllers.daemonset")
 

@@ -33,7 +33,7 @@ from pyk8s.api import errors
 from pyk8s.api.scheduling import toleration_tolerates
 from pyk8s.api.resources import lookup
 from pyk8s.controllers.base import Controller, Requeue
-from pyk8s.controllers.events import EventRecorder
+from pyk8s.client.events import EventRecorder
 
 log = logging.getLogger("pyk8s.controllers.nodelifecycle")
 

@@ -20,7 +20,7 @@ from pyk8s.api.resources import lookup
 from pyk8s.api.selectors import label_selector_from_set, label_selector_from_spec
 from pyk8s.client.informer import object_key
 from pyk8s.controllers.base import Controller, Requeue, controller_ref, owner_reference, split_key
-from pyk8s.controllers.events import EventRecorder
+from pyk8s.client.events import EventRecorder
 from pyk8s.controllers import podtemplate
 
 log = logging.getLogger("pyk8s.controllers.replicaset")

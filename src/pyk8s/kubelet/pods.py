@@ -29,6 +29,7 @@ from typing import Any
 
 from pyk8s.api import errors
 from pyk8s.api.resources import lookup
+from pyk8s.client.events import EventRecorder
 from pyk8s.client.informer import Informer
 from pyk8s.kubelet import status as pod_status
 from pyk8s.kubelet.cri import CRIClient, CRIError
@@ -174,6 +175,8 @@ class PodManager:
         self.cluster_domain = cluster_domain
         self.prober = prober
         self.pods = Informer(client, PODS, field_selector=f"spec.nodeName={node_name}")
+        self.recorder = EventRecorder(client, "kubelet", host=node_name)
+        self._event_tasks: set[asyncio.Task] = set()
         self.services = Informer(client, SERVICES)
         self.records: dict[str, PodRecord] = {}
         self.crash_backoff = Backoff(CRASH_BACKOFF_INITIAL, CRASH_BACKOFF_MAX)
@@ -540,6 +543,18 @@ class PodManager:
                 except CRIError as error:
                     record.waiting[name] = {"reason": "RunContainerError", "message": error.details}
 
+    def _event(self, pod: dict[str, Any] | None, event_type: str, reason: str, message: str,
+               container: str = "") -> None:
+        """Records an Event about the pod (upstream's kubelet events: Pulling, Pulled,
+        Created, Started, Killing, BackOff, Failed) without holding up the sync."""
+        if pod is None:
+            return
+        obj = dict(pod, kind="Pod", apiVersion="v1")
+        field_path = f"spec.containers{{{container}}}" if container else ""
+        task = asyncio.get_running_loop().create_task(self.recorder.event(obj, event_type, reason, message, field_path))
+        self._event_tasks.add(task)
+        task.add_done_callback(self._event_tasks.discard)
+
     def _may_restart(self, record: PodRecord, pod: dict[str, Any], container_spec: dict[str, Any],
                      latest: dict[str, Any]) -> bool:
         """Upstream's doBackOff: CrashLoopBackOff while within the back-off window."""
@@ -556,6 +571,8 @@ class PodManager:
                 "reason": "CrashLoopBackOff",
                 "message": f"back-off {int(self.crash_backoff.delay(key))}s restarting failed container={name} "
                            f"pod={meta['name']}_{meta['namespace']}({meta['uid']})"}
+            self._event(pod, "Warning", "BackOff", f"Back-off restarting failed container {name} in pod "
+                                                   f"{meta['name']}_{meta['namespace']}({meta['uid']})", name)
             asyncio.get_running_loop().call_later(left + 0.05, self.wake, record.uid)
             return False
         self.crash_backoff.next(key, now)
@@ -581,6 +598,7 @@ class PodManager:
             "Always" if ":" not in image.rsplit("/", 1)[-1] or image.endswith(":latest") else "IfNotPresent")
         present = await self.cri.image_status(image)
         if present and policy != "Always":
+            self._event(pod, "Normal", "Pulled", f'Container image "{image}" already present on machine', name)
             return present["id"]
         if policy == "Never":
             if present:
@@ -595,9 +613,13 @@ class PodManager:
             entry_delay, updated = self.image_backoff.entries[key]
             if now - updated < entry_delay:
                 record.waiting[name] = {"reason": "ImagePullBackOff", "message": f'Back-off pulling image "{image}"'}
+                self._event(pod, "Normal", "BackOff", f'Back-off pulling image "{image}"', name)
+                self._event(pod, "Warning", "Failed", "Error: ImagePullBackOff", name)
                 asyncio.get_running_loop().call_later(entry_delay - (now - updated) + 0.05, self.wake, record.uid)
                 return None
         record.waiting[name] = {"reason": "ContainerCreating"}
+        self._event(pod, "Normal", "Pulling", f'Pulling image "{image}"', name)
+        pull_started = time.monotonic()
         try:
             reference = (await self.cri.call("PullImage", {"image": {"image": image},
                                                            "sandbox_config": record.sandbox_config}))["image_ref"]
@@ -605,9 +627,14 @@ class PodManager:
             self.image_backoff.next(key, time.time())
             record.waiting[name] = {"reason": "ErrImagePull",
                                     "message": f'failed to pull and unpack image "{image}": {error.details}'}
+            self._event(pod, "Warning", "Failed", f'Failed to pull image "{image}": {error.details}', name)
+            self._event(pod, "Warning", "Failed", "Error: ErrImagePull", name)
             asyncio.get_running_loop().call_later(self.image_backoff.delay(key) + 0.05, self.wake, record.uid)
             return None
         self.image_backoff.forget_prefix(key)
+        took = time.monotonic() - pull_started
+        self._event(pod, "Normal", "Pulled", f'Successfully pulled image "{image}" in {took:.3f}s '
+                                             f'({took:.3f}s including waiting)', name)
         return reference
 
     def _environment(self, pod: dict[str, Any], container_spec: dict[str, Any], pod_ip: str) -> list[tuple[str, str]]:
@@ -807,12 +834,16 @@ class PodManager:
                 "pod_sandbox_id": sandbox_id, "config": config, "sandbox_config": record.sandbox_config}))["container_id"]
         except CRIError as error:
             record.waiting[name] = {"reason": "CreateContainerError", "message": error.details}
+            self._event(pod, "Warning", "Failed", f"Error: {error.details}", name)
             return
+        self._event(pod, "Normal", "Created", f"Created container: {name}", name)
         try:
             await self.cri.call("StartContainer", {"container_id": container_id})
         except CRIError as error:
             record.waiting[name] = {"reason": "RunContainerError", "message": error.details}
+            self._event(pod, "Warning", "Failed", f"Error: {error.details}", name)
             return
+        self._event(pod, "Normal", "Started", f"Started container {name}", name)
         record.waiting.pop(name, None)
         self._link_container_log(pod, name, restart_count, container_id)
         if self.prober is not None and not init_container:
@@ -845,6 +876,8 @@ class PodManager:
                               container_spec: dict[str, Any] | None, grace: int | None = None) -> None:
         if grace is None:
             grace = int(((pod or {}).get("spec") or {}).get("terminationGracePeriodSeconds", 30))
+        if container_spec is not None:
+            self._event(pod, "Normal", "Killing", f"Stopping container {container_spec['name']}", container_spec["name"])
         pre_stop = ((container_spec or {}).get("lifecycle") or {}).get("preStop") or {}
         started = time.monotonic()
         if pre_stop.get("exec") and grace > 0:

@@ -28,7 +28,7 @@ from pyk8s.api import errors
 from pyk8s.api.resources import lookup
 from pyk8s.client import resource_path
 from pyk8s.client.informer import Informer, object_key
-from pyk8s.controllers.events import EventRecorder
+from pyk8s.client.events import EventRecorder
 from pyk8s.scheduler.algorithm import Algorithm
 from pyk8s.scheduler.cache import SchedulerCache
 from pyk8s.scheduler.queue import SchedulingQueue
