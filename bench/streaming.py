@@ -46,9 +46,12 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
+from pyk8s.apiserver.streaming import SpdySession
 from pyk8s.cluster.localcluster import LocalServer, in_isolated_network
 from pyk8s.kubelet.cri import CRIClient
+from pyk8s.kubelet.cri.messages import SANDBOX_READY
 
 KUBECTL = str(Path(sys.executable).with_name("kubectl"))
 BUSYBOX = "pyk8s/busybox:1.35"
@@ -125,6 +128,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def machine_cpu_seconds() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far, summed over its CPUs."""
+    ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle + iowait
+    return (sum(ticks) - idle) / os.sysconf("SC_CLK_TCK"), sum(ticks) / os.sysconf("SC_CLK_TCK")
+
+
 def throughput(size_bytes: int, action) -> float:
     started = time.perf_counter()
     received = action()
@@ -147,6 +157,54 @@ async def cri_exec_sync(socket_path: str, pod: str, runs: int) -> float:
         return statistics.median(times)
     finally:
         await cri.close()
+
+
+def start_port_forward(server: LocalServer, cache: Path, env: dict) -> tuple[subprocess.Popen, int]:
+    """`kubectl port-forward pod/bench :8080` in the background; returns it and its local port."""
+    forward = subprocess.Popen([KUBECTL, "--kubeconfig", str(server.kubeconfig), "--cache-dir", str(cache),
+                                "port-forward", "--address=127.0.0.1", "pod/bench", ":8080"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **env})
+    printed = b""
+    while not re.search(rb"127\.0\.0\.1:(\d+) ->", printed):
+        ready, _, _ = select.select([forward.stdout], [], [], 30)
+        assert ready, "port-forward did not start"
+        printed += os.read(forward.stdout.fileno(), 4096)
+    return forward, int(re.search(rb"127\.0\.0\.1:(\d+) ->", printed).group(1))
+
+
+def stop_port_forward(forward: subprocess.Popen) -> None:
+    if forward.poll() is None:
+        forward.terminate()
+    forward.wait(timeout=10)
+
+
+async def runtime_port_forward(socket_path: str, pod: str, port: int, size_bytes: int) -> float:
+    """MB/s of one download straight from containerd's stream server (CRI PortForward, SPDY),
+    read by a client that only counts bytes: the ceiling every layer above it shares."""
+    cri = CRIClient(socket_path)
+    try:
+        sandboxes = [s for s in await cri.list_sandboxes({"io.kubernetes.pod.name": pod})
+                     if s.get("state") == SANDBOX_READY]
+        reply = await cri.call("PortForward", {"pod_sandbox_id": sandboxes[0]["id"], "port": [port]})
+    finally:
+        await cri.close()
+    url = urlsplit(reply["url"])
+    reader, writer = await asyncio.open_connection(url.hostname, url.port, limit=4 << 20)
+    try:
+        writer.write(f"POST {url.path} HTTP/1.1\r\nHost: {url.netloc}\r\nConnection: Upgrade\r\n"
+                     f"Upgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: portforward.k8s.io\r\n\r\n".encode())
+        assert b" 101 " in await reader.readuntil(b"\r\n\r\n"), "the stream server refused the upgrade"
+        session = SpdySession(reader, writer)
+        session.open_stream({"streamtype": "error", "port": str(port), "requestid": "0"})
+        data_stream = session.open_stream({"streamtype": "data", "port": str(port), "requestid": "0"})
+        session.send_data(data_stream, b"GET /blob HTTP/1.0\r\n\r\n")
+        received, started = 0, time.perf_counter()
+        while received < size_bytes and (chunk := await reader.read(1 << 20)):
+            received += len(chunk)  # SPDY frame heads included: 8 bytes per 32 KiB
+        assert received >= size_bytes, f"short transfer: {received} of {size_bytes}"
+        return received / (time.perf_counter() - started) / 1e6
+    finally:
+        writer.close()
 
 
 def main() -> int:
@@ -192,25 +250,25 @@ def main() -> int:
             sockets = list((Path(data_dir) / "cluster").rglob("containerd.sock")) or list(Path("/run/pyk8s").rglob("containerd.sock"))
             cri_seconds = asyncio.run(cri_exec_sync(str(sockets[0]), "bench", runs))
 
-            # port-forward
-            forward = subprocess.Popen([KUBECTL, "--kubeconfig", str(server.kubeconfig), "--cache-dir", str(cache),
-                                        "port-forward", "--address=127.0.0.1", "pod/bench", ":8080"],
-                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-            printed = b""
-            while not re.search(rb"127\.0\.0\.1:(\d+) ->", printed):
-                ready, _, _ = select.select([forward.stdout], [], [], 30)
-                assert ready, "port-forward did not start"
-                printed += os.read(forward.stdout.fileno(), 4096)
-            local_port = int(re.search(rb"127\.0\.0\.1:(\d+) ->", printed).group(1))
+            # port-forward: the WebSocket tunnel kubectl uses by default, then plain SPDY
+            forward, local_port = start_port_forward(server, cache, {})
             http_download("127.0.0.1", local_port, "/blob")  # warm-up: the first connection sets up the tunnel
             with profiled(args.py_spy, args.profile_dir, server_pid, "portforward"):
                 cpu_before = cpu_seconds(server_pid), cpu_seconds(forward.pid)
+                machine_before = machine_cpu_seconds()
                 wall_before = time.perf_counter()
                 forward_mbps = throughput(size, lambda: http_download("127.0.0.1", local_port, "/blob"))
                 wall = time.perf_counter() - wall_before
                 server_cpu = (cpu_seconds(server_pid) - cpu_before[0]) / wall
                 kubectl_cpu = (cpu_seconds(forward.pid) - cpu_before[1]) / wall
+                machine_after = machine_cpu_seconds()
+                machine_busy = (machine_after[0] - machine_before[0]) / (machine_after[1] - machine_before[1])
+            stop_port_forward(forward)
+            forward, local_port = start_port_forward(server, cache, {"KUBECTL_PORT_FORWARD_WEBSOCKETS": "false"})
+            http_download("127.0.0.1", local_port, "/blob")
+            spdy_forward_mbps = throughput(size, lambda: http_download("127.0.0.1", local_port, "/blob"))
             pod_mbps = throughput(size, lambda: http_download(pod_ip, 8080, "/blob"))
+            runtime_mbps = asyncio.run(runtime_port_forward(str(sockets[0]), "bench", 8080, size))
             port, _ = loopback_sender(size)
             loopback_mbps = throughput(size, lambda: http_download("127.0.0.1", port, "/"))
         except BaseException:
@@ -221,8 +279,7 @@ def main() -> int:
             raise
         finally:
             if forward is not None:
-                forward.terminate()
-                forward.wait(timeout=10)
+                stop_port_forward(forward)
             # The agent leaves running pods behind on stop; remove ours so its mounts go too.
             subprocess.run([KUBECTL, "--kubeconfig", str(server.kubeconfig), "--cache-dir", str(cache), "delete",
                             "pod", "bench", "--grace-period=1", "--ignore-not-found", "--timeout=60s"],
@@ -236,7 +293,10 @@ def main() -> int:
     print(f"exec / floor: {exec_seconds / floor_seconds:.2f}x (goal <= 1.5x); "
           f"exec - floor - ExecSync: {(exec_seconds - floor_seconds - cri_seconds) * 1000:.1f} ms of streaming overhead")
     print(f"port-forward download:   {forward_mbps:8.1f} MB/s ({size >> 20} MiB)")
-    print(f"  CPU during it: server process {server_cpu:.0%} of a core, kubectl port-forward {kubectl_cpu:.0%}")
+    print(f"  CPU during it: server process {server_cpu:.0%} of a core, kubectl port-forward {kubectl_cpu:.0%}, "
+          f"machine {machine_busy:.0%} busy ({os.cpu_count()} CPUs)")
+    print(f"port-forward download (SPDY): {spdy_forward_mbps:4.1f} MB/s")
+    print(f"containerd stream server direct (CRI PortForward, byte-counting client): {runtime_mbps:.1f} MB/s")
     print(f"pod IP direct download:  {pod_mbps:8.1f} MB/s")
     print(f"plain loopback copy:     {loopback_mbps:8.1f} MB/s")
     print(f"port-forward / loopback: {forward_mbps / loopback_mbps:.0%} (goal >= 50%)")

@@ -21,6 +21,12 @@ WebSockets cannot half-close stdin. So, like upstream's API server (StreamTransl
 - The port-forward tunnel needs no translation: the WebSocket messages' bytes are the SPDY
   session, so they are copied to and from a SPDY upgrade to the kubelet.
 - Plain SPDY from the client is spliced byte for byte to the kubelet's upgrade.
+
+Performance (bench/streaming.py): the port-forward tunnel and the SPDY splice move bytes with
+`pyk8s.httpstream.Relay` (event-loop callbacks, one WebSocket frame per chunk read, flow
+control by pause/resume reading instead of a drain per chunk). Each upgrade needs a new
+connection to the kubelet, so one is kept dialled ahead per node (`SpareKubeletConnections`):
+the TCP and TLS handshakes are off the exec's critical path.
 """
 
 from __future__ import annotations
@@ -38,14 +44,16 @@ from aiohttp import WSMsgType, web
 from pyk8s.api import errors
 from pyk8s.api.resources import lookup
 from pyk8s.apiserver import nodeproxy
-from pyk8s.httpstream import RawUpgradeReader, UpgradedResponse
+from pyk8s.httpstream import Relay, UpgradedResponse, take_over, websocket_binary_frame_head
 
 log = logging.getLogger("pyk8s.apiserver.streaming")
 
 CHANNEL_PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
 PORT_FORWARD_TUNNEL = "SPDY/3.1+portforward.k8s.io"
 STDIN, STDOUT, STDERR, STATUS, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
-_COPY_CHUNK = 256 * 1024
+# StreamReader buffer for the kubelet's connection (the SPDY session of a translated exec):
+# large, so a burst of output is taken in one read rather than many small ones.
+_READ_LIMIT = 1024 * 1024
 
 
 # ---------------------------------------------------------------- SPDY/3.1 framing
@@ -169,6 +177,53 @@ class SpdySession:
 
 # ---------------------------------------------------------------- raw connections
 
+async def _dial_kubelet(ssl_context, host: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    try:
+        return await asyncio.open_connection(host, port, ssl=ssl_context, server_hostname=host, limit=_READ_LIMIT)
+    except OSError as error:
+        raise errors.InternalError(f'error dialing backend: {error}') from None
+
+
+class SpareKubeletConnections:
+    """One pre-dialled TLS connection per kubelet, so the TCP and TLS handshakes of the next
+    exec/attach/port-forward are not on its critical path (several ms in this process, which
+    also runs the kubelet's side of the handshake). An upgraded connection cannot be reused,
+    so a new spare is dialled after each upgrade; a spare the kubelet has closed is skipped."""
+
+    def __init__(self):
+        self._dialling: dict[tuple, asyncio.Task] = {}
+
+    def take(self, ssl_context, host: str, port: int):
+        """A ready connection to (host, port), or None."""
+        task = self._dialling.pop(self._key(ssl_context, host, port), None)
+        if task is None or not task.done():
+            if task is not None:
+                task.cancel()
+            return None
+        if task.cancelled() or task.exception() is not None:
+            return None
+        reader, writer = task.result()
+        if writer.transport.is_closing() or reader.at_eof() or reader._buffer:
+            writer.close()
+            return None
+        return reader, writer
+
+    def refill(self, ssl_context, host: str, port: int) -> None:
+        key = self._key(ssl_context, host, port)
+        if key not in self._dialling:
+            task = asyncio.ensure_future(_dial_kubelet(ssl_context, host, port))
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())  # a failed dial is only skipped
+            self._dialling[key] = task
+
+    @staticmethod
+    def _key(ssl_context, host: str, port: int) -> tuple:
+        # per event loop too: tests run several servers, each in its own loop
+        return id(asyncio.get_running_loop()), id(ssl_context), host, port
+
+
+_spare_connections = SpareKubeletConnections()
+
+
 class KubeletUpgrade:
     """A connection to the node's kubelet on which an upgrade was requested."""
 
@@ -180,17 +235,28 @@ class KubeletUpgrade:
     @classmethod
     async def open(cls, ssl_context, host: str, port: int, method: str, path: str,
                    headers: list[tuple[str, str]]) -> "KubeletUpgrade":
-        try:
-            reader, writer = await asyncio.open_connection(host, port, ssl=ssl_context, server_hostname=host)
-        except OSError as error:
-            raise errors.InternalError(f'error dialing backend: {error}') from None
         lines = [f"{method} {path} HTTP/1.1", f"Host: {host}:{port}", *(f"{n}: {v}" for n, v in headers)]
-        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
-        try:
-            head = await reader.readuntil(b"\r\n\r\n")
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError) as error:
-            writer.close()
-            raise errors.InternalError(f"error reading from kubelet: {error}") from None
+        request_head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        spare = _spare_connections.take(ssl_context, host, port)
+        if spare is not None:
+            reader, writer = spare
+            writer.write(request_head)
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+                # The kubelet dropped the idle connection as the request went out: nothing was
+                # done on it, so the request is sent again on a fresh one.
+                writer.close()
+                spare = None
+        if spare is None:
+            reader, writer = await _dial_kubelet(ssl_context, host, port)
+            writer.write(request_head)
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError) as error:
+                writer.close()
+                raise errors.InternalError(f"error reading from kubelet: {error}") from None
+        _spare_connections.refill(ssl_context, host, port)
         text = head.decode("latin-1").split("\r\n")
         status = int(text[0].split(" ", 2)[1])
         reply_headers = {}
@@ -223,27 +289,17 @@ class KubeletUpgrade:
 
 
 async def _splice(request: web.Request, upgrade: KubeletUpgrade) -> web.StreamResponse:
-    """Hand the kubelet's 101 to the client and copy both ways until one side ends."""
-    incoming = RawUpgradeReader(request)
-    transport, protocol = request.transport, request.protocol
+    """Hand the kubelet's 101 to the client and relay both ways until one side ends."""
+    kubelet, buffered, kubelet_ended = take_over(upgrade.reader, upgrade.writer)
+    transport = request.transport
     transport.write(upgrade.head)
-
-    async def client_to_kubelet() -> None:
-        while data := await incoming.reader.read(_COPY_CHUNK):
-            upgrade.writer.write(data)
-            await upgrade.writer.drain()
-
-    async def kubelet_to_client() -> None:
-        while data := await upgrade.reader.read(_COPY_CHUNK):
-            if transport.is_closing():
-                return
-            transport.write(data)
-            if transport.get_write_buffer_size() > 4 * _COPY_CHUNK:
-                await protocol._drain_helper()  # aiohttp's write flow control
-
-    await _until_either_ends(client_to_kubelet(), kubelet_to_client(), upgrade)
-    if not transport.is_closing():
-        transport.close()
+    relay = Relay(request, kubelet, buffered, kubelet_ended)
+    try:
+        await relay.done
+    finally:
+        relay.finish()
+        if not transport.is_closing():
+            transport.close()  # after what is queued for the client was sent
     return UpgradedResponse()
 
 
@@ -432,18 +488,25 @@ async def _port_forward_tunnel(request: web.Request, ssl_context, host: str, por
         raise upgrade.error()
     ws = web.WebSocketResponse(protocols=(PORT_FORWARD_TUNNEL,), autoping=True, max_msg_size=0, compress=False)
     await ws.prepare(request)
+    # The node's bytes go to the client as they arrive, each read as one binary message
+    # written straight to the transport (no task per message); the client's messages are
+    # few and small (SPDY control frames, uploads) and go through aiohttp's reader.
+    kubelet, buffered, kubelet_ended = take_over(upgrade.reader, upgrade.writer)
+    relay = Relay(request, kubelet, buffered, kubelet_ended, read_client=False,
+                  frame_for_client=lambda data: websocket_binary_frame_head(len(data)) + data)
 
     async def client_to_node() -> None:
         async for message in ws:
             if message.type != WSMsgType.BINARY:
                 break
-            upgrade.writer.write(message.data)
-            await upgrade.writer.drain()
+            relay.to_upstream(message.data)
+            await relay.upstream_writable()
 
-    async def node_to_client() -> None:
-        while data := await upgrade.reader.read(_COPY_CHUNK):
-            await ws.send_bytes(data)
-
-    await _until_either_ends(client_to_node(), node_to_client(), upgrade)
+    reading = asyncio.ensure_future(client_to_node())
+    try:
+        await asyncio.wait({reading, relay.done}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        reading.cancel()
+        relay.finish()
     await ws.close()
     return ws

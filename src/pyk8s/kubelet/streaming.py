@@ -10,8 +10,10 @@ headers and, once containerd answers 101, splices the two connections byte for b
 (SPDY/3.1 with v4.channel.k8s.io or portforward.k8s.io, WebSocket v4) therefore passes
 through unchanged; the API server is the one that translates newer protocols.
 
-Data flow: client bytes -> aiohttp protocol -> `RawUpgradeReader` -> containerd socket;
-containerd bytes -> client transport. Either side closing ends both.
+Data flow (`pyk8s.httpstream.Relay`, all in event-loop callbacks): client bytes -> aiohttp
+protocol -> containerd's transport; containerd bytes -> client transport. A side with more
+than a few MiB queued makes the other stop reading until it drains. Either side closing
+ends both.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from urllib.parse import urlsplit
 import orjson
 from aiohttp import web
 
-from pyk8s.httpstream import RawUpgradeReader, UpgradedResponse
+from pyk8s.httpstream import Relay, UpgradedResponse, take_over
 
 from pyk8s.kubelet.cri import CRIClient, CRIError
 from pyk8s.kubelet.cri.messages import CONTAINER_RUNNING, SANDBOX_READY
@@ -37,7 +39,7 @@ CONTAINER_NAME = "io.kubernetes.container.name"
 # Request headers that carry the upgrade negotiation to the runtime's stream server.
 _UPGRADE_HEADERS = ("Connection", "Upgrade", "X-Stream-Protocol-Version", "Sec-WebSocket-Key",
                     "Sec-WebSocket-Version", "Sec-WebSocket-Protocol", "Sec-WebSocket-Extensions")
-_COPY_CHUNK = 256 * 1024
+_HEAD_LIMIT = 256 * 1024  # the stream server's response head (and a non-101 body) fits
 
 
 def _flag(query, *names: str) -> bool:
@@ -52,47 +54,19 @@ def _status(code: int, reason: str, message: str) -> web.Response:
 
 async def splice_upgraded(request: web.Request, head: bytes, upstream_reader: asyncio.StreamReader,
                           upstream_writer: asyncio.StreamWriter) -> web.StreamResponse:
-    """Send the upstream's 101 head to the client, then copy both ways until one side ends."""
-    incoming = RawUpgradeReader(request)
+    """Send the upstream's 101 head to the client, then relay both ways until one side ends:
+    the runtime closes its side once the command or forward is done, and a client going away
+    ends it too."""
+    upstream, buffered, upstream_ended = take_over(upstream_reader, upstream_writer)
     transport = request.transport
     transport.write(head)
-    protocol = request.protocol
-
-    async def client_to_upstream() -> None:
-        while True:
-            data = await incoming.reader.read(_COPY_CHUNK)
-            if not data:
-                break
-            upstream_writer.write(data)
-            await upstream_writer.drain()
-        if upstream_writer.can_write_eof():
-            upstream_writer.write_eof()
-
-    async def upstream_to_client() -> None:
-        while True:
-            data = await upstream_reader.read(_COPY_CHUNK)
-            if not data or transport.is_closing():
-                break
-            transport.write(data)
-            if transport.get_write_buffer_size() > 4 * _COPY_CHUNK:
-                await protocol._drain_helper()  # aiohttp's flow control: wait for the client
-
-    to_upstream = asyncio.ensure_future(client_to_upstream())
-    to_client = asyncio.ensure_future(upstream_to_client())
+    relay = Relay(request, upstream, buffered, upstream_ended)
     try:
-        # The runtime ends the session (its side closes) once the command or forward is done;
-        # a client going away ends it too.
-        done, _ = await asyncio.wait({to_upstream, to_client}, return_when=asyncio.FIRST_COMPLETED)
-        if to_upstream in done and not to_client.done():
-            await to_client
-    except (ConnectionError, asyncio.CancelledError):
-        pass
+        await relay.done
     finally:
-        for task in (to_upstream, to_client):
-            task.cancel()
-        upstream_writer.close()
+        relay.finish()
         if not transport.is_closing():
-            transport.close()
+            transport.close()  # after what is queued for the client was sent
     return UpgradedResponse()
 
 
@@ -111,7 +85,7 @@ async def read_response_head(reader: asyncio.StreamReader) -> tuple[int, bytes, 
 async def proxy_to_stream_url(request: web.Request, url: str) -> web.StreamResponse:
     """Open the runtime's stream URL with the caller's upgrade headers and splice on 101."""
     parts = urlsplit(url)
-    reader, writer = await asyncio.open_connection(parts.hostname, parts.port or 80)
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port or 80, limit=_HEAD_LIMIT)
     path = parts.path + (f"?{parts.query}" if parts.query else "")
     lines = [f"{request.method} {path} HTTP/1.1", f"Host: {parts.netloc}"]
     for name in _UPGRADE_HEADERS:
