@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from pyk8s.kubelet import cni
 from pyk8s.kubelet.containerd import Containerd
 from pyk8s.kubelet.cri import CRIClient, CRIError
 from pyk8s.kubelet.pods import remove_pod_cgroups
@@ -29,6 +30,7 @@ async def remove_node_state(agent_data_dir: Path) -> int:
     number of sandboxes removed."""
     agent_data_dir = Path(agent_data_dir)
     if not (agent_data_dir / "containerd").exists():
+        remove_bridge(agent_data_dir)
         return 0
     containerd = Containerd(agent_data_dir, cni_conf_dir=agent_data_dir / "cni" / "net.d")
     await containerd.start()
@@ -56,7 +58,14 @@ async def remove_node_state(agent_data_dir: Path) -> int:
         await containerd.stop()
     unmount_under(agent_data_dir)
     remove_empty_qos_cgroups()
+    remove_bridge(agent_data_dir)
     return removed
+
+
+def remove_bridge(agent_data_dir: Path) -> None:
+    """The node's CNI bridge outlives its pods; a later node in the same namespace would
+    get the same pod CIDR on a new bridge, and the old bridge's route would shadow it."""
+    subprocess.run(["ip", "link", "delete", cni.bridge_name(agent_data_dir)], check=False, capture_output=True)
 
 
 def remove_empty_qos_cgroups() -> None:
