@@ -72,6 +72,8 @@ class Agent:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.node_ip = self.node_ip or default_node_ip()
         self.pod_cidr = await self._pod_cidr()
+        for stale in cni.remove_stale_bridges(self.data_dir):
+            log.info("removed stale pod bridge %s", stale)
         cni.write_conflist(self.data_dir, self.containerd.cni_conf_dir, self.pod_cidr)
         await self.containerd.start()
         self.cri = CRIClient(self.containerd.socket)

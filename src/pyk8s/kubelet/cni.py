@@ -23,6 +23,29 @@ def bridge_name(data_dir: Path) -> str:
     return "pyk8s" + hashlib.sha1(str(Path(data_dir).resolve()).encode()).hexdigest()[:8]
 
 
+def remove_stale_bridges(data_dir: Path) -> list[str]:
+    """Deletes pyk8s bridges of other data dirs that are down and have no ports left: a
+    node that ended without cleanup leaves one behind, and its route for the same pod CIDR
+    would shadow ours. A bridge with any pod attached is never touched."""
+    import json
+    import subprocess
+
+    own = bridge_name(data_dir)
+    try:
+        links = json.loads(subprocess.run(["ip", "-j", "link", "show"], capture_output=True, text=True,
+                                          check=True).stdout or "[]")
+    except (OSError, subprocess.CalledProcessError, ValueError):
+        return []
+    masters = {link.get("master") for link in links if link.get("master")}
+    removed = []
+    for link in links:
+        name = link.get("ifname", "")
+        if name.startswith("pyk8s") and name != own and name not in masters and link.get("operstate") == "DOWN":
+            if subprocess.run(["ip", "link", "delete", name], capture_output=True).returncode == 0:
+                removed.append(name)
+    return removed
+
+
 def conflist(data_dir: Path, pod_cidr: str) -> dict:
     network = ipaddress.ip_network(pod_cidr, strict=False)
     return {
