@@ -4,7 +4,7 @@
 # the registry-mirror tests). Idempotent: prints
 # nothing when everything is installed. Never starts a service (containerd is run by pyk8s).
 set -e
-PACKAGES="containerd runc containernetworking-plugins busybox-static iptables gcc libc6-dev docker-registry"
+PACKAGES="containerd runc containernetworking-plugins busybox-static iptables gcc libc6-dev openssl docker-registry"
 missing=""
 for package in $PACKAGES; do
     dpkg -s "$package" >/dev/null 2>&1 || missing="$missing $package"

@@ -142,35 +142,27 @@ async def read_log(path: Path, options: dict[str, str], still_running: Callable[
 
 
 def self_signed_context(directory: Path, hosts: list[str]) -> ssl.SSLContext:
-    """A serving certificate for the kubelet endpoint (upstream self-signs by default)."""
+    """A serving certificate for the kubelet endpoint (upstream self-signs by default).
+    Made by the openssl command, once: loading a crypto library into the agent for one
+    certificate would cost it more memory than the rest of its work."""
     import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
+    import subprocess
 
     directory.mkdir(parents=True, exist_ok=True)
     cert_path, key_path = directory / "kubelet.crt", directory / "kubelet.key"
     if not cert_path.exists() or not key_path.exists():
-        key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{hosts[0]}@pyk8s-kubelet")])
-        sans: list[x509.GeneralName] = []
+        sans = []
         for host in hosts:
             try:
-                sans.append(x509.IPAddress(ipaddress.ip_address(host)))
+                ipaddress.ip_address(host)
+                sans.append(f"IP:{host}")
             except ValueError:
-                sans.append(x509.DNSName(host))
-        now = datetime.datetime.now(datetime.timezone.utc)
-        cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-                .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-                .not_valid_after(now + datetime.timedelta(days=365))
-                .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-                .sign(key, hashes.SHA256()))
-        key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                               serialization.NoEncryption()))
+                sans.append(f"DNS:{host}")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                        "-nodes", "-keyout", str(key_path), "-out", str(cert_path), "-days", "365",
+                        "-subj", f"/CN={hosts[0]}@pyk8s-kubelet", "-addext", "subjectAltName=" + ",".join(sans)],
+                       check=True, capture_output=True)
         key_path.chmod(0o600)
-        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert_path, key_path)
     return context
