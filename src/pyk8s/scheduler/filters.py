@@ -75,17 +75,6 @@ def node_unschedulable_reason(node: dict[str, Any], tolerations: list[dict[str, 
 # -- taints and tolerations ------------------------------------------------------------
 
 
-    key = toleration.get("key") or ""
-    operator = toleration.get("operator") or "Equal"
-    if key and key != taint.get("key"):
-        return False
-    if operator == "Exists":
-        return True  # an empty key with Exists tolerates every taint
-    if operator == "Equal":
-        return bool(key) and (toleration.get("value") or "") == (taint.get("value") or "")
-    return False
-
-
 def first_untolerated_taint(taints: Iterable[dict[str, Any]], tolerations: list[dict[str, Any]],
                             effects: tuple[str, ...] = ("NoSchedule", "NoExecute")) -> dict[str, Any] | None:
     for taint in taints:
