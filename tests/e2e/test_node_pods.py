@@ -59,7 +59,7 @@ class Cluster:
             # Our own cleanup pass: the agent removes every sandbox on this signal path.
             self.agent.send_signal(signal.SIGTERM)
             self.agent.wait(60)
-            subprocess.run([sys.executable, "-c", REMOVE_ALL, str(self.agent_dir)], check=False, timeout=120)
+            subprocess.run([sys.executable, "-m", "pyk8s.kubelet.cleanup", str(self.agent_dir)], check=False, timeout=120)
         else:
             self.agent.send_signal(signal.SIGTERM)
             self.agent.wait(60)
@@ -89,26 +89,6 @@ class Cluster:
         started = time.monotonic()
         self.kubectl("create", "--validate=false", "-f", "-", input=json.dumps(body))
         return started
-
-
-REMOVE_ALL = """
-import asyncio, sys
-from pathlib import Path
-from pyk8s.kubelet.containerd import Containerd
-from pyk8s.kubelet.cri import CRIClient
-from pyk8s.kubelet.pods import PodManager
-
-async def main(data_dir):
-    runtime = Containerd(data_dir, cni_conf_dir=data_dir / "cni" / "net.d")
-    await runtime.start()
-    cri = CRIClient(runtime.socket)
-    manager = PodManager(None, cri, node_name="", node_ip="", data_dir=data_dir, log_root=data_dir / "logs")
-    await manager.remove_all()
-    await cri.close()
-    await runtime.stop()
-
-asyncio.run(main(Path(sys.argv[1])))
-"""
 
 
 @pytest.fixture(scope="module")

@@ -114,26 +114,6 @@ def _pids_with_argument(matches) -> list[int]:
     return found
 
 
-REMOVE_ALL = """
-import asyncio, sys
-from pathlib import Path
-from pyk8s.kubelet.containerd import Containerd
-from pyk8s.kubelet.cri import CRIClient
-from pyk8s.kubelet.pods import PodManager
-
-async def main(data_dir):
-    runtime = Containerd(data_dir, cni_conf_dir=data_dir / "cni" / "net.d")
-    await runtime.start()
-    cri = CRIClient(runtime.socket)
-    manager = PodManager(None, cri, node_name="", node_ip="", data_dir=data_dir, log_root=data_dir / "logs")
-    await manager.remove_all()
-    await cri.close()
-    await runtime.stop()
-
-asyncio.run(main(Path(sys.argv[1])))
-"""
-
-
 @pytest.fixture(scope="module")
 def node(tmp_path_factory):
     base = tmp_path_factory.mktemp("embedded")
@@ -152,7 +132,7 @@ def node(tmp_path_factory):
         finally:
             server.stop(timeout=60)
             if node.shim_pids():
-                subprocess.run([sys.executable, "-c", REMOVE_ALL, str(node.agent_dir)], check=False, timeout=120)
+                subprocess.run([sys.executable, "-m", "pyk8s.kubelet.cleanup", str(node.agent_dir)], check=False, timeout=120)
         assert not node.containerd_pids(), "containerd outlived the server"
         assert not node.shim_pids(), "container shims outlived their pods"
 
