@@ -128,6 +128,9 @@ def kubelet_logs(cluster: Cluster, pod: str, container: str, query: str = "") ->
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
+    # The kubelet serves only clients with a certificate of the cluster CA (as the API server has).
+    tls = cluster.server.data_dir / "server" / "tls"
+    context.load_cert_chain(str(tls / "admin.crt"), str(tls / "admin.key"))
     url = f"https://{address}:{port}/containerLogs/default/{pod}/{container}{query}"
     with urllib.request.urlopen(url, context=context, timeout=10) as reply:
         return reply.read().decode()

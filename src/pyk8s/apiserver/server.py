@@ -27,7 +27,7 @@ from pyk8s.api import tables
 from pyk8s.apiserver import discovery, negotiation, nodeproxy, openapi, streaming
 from pyk8s.api import fieldvalidation, managedfields
 from pyk8s.apiserver.bootstrap import bootstrap
-from pyk8s.apiserver.registry import DeleteOptions, ListOptions, Registry
+from pyk8s.apiserver.registry import DeleteOptions, ListOptions, Registry, StoredObject
 from pyk8s.apiserver.watch import RawObject, WatchOptions, watch_events
 
 log = logging.getLogger("pyk8s.apiserver")
@@ -61,6 +61,8 @@ class APIServer:
         self._runner: web.AppRunner | None = None
         self._ready = False
         self._kubelet_client: nodeproxy.KubeletClient | None = None
+        from pyk8s.apiserver.authn import RequestAuthenticator
+        self.authenticator = RequestAuthenticator(self.registry)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -89,7 +91,7 @@ class APIServer:
     @web.middleware
     async def _middleware(self, request: web.Request, handler):
         try:
-            if not self._authenticated(request):
+            if not await self._authenticated(request):
                 raise errors.Unauthorized("Unauthorized")
             return await handler(request)
         except errors.ApiError as exc:
@@ -102,11 +104,14 @@ class APIServer:
             log.exception("internal error serving %s %s", request.method, request.path)
             return _status_response(errors.InternalError(f"Internal error occurred: {exc}"))
 
-    def _authenticated(self, request: web.Request) -> bool:
+    async def _authenticated(self, request: web.Request) -> bool:
+        """A client certificate, a bootstrap token, or anonymous discovery (authn.py)."""
         transport = request.transport
         if transport is None:
             return False
-        return bool(transport.get_extra_info("peercert"))
+        user = await self.authenticator.authenticate(request.method, request.path, transport.get_extra_info("peercert"),
+                                                     request.headers.get("Authorization"))
+        return user is not None
 
     # ------------------------------------------------------------ routing
 
@@ -243,6 +248,10 @@ class APIServer:
 
     async def _get(self, request: web.Request, target: Target) -> web.Response:
         form = negotiation.choose_form(request.headers.get("Accept"))
+        if not form.as_kind and form.media_type != negotiation.YAML:
+            raw = await self.registry.get_raw(target.resource, target.namespace, target.name,
+                                              request.query.get("resourceVersion", ""))
+            return web.Response(body=raw, content_type=negotiation.JSON)
         obj = await self.registry.get(target.resource, target.namespace, target.name,
                                       request.query.get("resourceVersion", ""))
         if form.as_kind == "Table":
@@ -362,7 +371,8 @@ class APIServer:
         raw = await request.read()
         content_type = request.headers.get("Content-Type")
         obj = self._check_kind(negotiation.decode_body(raw, content_type), resource)
-        warnings, error = fieldvalidation.field_errors_for(resource, obj, raw, content_type, directive, verb=verb)
+        warnings, error = fieldvalidation.field_errors_for(resource, obj, raw, content_type, directive, verb=verb,
+                                                           decoded=obj)
         if error is not None:
             raise error
         return obj, warnings
@@ -746,6 +756,8 @@ def _json(value: Any, status: int = 200) -> web.Response:
 
 def _respond(value: Any, form: negotiation.ResponseForm, status: int = 200) -> web.Response:
     media_type = negotiation.YAML if form.media_type == negotiation.YAML else negotiation.JSON
+    if media_type == negotiation.JSON and type(value) is StoredObject:
+        return web.Response(body=value.raw, status=status, content_type=media_type)
     return web.Response(body=negotiation.encode(value, media_type), status=status, content_type=media_type)
 
 

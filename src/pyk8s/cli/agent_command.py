@@ -3,6 +3,11 @@
 Hook into cli/main.py with `add_agent_parser(commands)` in build_parser() and dispatch
 `args.command == "agent"` to `run_agent(args)`. `python -m pyk8s.kubelet ARGS` runs the
 same command without the main CLI (tests use it).
+
+The agent reaches the API with a kubeconfig (`--kubeconfig`) or joins with the server's node
+token (`--server URL --token K10<CA hash>::<id>.<secret>`, see client/nodetoken.py). Either
+way the kubelet endpoint then accepts only clients with a certificate of that cluster CA
+(the API server proxying logs, exec and port-forward).
 """
 
 from __future__ import annotations
@@ -10,13 +15,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
+import sys
 from pathlib import Path
 
 
 def add_agent_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--kubeconfig", type=Path, required=True, help="credentials for the API server")
-    parser.add_argument("--server", default="", help="API server URL (default: the kubeconfig's)")
+    credentials = parser.add_mutually_exclusive_group(required=True)
+    credentials.add_argument("--kubeconfig", type=Path, help="credentials for the API server")
+    credentials.add_argument("--token", help="join with the server's <data-dir>/node-token "
+                             "(K10<CA hash>::<id>.<secret>); needs --server")
+    parser.add_argument("--server", default="", help="API server URL (default: the kubeconfig's; required with --token)")
     parser.add_argument("--data-dir", type=Path, default=Path("/var/lib/pyk8s/agent"))
     parser.add_argument("--node-name", default="", help="default: the hostname")
     parser.add_argument("--node-ip", default="", help="default: address of the default-route interface")
@@ -38,18 +48,28 @@ def add_agent_parser(commands) -> argparse.ArgumentParser:
 
 def run_agent(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from pyk8s.client import Client
+    from pyk8s.client.nodetoken import NodeTokenError
     from pyk8s.kubelet.agent import Agent
 
+    if args.kubeconfig is None and not ((args.token or "").strip() and args.server):
+        problem = "--token requires --server" if (args.token or "").strip() else "--token is empty"
+        print(f"pyk8s agent: error: {problem}", file=sys.stderr)
+        return 2
     mirrors = dict(item.split("=", 1) for item in args.registry_mirror)
 
     async def main() -> None:
-        client = Client.from_kubeconfig(args.kubeconfig, field_manager="kubelet")
-        if args.server:
-            client.server = args.server.rstrip("/")
+        client, ca_pem = await api_client(args)
+        client_ca = None
+        if ca_pem is not None:
+            client_ca = args.data_dir / "kubelet" / "client-ca.crt"
+            write_public_file(client_ca, ca_pem)
+        else:
+            logging.getLogger("pyk8s.kubelet").warning(
+                "the kubeconfig names no cluster CA: the kubelet endpoint accepts any client")
         agent = Agent(client, node_name=args.node_name, node_ip=args.node_ip, data_dir=args.data_dir,
                       pod_cidr=args.pod_cidr, cluster_cidr=args.cluster_cidr, cluster_dns=args.cluster_dns,
-                      log_root=args.log_root, kubelet_port=args.kubelet_port, registry_mirrors=mirrors)
+                      log_root=args.log_root, kubelet_port=args.kubelet_port, registry_mirrors=mirrors,
+                      client_ca=client_ca)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -61,8 +81,37 @@ def run_agent(args: argparse.Namespace) -> int:
             await agent.stop(remove_pods=args.remove_pods_on_exit)
             await client.close()
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except NodeTokenError as error:
+        print(f"pyk8s agent: error: {error}", file=sys.stderr)
+        return 1
     return 0
+
+
+async def api_client(args: argparse.Namespace):
+    """(client, cluster CA PEM or None) from --kubeconfig, or from --token by discovery."""
+    from pyk8s.client import Client
+    from pyk8s.client.kubeconfig import cluster_ca_pem
+    from pyk8s.client.nodetoken import discover_cluster_ca, parse_node_token
+
+    if args.kubeconfig is None:
+        token = parse_node_token(args.token)
+        ca_pem = await discover_cluster_ca(args.server, token)
+        return Client.from_token(args.server, token.credential, ca_pem, field_manager="kubelet"), ca_pem
+    client = Client.from_kubeconfig(args.kubeconfig, field_manager="kubelet")
+    if args.server:
+        client.server = args.server.rstrip("/")
+    return client, cluster_ca_pem(args.kubeconfig)
+
+
+def write_public_file(path: Path, data: bytes) -> None:
+    """Replace `path` whole (a reader never sees half a certificate)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}")
+    temporary.write_bytes(data)
+    os.chmod(temporary, 0o644)
+    os.replace(temporary, path)
 
 
 def main(argv: list[str] | None = None) -> int:

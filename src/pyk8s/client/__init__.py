@@ -2,8 +2,9 @@
 
 Components (controllers, scheduler, kubelet, proxy, dns) know the cluster only through
 this client: list, watch, get, create, update, patch and delete over HTTPS with a client
-certificate, exactly like any other Kubernetes client. Objects are plain JSON dicts; API
-errors come back as the `pyk8s.api.errors` exception for their Status reason.
+certificate (or, for a node that joined with a token, a bearer token), exactly like any
+other Kubernetes client. Objects are plain JSON dicts; API errors come back as the
+`pyk8s.api.errors` exception for their Status reason.
 """
 
 from __future__ import annotations
@@ -54,10 +55,12 @@ def resource_path(resource: Resource, namespace: str | None = None, name: str | 
 
 
 class Client:
-    def __init__(self, server: str, ssl_context: ssl.SSLContext, *, field_manager: str = "pyk8s"):
+    def __init__(self, server: str, ssl_context: ssl.SSLContext, *, field_manager: str = "pyk8s",
+                 bearer_token: str | None = None):
         self.server = server.rstrip("/")
         self.ssl_context = ssl_context
         self.field_manager = field_manager
+        self._headers = {"Authorization": f"Bearer {bearer_token}"} if bearer_token else {}
         self._session: aiohttp.ClientSession | None = None
 
     @classmethod
@@ -67,6 +70,15 @@ class Client:
 
         server, ssl_context = server_url_and_ssl_context(Path(path), context)
         return cls(server, ssl_context, **kwargs)
+
+    @classmethod
+    def from_token(cls, server: str, token: str, ca_pem: bytes, **kwargs) -> "Client":
+        """A client that trusts only the CA `ca_pem` and authenticates with bearer `token`
+        (a node that joined with a node token: see client/nodetoken.py)."""
+        ssl_context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ssl_context.minimum_version = ssl.TLSVersion.TLSv1_2
+        ssl_context.load_verify_locations(cadata=ca_pem.decode("ascii"))
+        return cls(server, ssl_context, bearer_token=token, **kwargs)
 
     async def __aenter__(self) -> "Client":
         return self
@@ -78,7 +90,8 @@ class Client:
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(ssl=self.ssl_context, limit=64)
-            self._session = aiohttp.ClientSession(connector=connector, json_serialize=lambda v: orjson.dumps(v).decode())
+            self._session = aiohttp.ClientSession(connector=connector, headers=self._headers,
+                                                  json_serialize=lambda v: orjson.dumps(v).decode())
         return self._session
 
     async def close(self) -> None:

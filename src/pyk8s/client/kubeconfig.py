@@ -33,6 +33,18 @@ def load_kubeconfig(path: Path) -> dict[str, Any]:
     return config
 
 
+def cluster_ca_pem(path: Path, context: str | None = None) -> bytes | None:
+    """The CA certificate (PEM bytes) of `context`'s cluster (default: the current one), or
+    None when the kubeconfig relies on the system's trust store."""
+    config = load_kubeconfig(Path(path))
+    context_entry = named_entry(config, "contexts", context or config.get("current-context"))["context"]
+    cluster = named_entry(config, "clusters", context_entry["cluster"])["cluster"]
+    if cluster.get("certificate-authority-data"):
+        return base64.b64decode(cluster["certificate-authority-data"])
+    if cluster.get("certificate-authority"):
+        return Path(cluster["certificate-authority"]).read_bytes()
+    return None
+
 
 def server_url_and_ssl_context(path: Path, context: str | None = None) -> tuple[str, ssl.SSLContext]:
     """The API server URL of `context` (default: the current context) in kubeconfig `path`

@@ -40,6 +40,11 @@ class ServerConfig:
         return self.data_dir / "kubeconfig.yaml"
 
     @property
+    def node_token_path(self) -> Path:
+        """What another node joins with: `pyk8s agent --server URL --token "$(cat it)"`."""
+        return self.data_dir / "node-token"
+
+    @property
     def datastore_path(self) -> Path:
         if self.datastore.startswith("sqlite:"):
             return Path(self.datastore[len("sqlite:"):])
@@ -62,10 +67,12 @@ class ServerConfig:
 
 async def serve(config: ServerConfig, stop: asyncio.Event) -> None:
     """Start every control-plane component, wait for `stop`, stop them in reverse order."""
+    from pyk8s.apiserver.bootstrap import ensure_cluster_info, ensure_node_join_token
     from pyk8s.apiserver.server import APIServer
     from pyk8s.client import Client
+    from pyk8s.client.nodetoken import format_node_token
     from pyk8s.cluster.kubeconfig import write_kubeconfig
-    from pyk8s.cluster.pki import client_ssl_context, ensure_pki, issue_client_cert
+    from pyk8s.cluster.pki import client_ssl_context, ensure_pki, issue_client_cert, write_file_atomic
     from pyk8s.controllers.manager import ControllerManager
     from pyk8s.storage.sqlite import SQLiteStore
 
@@ -87,6 +94,16 @@ async def serve(config: ServerConfig, stop: asyncio.Event) -> None:
     apiserver = APIServer(store, pki, config)
     await apiserver.start()
     log.info("apiserver started: https://%s:%d", config.bind_address, config.https_port)
+
+    # What other nodes join with (kubeadm init's cluster-info and bootstrap token, in the
+    # k3s node-token shape), before the kubeconfig that says the server is ready.
+    ca_pem = pki.ca_cert.read_bytes()
+    advertise_url = f"https://{_url_host(advertise)}:{config.https_port}"
+    await ensure_cluster_info(apiserver.registry, advertise_url, ca_pem)
+    credential = await ensure_node_join_token(apiserver.registry)
+    write_file_atomic(config.node_token_path, (format_node_token(ca_pem, credential) + "\n").encode(), 0o600)
+    log.info("node token: %s (join a node: pyk8s agent --server %s --token \"$(cat %s)\")",
+             config.node_token_path, advertise_url, config.node_token_path)
 
     local = "127.0.0.1" if config.bind_address in ("0.0.0.0", "::", "") else config.bind_address
     api_url = f"https://{_url_host(local)}:{config.https_port}"
