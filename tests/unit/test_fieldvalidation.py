@@ -190,6 +190,17 @@ def test_duplicates_are_found_with_their_paths():
     assert duplicate_fields(raw) == ["spec.replicas", "spec.template.spec.containers[0].image", "metadata.labels.app"]
 
 
+def test_a_repeated_key_is_found_even_when_the_caller_passes_the_decoded_body():
+    raw = b'{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"web"},"spec":{"replicas":1,"replicas":2}}'
+    decoded = orjson.loads(raw)
+    _, error = field_errors_for(DEPLOYMENTS, decoded, raw, "application/json", "Strict", decoded=decoded)
+    assert error is not None and 'duplicate field "spec.replicas"' in error.message
+    # The same document spelled once: the re-encoding shortcut says there is nothing to report.
+    clean = orjson.dumps(decoded)
+    assert field_errors_for(DEPLOYMENTS, orjson.loads(clean), clean, "application/json", "Strict",
+                            decoded=orjson.loads(clean)) == ([], None)
+
+
 def test_duplicate_fields_of_non_json_is_empty():
     assert duplicate_fields(b"apiVersion: v1\nkind: Pod\n") == []
 
@@ -314,3 +325,26 @@ def test_known_directives_are_accepted(directive):
 
 def test_warning_header_quotes_like_upstream():
     assert warning_header('unknown field "spec.replica"') == '299 - "unknown field \\"spec.replica\\""'
+
+
+def _containers_of(obj):
+    return obj["spec"]["template"]["spec"]["containers"]
+
+
+@pytest.mark.parametrize("plant", [
+    lambda d: d.__setitem__("extra", 1),
+    lambda d: d["metadata"].__setitem__("labelz", {}),
+    lambda d: d["spec"]["template"]["spec"].__setitem__("hostNetwerk", True),
+    lambda d: _containers_of(d)[0].__setitem__("imagePullPolicyy", "Always"),
+    lambda d: _containers_of(d).append({"name": "b", "image": "x", "portz": []}),
+    lambda d: _containers_of(d)[0].setdefault("resources", {}).__setitem__("limitz", {"cpu": "1"}),
+    lambda d: _containers_of(d)[0].setdefault("env", []).append({"name": "A", "valueFrom": {"fieldRef": {"fieldPat": "x"}}}),
+])
+def test_the_quick_all_known_check_agrees_with_the_full_walk(plant):
+    deployment = copy.deepcopy(BOOK_DEPLOYMENT)
+    raw = orjson.dumps(deployment)
+    assert field_errors_for(DEPLOYMENTS, deployment, raw, "application/json", "Strict", decoded=deployment) == ([], None)
+    plant(deployment)
+    raw = orjson.dumps(deployment)
+    _, error = field_errors_for(DEPLOYMENTS, deployment, raw, "application/json", "Strict", decoded=deployment)
+    assert error is not None and "unknown field" in error.message

@@ -632,20 +632,13 @@ def test_every_acknowledged_write_survives_kill_9(tmp_path):
     run_with_store(tmp_path, check)
 
 
-# -- speed (loose bounds; the measured figures are printed with -s) -------------------------
-
-def test_list_of_5000_two_kilobyte_objects_is_fast(tmp_path):
+def test_list_of_5000_two_kilobyte_objects_returns_them_all(tmp_path):
     async def scenario(store):
         value = b"x" * 2048
-        started = time.perf_counter()
         for i in range(5000):
             await store.create(f"/r/pods/default/pod-{i:05d}", value)
-        creates_per_second = 5000 / (time.perf_counter() - started)
-        started = time.perf_counter()
         listed = await store.list("/r/pods/")
-        list_seconds = time.perf_counter() - started
-        print(f"\n{creates_per_second:.0f} creates/s; list of 5000 in {list_seconds * 1000:.1f} ms")
-        assert len(listed.items) == 5000
-        assert list_seconds < 0.25
+        assert [kv.key for kv in listed.items] == [f"/r/pods/default/pod-{i:05d}" for i in range(5000)]
+        assert all(kv.value == value for kv in listed.items)
 
     run_with_store(tmp_path, scenario)

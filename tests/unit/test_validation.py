@@ -68,6 +68,20 @@ def test_valid_pod_passes():
     validate_create(_resource("", "Pod"), _defaulted("", "Pod", _pod()))
 
 
+def test_a_spec_seen_valid_still_checks_the_metadata_and_other_specs_beside_it():
+    validate_create(_resource("", "Pod"), _defaulted("", "Pod", _pod("first")))
+    # The same spec again (now remembered as valid): a bad name is still reported.
+    assert _messages(_create_error("", "Pod", _pod("Bad_Name")))[0].startswith("metadata.name: Invalid value")
+    # One character more in the spec is another spec: validated in full.
+    bad = _pod("third")
+    bad["spec"]["containers"][0]["name"] = "Web"
+    assert any(m.startswith("spec.containers[0].name") for m in _messages(_create_error("", "Pod", bad)))
+    # A spec that failed is never remembered as valid.
+    again = _pod("fourth")
+    again["spec"]["containers"][0]["name"] = "Web"
+    assert any(m.startswith("spec.containers[0].name") for m in _messages(_create_error("", "Pod", again)))
+
+
 def test_uppercase_pod_name_gets_upstreams_exact_message():
     error = _create_error("", "Pod", _pod("Foo"))
     assert error.message == f'Pod "Foo" is invalid: metadata.name: Invalid value: "Foo": {SUBDOMAIN_MSG}'

@@ -15,7 +15,10 @@ admission plugins, and the namespace/secret/job registry strategies.
 from __future__ import annotations
 
 import base64
+import collections
 from typing import Any, Callable
+
+import orjson
 
 from pyk8s.api.quantity import round_up_milli
 from pyk8s.api.resources import Resource
@@ -236,8 +239,31 @@ def _default_tolerations(spec: dict) -> None:
         spec["tolerations"] = tolerations
 
 
+# Defaulted pod specs by the spec they came from: the pods of one template (a ReplicaSet's)
+# repeat it, and a pod's defaults depend on its spec alone.
+_DEFAULTED_POD_SPECS: collections.OrderedDict[bytes, bytes] = collections.OrderedDict()
+_DEFAULTED_POD_SPECS_MAX = 256
+
+
 def _default_pod(pod: dict) -> None:
     spec = _child(pod, "spec")
+    try:
+        key = orjson.dumps(spec)
+    except TypeError:
+        _default_pod_spec_in_place(spec)
+        return
+    cached = _DEFAULTED_POD_SPECS.get(key)
+    if cached is not None:
+        _DEFAULTED_POD_SPECS.move_to_end(key)
+        pod["spec"] = orjson.loads(cached)
+        return
+    _default_pod_spec_in_place(spec)
+    _DEFAULTED_POD_SPECS[key] = orjson.dumps(spec)
+    if len(_DEFAULTED_POD_SPECS) > _DEFAULTED_POD_SPECS_MAX:
+        _DEFAULTED_POD_SPECS.popitem(last=False)
+
+
+def _default_pod_spec_in_place(spec: dict) -> None:
     default_pod_spec(spec)
     # SetDefaults_Pod: only Pods (not templates) get these.
     for key in ("containers", "initContainers"):

@@ -126,22 +126,31 @@ def _key_count(value: Any) -> int:
     return 0
 
 
-def _has_duplicate_keys(raw: bytes) -> bool:
-    """Cheap test that never misses a repeated key: in a body where no quote is followed by
-    white space, every key spelled adds one `":`, so as many `":` as keys parsed means no key
-    was spelled twice. Otherwise (pretty-printed JSON, or a repeat) the caller parses slowly."""
+def _has_duplicate_keys(raw: bytes, parsed: Any = None) -> bool:
+    """Cheap tests that never miss a repeated key. `parsed` (what `raw` decoded to, if the
+    caller has it): compact JSON that re-encodes to the very same bytes spells each key once.
+    Then: in a body where no quote is followed by white space, every key spelled adds one
+    `":`, so as many `":` as keys parsed means no key was spelled twice. Otherwise
+    (pretty-printed JSON, or a repeat) the caller parses slowly."""
+    if parsed is not None and len(raw) < 1 << 20:
+        try:
+            if orjson.dumps(parsed) == raw:
+                return False
+        except TypeError:
+            pass
     if b'" ' in raw or b'"\n' in raw or b'"\t' in raw or b'"\r' in raw:
         return True
-    try:
-        parsed = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return True  # let the full parser report it
+    if parsed is None:
+        try:
+            parsed = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return True  # let the full parser report it
     return raw.count(b'":') != _key_count(parsed)
 
 
-def _parse_keeping_duplicates(raw: bytes) -> tuple[Any, bool]:
+def _parse_keeping_duplicates(raw: bytes, parsed: Any = None) -> tuple[Any, bool]:
     """Parses JSON; objects with a repeated key stay `_Pairs`. Returns (tree, any_duplicates)."""
-    if not _has_duplicate_keys(raw):
+    if not _has_duplicate_keys(raw, parsed):
         return None, False
     found = False
 
@@ -204,6 +213,36 @@ def _problems(value: Any, shape: _Shape, path: str, out: list[str], check_unknow
                 out.append(f'duplicate field "{child_path}"')
             seen.add(key)
         _problems(child, field_shape, child_path, out, check_unknown)
+
+
+def _all_known(value: Any, shape: _Shape) -> bool:
+    """Whether a plain decoded tree (no `_Pairs`) holds only declared fields: the walk of
+    `_problems` without building paths, so a body with nothing to report costs little."""
+    kind = shape.kind
+    if kind == "list":
+        element = shape.element
+        if type(value) is list and element.kind != "any":
+            for item in value:
+                if type(item) in (dict, list) and not _all_known(item, element):
+                    return False
+        return True
+    if type(value) is not dict:
+        return True
+    if kind == "object":
+        fields = shape.fields
+        for key, child in value.items():
+            field_shape = fields.get(key)
+            if field_shape is None:
+                return False
+            if type(child) in (dict, list) and field_shape.kind != "any" and not _all_known(child, field_shape):
+                return False
+        return True
+    element = shape.element
+    if kind == "map" and element.kind != "any":
+        for child in value.values():
+            if type(child) in (dict, list) and not _all_known(child, element):
+                return False
+    return True
 
 
 def _duplicates_only(value: Any, path: str, out: list[str]) -> None:
@@ -330,13 +369,15 @@ def check_directive(directive: str | None, verb: str = "create") -> errors.ApiEr
 
 
 def field_errors_for(resource: Resource, obj: dict[str, Any], raw: bytes | None, content_type: str | None,
-                     directive: str | None, *, verb: str | None = None) -> tuple[list[str], errors.ApiError | None]:
+                     directive: str | None, *, verb: str | None = None,
+                     decoded: Any = None) -> tuple[list[str], errors.ApiError | None]:
     """Upstream's fieldValidation for one write. Returns (warnings, error):
 
     - `obj`: the decoded body (create/update) or the patched object (patch);
     - `raw`: the request body bytes as received (the patch for a patch);
     - `content_type`: the request's Content-Type; a patch type means the verb is patch;
-    - `directive`: the `fieldValidation` query value (None/"" = Warn).
+    - `directive`: the `fieldValidation` query value (None/"" = Warn);
+    - `decoded`: what `raw` decoded to, untouched since, when the caller has it (saves a parse).
 
     `warnings` are texts for `Warning` headers (see `warning_header`); `error`, when not
     None, is the error to answer instead. Unknown fields are removed from `obj` in place
@@ -359,16 +400,19 @@ def field_errors_for(resource: Resource, obj: dict[str, Any], raw: bytes | None,
         return [], None
 
     problems: list[str] = []
-    tree, any_duplicates = _parse_keeping_duplicates(raw) if raw and media_type in _JSON_TYPES + (_MERGE_PATCH, _STRATEGIC_MERGE_PATCH) \
+    tree, any_duplicates = _parse_keeping_duplicates(raw, decoded) if raw and media_type in _JSON_TYPES + (_MERGE_PATCH, _STRATEGIC_MERGE_PATCH) \
         else (None, False)
     if verb == "patch":
         # The patch itself is checked for repeated keys only (upstream decodes it into a
         # plain map); the patched object is then checked for unknown fields.
         if any_duplicates:
             _duplicates_only(tree, "", problems)
+        if not _all_known(obj, shape):
+            _problems(obj, shape, "", problems)
+    elif any_duplicates:
+        _problems(tree, shape, "", problems)
+    elif not _all_known(obj, shape):
         _problems(obj, shape, "", problems)
-    else:
-        _problems(tree if any_duplicates else obj, shape, "", problems)
     if not problems:
         return [], None
     if directive == WARN:

@@ -233,12 +233,12 @@ def _comparable(obj: dict[str, Any] | None) -> dict[str, Any]:
 
 # Field sets name fields, not values (but for list keys and set members): objects created
 # from one template (a ReplicaSet's pods, a benchmark's) share their create comparison.
-_CREATE_COMPARISONS: collections.OrderedDict[tuple, bytes] = collections.OrderedDict()
-_CREATE_COMPARISONS_MAX = 256
+_CREATE_FIELDS: collections.OrderedDict[tuple, bytes] = collections.OrderedDict()
+_CREATE_FIELDS_MAX = 256
 _VALUE_FREE_METADATA = ("name", "generateName", "namespace")
 
 
-def _create_comparison(resource: Resource, value_type: Any, new: dict[str, Any]) -> fieldpath.Comparison:
+def _create_key(resource: Resource, new: dict[str, Any]) -> tuple | None:
     view = _comparable(new)
     meta = view.get("metadata")
     if isinstance(meta, dict):
@@ -252,19 +252,27 @@ def _create_comparison(resource: Resource, value_type: Any, new: dict[str, Any])
                 meta[key] = dict.fromkeys(meta[key], "")
         view = dict(view, metadata=meta)
     try:
-        cache_key = (resource.group, resource.kind, orjson.dumps(view))
+        return (resource.group, resource.kind, orjson.dumps(view))
     except TypeError:
-        return fieldpath.compare(value_type, _zero_baseline(new), _comparable(new))
-    cached = _CREATE_COMPARISONS.get(cache_key)
+        return None
+
+
+def _created_fields(resource: Resource, value_type: Any, new: dict[str, Any]) -> dict:
+    """The field set a plain create gives its manager (what `update` computes for `old`
+    None, no subresource and no managedFields in the request), cached by shape."""
+    cache_key = _create_key(resource, new)
+    cached = _CREATE_FIELDS.get(cache_key) if cache_key is not None else None
     if cached is not None:
-        _CREATE_COMPARISONS.move_to_end(cache_key)
-        added, modified, removed = orjson.loads(cached)  # a fresh copy for the caller
-        return fieldpath.Comparison(added, modified, removed)
+        _CREATE_FIELDS.move_to_end(cache_key)
+        return orjson.loads(cached)  # a fresh copy for the caller
     comparison = fieldpath.compare(value_type, _zero_baseline(new), _comparable(new))
-    _CREATE_COMPARISONS[cache_key] = orjson.dumps((comparison.added, comparison.modified, comparison.removed))
-    if len(_CREATE_COMPARISONS) > _CREATE_COMPARISONS_MAX:
-        _CREATE_COMPARISONS.popitem(last=False)
-    return comparison
+    taken = fieldpath.difference(_filtered(resource, "", comparison).changed(), _STRIPPED)
+    fields = fieldpath.canonical(taken) if not fieldpath.is_empty(taken) else {}
+    if cache_key is not None:
+        _CREATE_FIELDS[cache_key] = orjson.dumps(fields)
+        if len(_CREATE_FIELDS) > _CREATE_FIELDS_MAX:
+            _CREATE_FIELDS.popitem(last=False)
+    return fields
 
 
 def _zero_baseline(new: dict[str, Any], shape: dict[str, Any] = _ZERO_VALUE_STRUCTS) -> dict[str, Any]:
@@ -355,9 +363,21 @@ def update(resource: Resource, old: dict[str, Any] | None, new: dict[str, Any], 
             # Clients that do not know managedFields must not drop them by omission.
             managers, from_old = _decode_or_empty(old_entries), True
     value_type = fieldpath.type_for(resource)
+    if old is None and not subresource and not managers:
+        try:
+            fields = _created_fields(resource, value_type, new)
+        except fieldpath.SchemaError:
+            meta.pop("managedFields", None)
+            return
+        if fields:
+            meta["managedFields"] = [_Entry(manager, UPDATE, resource.api_version, "", fields,
+                                            now or now_rfc3339()).encoded()]
+        else:
+            meta.pop("managedFields", None)
+        return
     try:
         if old is None:
-            comparison = _create_comparison(resource, value_type, new)
+            comparison = fieldpath.compare(value_type, _zero_baseline(new), _comparable(new))
         else:
             comparison = fieldpath.compare(value_type, _comparable(old), _comparable(new))
     except fieldpath.SchemaError:

@@ -14,10 +14,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import collections
 import copy
+import functools
 import json
 import re
 from typing import Any, Callable, Iterable
+
+import orjson
 
 from pyk8s.api import errors
 from pyk8s.api.quantity import parse_quantity
@@ -89,6 +93,19 @@ def inclusive_range_error(low: int, high: int) -> str:
     return f"must be between {low} and {high}, inclusive"
 
 
+def _remembered(rule: Callable[[str], list[str]]) -> Callable[[str], list[str]]:
+    """A string rule's answers kept for the strings seen most (label keys and values, names
+    repeat across objects); each caller gets its own list."""
+    cached = functools.lru_cache(maxsize=8192)(lambda value: tuple(rule(value)))
+
+    def checked(value: str) -> list[str]:
+        return list(cached(value)) if type(value) is str else rule(value)
+
+    checked.__name__, checked.__doc__ = rule.__name__, rule.__doc__
+    return checked
+
+
+@_remembered
 def dns1123_label_errors(value: str) -> list[str]:
     messages = []
     if len(value) > DNS1123_LABEL_MAX:
@@ -101,6 +118,7 @@ def dns1123_label_errors(value: str) -> list[str]:
     return messages
 
 
+@_remembered
 def dns1123_subdomain_errors(value: str) -> list[str]:
     messages = []
     if len(value) > DNS1123_SUBDOMAIN_MAX:
@@ -110,6 +128,7 @@ def dns1123_subdomain_errors(value: str) -> list[str]:
     return messages
 
 
+@_remembered
 def dns1035_label_errors(value: str) -> list[str]:
     messages = []
     if len(value) > DNS1035_LABEL_MAX:
@@ -119,6 +138,7 @@ def dns1035_label_errors(value: str) -> list[str]:
     return messages
 
 
+@_remembered
 def qualified_name_errors(value: str) -> list[str]:
     """Label keys, annotation keys, finalizers: `[prefix/]name`."""
     messages: list[str] = []
@@ -143,6 +163,7 @@ def qualified_name_errors(value: str) -> list[str]:
     return messages
 
 
+@_remembered
 def label_value_errors(value: str) -> list[str]:
     messages = []
     if len(value) > LABEL_VALUE_MAX:
@@ -638,8 +659,30 @@ def _validate_container(causes: _Causes, container: dict, path: str, volumes: se
     _validate_resources(causes, container.get("resources"), f"{path}.resources")
 
 
+# Pod specs found valid, by their JSON: the pods of one template (a ReplicaSet's) repeat
+# the same spec, and validating it is most of a pod create's validation.
+_VALID_POD_SPECS: collections.OrderedDict[bytes, None] = collections.OrderedDict()
+_VALID_POD_SPECS_MAX = 256
+
+
 def validate_pod_spec(causes: _Causes, spec: Any, path: str = "spec") -> None:
     spec = _dict(spec)
+    try:
+        key = orjson.dumps(spec)
+    except TypeError:
+        key = None
+    if key is not None and key in _VALID_POD_SPECS:
+        _VALID_POD_SPECS.move_to_end(key)
+        return
+    found = len(causes)
+    _collect_pod_spec(causes, spec, path)
+    if key is not None and len(causes) == found:
+        _VALID_POD_SPECS[key] = None
+        if len(_VALID_POD_SPECS) > _VALID_POD_SPECS_MAX:
+            _VALID_POD_SPECS.popitem(last=False)
+
+
+def _collect_pod_spec(causes: _Causes, spec: dict, path: str) -> None:
     volumes = _validate_volumes(causes, spec.get("volumes"), f"{path}.volumes")
     container_names: set[str] = set()
     containers = _list(spec.get("containers"))

@@ -102,6 +102,8 @@ def _str_presenter(dumper: yaml.SafeDumper, value: str):
 
 
 _YamlDumper.add_representer(str, _str_presenter)
+# Mappings of any dict type (the registry's StoredObject) are written as plain mappings.
+_YamlDumper.add_multi_representer(dict, yaml.SafeDumper.represent_dict)
 
 
 def encode(value: Any, media_type: str = JSON) -> bytes:

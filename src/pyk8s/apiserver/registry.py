@@ -45,6 +45,20 @@ def encode(obj: dict[str, Any]) -> bytes:
     return orjson.dumps(obj)
 
 
+class StoredObject(dict):
+    """An object as a write just stored it, carrying that JSON (resourceVersion spliced in)
+    so a JSON reply need not encode it again. Callers that change it must not reply `raw`."""
+
+    __slots__ = ("raw",)
+
+    @classmethod
+    def of(cls, obj: dict[str, Any], kv: KeyValue) -> "StoredObject":
+        stored = cls(obj)
+        stored["metadata"]["resourceVersion"] = str(kv.mod_revision)
+        stored.raw = encode_with_resource_version(kv)
+        return stored
+
+
 def decode(kv: KeyValue) -> dict[str, Any]:
     obj = orjson.loads(kv.value)
     obj["metadata"]["resourceVersion"] = str(kv.mod_revision)
@@ -125,6 +139,14 @@ class Registry:
 
     async def get(self, resource: Resource, namespace: str | None, name: str,
                   resource_version: str = "") -> dict[str, Any]:
+        return decode(await self._get_kv(resource, namespace, name, resource_version))
+
+    async def get_raw(self, resource: Resource, namespace: str | None, name: str,
+                      resource_version: str = "") -> bytes:
+        """The object's JSON as stored, with its resourceVersion, never decoded."""
+        return encode_with_resource_version(await self._get_kv(resource, namespace, name, resource_version))
+
+    async def _get_kv(self, resource: Resource, namespace: str | None, name: str, resource_version: str) -> KeyValue:
         key = resource.storage_key(namespace, name)
         revision = 0
         if resource_version not in ("", "0"):
@@ -137,7 +159,7 @@ class Registry:
             kv = await self.store.get(key)
         if kv is None:
             raise errors.NotFound.of(resource.group, resource.plural, name)
-        return decode(kv)
+        return kv
 
     async def list(self, resource: Resource, namespace: str | None, options: ListOptions, *,
                    raw: bool = False) -> tuple[list[Any], int, str, int | None]:
@@ -257,8 +279,7 @@ class Registry:
         except KeyExists:
             raise errors.AlreadyExists.of(resource.group, resource.plural, name)
         # The object just stored, with its revision: no need to decode what we encoded.
-        stored["metadata"]["resourceVersion"] = str(kv.mod_revision)
-        return stored
+        return StoredObject.of(stored, kv)
 
     async def _check_namespace_accepts(self, namespace: str, resource: Resource, name: str) -> None:
         kv = await self.store.get(NAMESPACES.storage_key(None, namespace))
@@ -354,8 +375,7 @@ class Registry:
             raise errors.Conflict.of(resource.group, resource.plural, name, errors.OBJECT_MODIFIED)
         except KeyNotFound:
             raise errors.NotFound.of(resource.group, resource.plural, name)
-        stored["metadata"]["resourceVersion"] = str(kv.mod_revision)
-        return stored
+        return StoredObject.of(stored, kv)
 
     async def modify(self, resource: Resource, namespace: str | None, name: str,
                      mutate: Callable[[dict[str, Any]], dict[str, Any]], *, subresource: str = "",

@@ -10,10 +10,12 @@ Tables (kine-like):
 - `meta`: the compacted revision (and the revision at that moment, because compaction may
   delete the newest log row when it is a delete).
 
-Writes are group-committed: callers queue them, one writer thread applies everything queued
-so far in one transaction (each write's guard checked in order) and commits once, with WAL
-and synchronous=FULL, so one fsync covers many writes and the event loop never waits on the
-disk. Back on the loop thread the batch's revisions are published and fanned out to watchers
+Writes are group-committed: callers queue them, the write loop applies everything queued
+so far in one transaction (each write's guard checked in order; statements into SQLite's
+page cache, on the loop thread, which owns the writer connection between commits) and one
+writer thread runs the COMMIT, with WAL and synchronous=FULL, so one fsync covers many
+writes and the event loop never waits on the disk. Only the COMMIT goes to the thread:
+running the statements there too made the two threads trade the GIL on every statement. Back on the loop thread the batch's revisions are published and fanned out to watchers
 in revision order, with no await in between — which is what keeps watch registration
 gap-free: "read the store revision" and "register the watcher" happen on the loop thread,
 where no batch can be half-published. Reads use a second connection on the loop thread and
@@ -275,7 +277,7 @@ class SQLiteStore(Store):
         self.compact_interval = compact_interval
         self.compact_keep = compact_keep
         self._connection: sqlite3.Connection | None = None  # reads, on the loop thread
-        self._writer: sqlite3.Connection | None = None  # writes, on the writer thread only
+        self._writer: sqlite3.Connection | None = None  # writes; used by one holder of _writer_lock at a time
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._pending_writes: list[_WriteOp] = []
         self._writes_queued = asyncio.Event()
@@ -285,6 +287,7 @@ class SQLiteStore(Store):
         self._compacted_revision = 0
         self._watchers_by_prefix: dict[str, set[SQLiteWatch]] = {}
         self._compact_lock = asyncio.Lock()
+        self._writer_lock = asyncio.Lock()
         self._compactor: asyncio.Task | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -386,7 +389,18 @@ class SQLiteStore(Store):
             raise
 
     async def _commit(self, statements: list[tuple[str, tuple]]) -> None:
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._commit_now, statements)
+        async with self._writer_lock:
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._commit_now, statements)
+
+    def _finish_transaction(self) -> None:
+        """Writer thread: the batch's COMMIT (the fsync); ROLLBACK if it fails."""
+        connection = self._writer
+        try:
+            connection.execute("COMMIT")
+        except BaseException:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise
 
     def _current(self, key: str) -> KeyValue | None:
         row = self._connection.execute(_SELECT_CURRENT, (key,)).fetchone()
@@ -417,7 +431,9 @@ class SQLiteStore(Store):
             while self._pending_writes:
                 batch, self._pending_writes = self._pending_writes, []
                 try:
-                    results = await loop.run_in_executor(self._executor, self._apply_batch, batch, self._revision)
+                    async with self._writer_lock:
+                        results = self._apply_batch(batch, self._revision)
+                        await loop.run_in_executor(self._executor, self._finish_transaction)
                 except Exception as exc:  # the whole transaction rolled back: nothing was written
                     for op in batch:
                         if not op.future.done():
@@ -435,8 +451,8 @@ class SQLiteStore(Store):
                         op.future.set_exception(result)
 
     def _apply_batch(self, batch: list[_WriteOp], base_revision: int) -> list[Event | Exception]:
-        """Writer thread: apply each queued write in order (guards see the writes before them
-        in the batch), then one COMMIT for all of them."""
+        """Apply each queued write in order (guards see the writes before them in the batch),
+        leaving the transaction open for `_finish_transaction`; rolled back on any error."""
         connection = self._writer
         revision = base_revision
         results: list[Event | Exception] = []
@@ -471,7 +487,6 @@ class SQLiteStore(Store):
                                                      existing.mod_revision, existing.value))
                     connection.execute(_DELETE_CURRENT, (op.key,))
                     results.append(Event("DELETE", KeyValue(op.key, existing.value, existing.create_revision, revision), existing))
-            connection.execute("COMMIT")
         except BaseException:
             if connection.in_transaction:
                 connection.execute("ROLLBACK")
