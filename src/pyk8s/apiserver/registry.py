@@ -79,6 +79,37 @@ def encode_with_resource_version(kv: KeyValue) -> bytes:
     return b"".join((value[:at], b'"resourceVersion":"', str(kv.mod_revision).encode(), b'",', value[at:]))
 
 
+_MANAGED_FIELDS_OPENING = b',"managedFields":['
+# Where an embedded ObjectMeta (a template's, a revision's data) could hold managedFields too.
+_AFTER_METADATA = (b'"spec":', b'"data":', b'"template":')
+
+
+def decode_without_managed_fields(value: bytes) -> tuple[dict[str, Any], bytes] | None:
+    """From an object's JSON as stored (resourceVersion spliced in or not): the object
+    without metadata.managedFields, and its metadata's JSON as it is, for rows that show the metadata as stored but read other fields:
+    managedFields are most of a typical object's decoding cost. Stored metadata ends with
+    managedFields (see _META_ORDER), an array whose elements hold no arrays, so its `]}`
+    is the first after it outside strings; a `]}` inside a string would leave JSON that does
+    not parse. None when the shape is not that plain (the caller decodes in full)."""
+    meta_at = value.find(_METADATA_OPENING)
+    if meta_at < 0:
+        return None
+    fields_at = value.find(_MANAGED_FIELDS_OPENING, meta_at)
+    if fields_at < 0 or any(value.find(marker, meta_at, fields_at) >= 0 for marker in _AFTER_METADATA):
+        return None
+    end = value.find(b"]}", fields_at)
+    if end < 0:
+        return None
+    try:
+        obj = orjson.loads(value[:fields_at] + value[end + 1:])
+    except orjson.JSONDecodeError:
+        return None
+    meta = obj.get("metadata") if type(obj) is dict else None
+    if type(meta) is not dict or "managedFields" in meta:
+        return None
+    return obj, value[meta_at + len(_METADATA_OPENING) - 1:end + 2]
+
+
 def generated_suffix(length: int = 5) -> str:
     return "".join(random.choice(_NAME_ALPHABET) for _ in range(length))
 

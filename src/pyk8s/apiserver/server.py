@@ -27,7 +27,7 @@ from pyk8s.api import tables
 from pyk8s.apiserver import discovery, negotiation, nodeproxy, openapi, streaming
 from pyk8s.api import fieldvalidation, managedfields
 from pyk8s.apiserver.bootstrap import bootstrap
-from pyk8s.apiserver.registry import DeleteOptions, ListOptions, Registry, StoredObject
+from pyk8s.apiserver.registry import DeleteOptions, ListOptions, Registry, StoredObject, decode_without_managed_fields
 from pyk8s.apiserver.watch import RawObject, WatchOptions, watch_events
 
 log = logging.getLogger("pyk8s.apiserver")
@@ -275,7 +275,7 @@ class APIServer:
             # and dropped, so a large list never holds every decoded object at once.
             head = orjson.dumps({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": metadata,
                                  "columnDefinitions": tables.column_definitions(target.resource)})
-            rows = [orjson.dumps(self._table_row(target.resource, orjson.loads(item), request, now))
+            rows = [self._table_row_json(target.resource, item, request, now)
                     for now in (time.time(),) for item in items]
             body = b"".join((head[:-1], b',"rows":[', b",".join(rows), b"]}"))
             return web.Response(body=body, content_type="application/json")
@@ -327,6 +327,18 @@ class APIServer:
         rows = [self._table_row(resource, obj, request, now) for obj in items]
         return {"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {"resourceVersion": revision},
                 "columnDefinitions": tables.column_definitions(resource), "rows": rows}
+
+    def _table_row_json(self, resource: Resource, stored: bytes, request: web.Request, now: float) -> bytes:
+        """One row from the stored bytes; with the default includeObject=Metadata the row's
+        metadata is the stored JSON, so managedFields are neither decoded nor encoded."""
+        if request.query.get("includeObject", "Metadata") == "Metadata":
+            split = decode_without_managed_fields(stored)
+            if split is not None:
+                obj, metadata = split
+                return b"".join((b'{"cells":', orjson.dumps(tables.row_cells(resource, obj, now)),
+                                 b',"object":{"kind":"PartialObjectMetadata","apiVersion":"meta.k8s.io/v1","metadata":',
+                                 metadata, b"}}"))
+        return orjson.dumps(self._table_row(resource, orjson.loads(stored), request, now))
 
     def _table_row(self, resource: Resource, obj: dict[str, Any], request: web.Request, now: float) -> dict[str, Any]:
         include = request.query.get("includeObject", "Metadata")

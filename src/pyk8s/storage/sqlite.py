@@ -344,7 +344,8 @@ class SQLiteStore(Store):
             # Let queued writes finish: they may already be acknowledged by the time they commit.
             while self._pending_writes:
                 await asyncio.sleep(0.001)
-            self._write_loop_task.cancel()
+            async with self._writer_lock:  # and the batch in flight commits and is published
+                self._write_loop_task.cancel()
             try:
                 await self._write_loop_task
             except asyncio.CancelledError:
