@@ -1,7 +1,7 @@
 """The HTTPS front of the API server: authentication, routing, and the REST verbs.
 
-Every request is authenticated by its client certificate (signed by the cluster CA), then
-routed by path: discovery and health endpoints, or a resource path
+Every request is authenticated (`authn`: a client certificate signed by the cluster CA, a
+bootstrap token, or anonymous discovery of cluster-info only), then routed by path: discovery and health endpoints, or a resource path
 `/api/v1/...` / `/apis/<group>/<version>/...` handled through the Registry. Errors of any
 kind become a Status body in `_status_response`, the single place that does so.
 """
