@@ -5,13 +5,18 @@ measures, in the same run:
 
 - exec: median wall time of `kubectl exec POD -- true` (WebSocket v5 through the API
   server, kubelet and containerd), beside kubectl's own floor (`kubectl get pod POD -o name`
-  against the same server: process start, kubeconfig, TLS, one request) and a raw CRI
-  `ExecSync` of `true` straight to containerd's socket (the runtime's own cost).
-  Goal (issue 6): exec / floor ≤ 1.5; the ExecSync figure shows how much of the gap is the
-  runtime's, not ours.
+  against the same server: process start, kubeconfig, TLS, one request), a raw CRI
+  `ExecSync` of `true` straight to containerd's socket and `runc exec` of `true` into the
+  same container (the runtime's own costs).
+  Goal (issue 6): exec / floor ≤ 1.5; the ExecSync and runc figures show how much of the
+  gap is the runtime's, not ours.
 - port-forward: MB/s of one HTTP download of a large file through `kubectl port-forward`
-  (WebSocket tunnel), beside the same client reading the same number of bytes from a plain
-  loopback TCP sender, and from the pod's IP directly. Goal: ≥ 50 % of loopback.
+  (WebSocket tunnel, then plain SPDY): kubectl -> API server -> kubelet, which serves
+  port-forward itself and dials the pod from inside its network namespace. Beside it: the
+  kubelet's port-forward read directly (SPDY over TLS, a byte-counting client: the path
+  without the API server and kubectl), containerd's own stream server (CRI PortForward, no
+  longer on kubectl's path), the pod's IP directly and a plain loopback TCP copy, all read by
+  the same client. Goal: ≥ 50 % of loopback.
 
     .venv/bin/python bench/streaming.py              # 20 execs, 256 MiB transfers
     .venv/bin/python bench/streaming.py --quick      # 8 execs, 64 MiB
@@ -37,7 +42,9 @@ import os
 import re
 import select
 import signal
+import shutil
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -48,7 +55,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pyk8s.apiserver.streaming import SpdySession
+from pyk8s.spdy import SpdySession
 from pyk8s.cluster.localcluster import LocalServer, in_isolated_network
 from pyk8s.kubelet.cri import CRIClient
 from pyk8s.kubelet.cri.messages import SANDBOX_READY
@@ -159,6 +166,19 @@ async def cri_exec_sync(socket_path: str, pod: str, runs: int) -> float:
         await cri.close()
 
 
+RUNC_ROOT = Path("/run/containerd/runc/k8s.io")  # the runc v2 shim's default root for CRI's namespace
+
+
+def runc_exec(container_id: str, runs: int) -> float | None:
+    """Median wall time of `runc exec CONTAINER true`: what every exec costs in the runtime
+    before containerd, the shim or anything of ours is involved."""
+    runc = shutil.which("runc")
+    if runc is None or not (RUNC_ROOT / container_id).exists():
+        return None
+    return median_wall(runs, lambda: subprocess.run([runc, "--root", str(RUNC_ROOT), "exec", container_id, "true"],
+                                                    check=True, timeout=30))
+
+
 def start_port_forward(server: LocalServer, cache: Path, env: dict) -> tuple[subprocess.Popen, int]:
     """`kubectl port-forward pod/bench :8080` in the background; returns it and its local port."""
     forward = subprocess.Popen([KUBECTL, "--kubeconfig", str(server.kubeconfig), "--cache-dir", str(cache),
@@ -180,7 +200,8 @@ def stop_port_forward(forward: subprocess.Popen) -> None:
 
 async def runtime_port_forward(socket_path: str, pod: str, port: int, size_bytes: int) -> float:
     """MB/s of one download straight from containerd's stream server (CRI PortForward, SPDY),
-    read by a client that only counts bytes: the ceiling every layer above it shares."""
+    read by a client that only counts bytes (what kubectl's path went through before the
+    kubelet served port-forward itself)."""
     cri = CRIClient(socket_path)
     try:
         sandboxes = [s for s in await cri.list_sandboxes({"io.kubernetes.pod.name": pod})
@@ -189,22 +210,55 @@ async def runtime_port_forward(socket_path: str, pod: str, port: int, size_bytes
     finally:
         await cri.close()
     url = urlsplit(reply["url"])
-    reader, writer = await asyncio.open_connection(url.hostname, url.port, limit=4 << 20)
+    return await spdy_port_forward_download(url.hostname, url.port, None, url.path, port, size_bytes)
+
+
+async def spdy_port_forward_download(host: str, port: int, ssl_context: ssl.SSLContext | None, path: str,
+                                     pod_port: int, size_bytes: int) -> float:
+    """MB/s of one download through a SPDY portforward.k8s.io upgrade at host:port/path, read
+    by a client that only counts bytes (SPDY frame heads included)."""
+    reader, writer = await asyncio.open_connection(host, port, ssl=ssl_context, limit=4 << 20)
     try:
-        writer.write(f"POST {url.path} HTTP/1.1\r\nHost: {url.netloc}\r\nConnection: Upgrade\r\n"
+        writer.write(f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: Upgrade\r\n"
                      f"Upgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: portforward.k8s.io\r\n\r\n".encode())
         assert b" 101 " in await reader.readuntil(b"\r\n\r\n"), "the stream server refused the upgrade"
         session = SpdySession(reader, writer)
-        session.open_stream({"streamtype": "error", "port": str(port), "requestid": "0"})
-        data_stream = session.open_stream({"streamtype": "data", "port": str(port), "requestid": "0"})
+        session.open_stream({"streamtype": "error", "port": str(pod_port), "requestid": "0"})
+        data_stream = session.open_stream({"streamtype": "data", "port": str(pod_port), "requestid": "0"})
         session.send_data(data_stream, b"GET /blob HTTP/1.0\r\n\r\n")
         received, started = 0, time.perf_counter()
         while received < size_bytes and (chunk := await reader.read(1 << 20)):
-            received += len(chunk)  # SPDY frame heads included: 8 bytes per 32 KiB
+            received += len(chunk)
         assert received >= size_bytes, f"short transfer: {received} of {size_bytes}"
         return received / (time.perf_counter() - started) / 1e6
     finally:
         writer.close()
+
+
+def kubelet_client_context(data_dir: Path) -> ssl.SSLContext:
+    """TLS as the API server talks to the kubelet: a cluster client certificate (the admin's),
+    the kubelet's self-signed serving certificate taken as it is."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    tls = data_dir / "cluster" / "server" / "tls"
+    context.load_cert_chain(str(tls / "admin.crt"), str(tls / "admin.key"))
+    return context
+
+
+def measure_forward(server_pid: int, forward: subprocess.Popen, local_port: int, size: int) -> tuple[float, str]:
+    """MB/s of one download through kubectl port-forward, and where the CPU went meanwhile."""
+    cpu_before = cpu_seconds(server_pid), cpu_seconds(forward.pid)
+    machine_before = machine_cpu_seconds()
+    wall_before = time.perf_counter()
+    mbps = throughput(size, lambda: http_download("127.0.0.1", local_port, "/blob"))
+    wall = time.perf_counter() - wall_before
+    server_cpu = (cpu_seconds(server_pid) - cpu_before[0]) / wall
+    kubectl_cpu = (cpu_seconds(forward.pid) - cpu_before[1]) / wall
+    machine_after = machine_cpu_seconds()
+    machine_busy = (machine_after[0] - machine_before[0]) / (machine_after[1] - machine_before[1])
+    return mbps, (f"server process {server_cpu:.0%} of a core, kubectl port-forward {kubectl_cpu:.0%}, "
+                  f"machine {machine_busy:.0%} busy ({os.cpu_count()} CPUs)")
 
 
 def main() -> int:
@@ -250,23 +304,23 @@ def main() -> int:
             sockets = list((Path(data_dir) / "cluster").rglob("containerd.sock")) or list(Path("/run/pyk8s").rglob("containerd.sock"))
             cri_seconds = asyncio.run(cri_exec_sync(str(sockets[0]), "bench", runs))
 
+            container_id = pod["status"]["containerStatuses"][0]["containerID"].split("://")[-1]
+            runc_seconds = runc_exec(container_id, runs)
+
             # port-forward: the WebSocket tunnel kubectl uses by default, then plain SPDY
             forward, local_port = start_port_forward(server, cache, {})
-            http_download("127.0.0.1", local_port, "/blob")  # warm-up: the first connection sets up the tunnel
+            http_download("127.0.0.1", local_port, "/")  # warm-up: the first connection sets up the tunnel
             with profiled(args.py_spy, args.profile_dir, server_pid, "portforward"):
-                cpu_before = cpu_seconds(server_pid), cpu_seconds(forward.pid)
-                machine_before = machine_cpu_seconds()
-                wall_before = time.perf_counter()
-                forward_mbps = throughput(size, lambda: http_download("127.0.0.1", local_port, "/blob"))
-                wall = time.perf_counter() - wall_before
-                server_cpu = (cpu_seconds(server_pid) - cpu_before[0]) / wall
-                kubectl_cpu = (cpu_seconds(forward.pid) - cpu_before[1]) / wall
-                machine_after = machine_cpu_seconds()
-                machine_busy = (machine_after[0] - machine_before[0]) / (machine_after[1] - machine_before[1])
+                forward_mbps, forward_cpu = measure_forward(server_pid, forward, local_port, size)
             stop_port_forward(forward)
             forward, local_port = start_port_forward(server, cache, {"KUBECTL_PORT_FORWARD_WEBSOCKETS": "false"})
-            http_download("127.0.0.1", local_port, "/blob")
-            spdy_forward_mbps = throughput(size, lambda: http_download("127.0.0.1", local_port, "/blob"))
+            http_download("127.0.0.1", local_port, "/")
+            spdy_forward_mbps, spdy_forward_cpu = measure_forward(server_pid, forward, local_port, size)
+            node = json.loads(kubectl(server, cache, "get", "node", "-o", "json").stdout)["items"][0]
+            kubelet_port = node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"]
+            kubelet_mbps = asyncio.run(spdy_port_forward_download(
+                "127.0.0.1", kubelet_port, kubelet_client_context(Path(data_dir)),
+                "/portForward/default/bench?port=8080", 8080, size))
             pod_mbps = throughput(size, lambda: http_download(pod_ip, 8080, "/blob"))
             runtime_mbps = asyncio.run(runtime_port_forward(str(sockets[0]), "bench", 8080, size))
             port, _ = loopback_sender(size)
@@ -290,13 +344,17 @@ def main() -> int:
     print(f"kubectl exec POD -- true (SPDY):         {spdy_seconds * 1000:7.1f} ms")
     print(f"kubectl get pod POD (kubectl's floor):   {floor_seconds * 1000:7.1f} ms")
     print(f"raw CRI ExecSync true:                   {cri_seconds * 1000:7.1f} ms")
+    if runc_seconds is not None:
+        print(f"runc exec true (no containerd):          {runc_seconds * 1000:7.1f} ms")
     print(f"exec / floor: {exec_seconds / floor_seconds:.2f}x (goal <= 1.5x); "
           f"exec - floor - ExecSync: {(exec_seconds - floor_seconds - cri_seconds) * 1000:.1f} ms of streaming overhead")
     print(f"port-forward download:   {forward_mbps:8.1f} MB/s ({size >> 20} MiB)")
-    print(f"  CPU during it: server process {server_cpu:.0%} of a core, kubectl port-forward {kubectl_cpu:.0%}, "
-          f"machine {machine_busy:.0%} busy ({os.cpu_count()} CPUs)")
+    print(f"  CPU during it: {forward_cpu}")
     print(f"port-forward download (SPDY): {spdy_forward_mbps:4.1f} MB/s")
-    print(f"containerd stream server direct (CRI PortForward, byte-counting client): {runtime_mbps:.1f} MB/s")
+    print(f"  CPU during it: {spdy_forward_cpu}")
+    print(f"kubelet port-forward direct (SPDY over TLS, byte-counting client): {kubelet_mbps:.1f} MB/s")
+    print(f"containerd stream server direct (CRI PortForward, byte-counting client): "
+          f"{runtime_mbps:.1f} MB/s")
     print(f"pod IP direct download:  {pod_mbps:8.1f} MB/s")
     print(f"plain loopback copy:     {loopback_mbps:8.1f} MB/s")
     print(f"port-forward / loopback: {forward_mbps / loopback_mbps:.0%} (goal >= 50%)")

@@ -7,7 +7,7 @@ itself, joins the client's connection to the one it opened upstream with a `Rela
 returns an `UpgradedResponse` (which writes nothing) when the relay ends.
 
 The relay moves bytes from asyncio's data callbacks, not from coroutines: each chunk read
-(up to 256 KiB) is written to the other transport at once, and back-pressure comes from
+(up to RELAY_READ_SIZE) is written to the other transport at once, and back-pressure comes from
 asyncio's write flow control (a side with more than RELAY_HIGH_WATER queued pauses reading
 on the other) rather than from awaiting drain() per chunk. On the client side, the relay is
 aiohttp's payload parser for the upgraded connection (so bytes aiohttp read past the
@@ -35,10 +35,14 @@ class UpgradedResponse(web.StreamResponse):
 
 # ---------------------------------------------------------------- relaying without coroutines
 
-# Bytes a side may have queued for writing before the side feeding it stops reading. Large,
-# so a fast sender keeps the pipe full while the slower end catches up (TCP back-pressure
-# still reaches the sender: a side that is not read from fills its kernel buffers).
-RELAY_HIGH_WATER = 4 * 1024 * 1024
+# Bytes a side may have queued for writing before the side feeding it stops reading. Small:
+# the kernel's socket buffers (megabytes on loopback) keep the pipe full; what asyncio holds
+# beyond them only costs memory and copies (a TLS transport hands its whole backlog to the
+# socket on each resume, and every partial send re-slices the rest).
+RELAY_HIGH_WATER = 256 * 1024
+# The most one read from the upstream takes (and so the largest chunk written to the client):
+# asyncio's own read size; larger buffers fall out of the CPU's caches.
+RELAY_READ_SIZE = 256 * 1024
 
 
 def take_over(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> tuple[asyncio.Transport, bytes, bool]:
@@ -130,14 +134,20 @@ class Relay:
             self.upstream.close()
 
 
-class _UpstreamSide(asyncio.Protocol):
-    """The relay's protocol on the connection this process opened."""
+class _UpstreamSide(asyncio.BufferedProtocol):
+    """The relay's protocol on the connection this process opened. It reads into a buffer of
+    its own: on a TLS connection asyncio then decrypts straight into it (a plain Protocol gets
+    a new bytes object per 16 KiB record, joined again before data_received)."""
 
     def __init__(self, relay: Relay):
         self.relay = relay
+        self._buffer = memoryview(bytearray(RELAY_READ_SIZE))
 
-    def data_received(self, data: bytes) -> None:
-        self.relay.to_client(data)
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.relay.to_client(bytes(self._buffer[:nbytes]))  # a copy: the buffer is read into again
 
     def eof_received(self) -> bool:
         self.relay.finish()

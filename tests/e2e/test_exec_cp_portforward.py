@@ -15,6 +15,7 @@ import os
 import re
 import select
 import signal
+import socket
 import struct
 import subprocess
 import termios
@@ -342,6 +343,175 @@ def test_port_forward_over_plain_spdy(kubectl, web):
         assert hashlib.md5(forward.get(8080, "/blob")).hexdigest() == checksum
     finally:
         forward.stop()
+
+
+class Forwarded:
+    """One TCP connection to a local port kubectl forwards."""
+
+    def __init__(self, local_port: int):
+        self.sock = socket.create_connection(("127.0.0.1", local_port), timeout=60)
+
+    def exchange(self, payload: bytes) -> bytes:
+        """Send everything, half-close, read until the pod's side ends."""
+        with self.sock:
+            self.sock.sendall(payload)
+            self.sock.shutdown(socket.SHUT_WR)
+            reply = b""
+            while chunk := self.sock.recv(1 << 20):
+                reply += chunk
+            return reply
+
+
+@pytest.fixture(scope="module")
+def md5_server(kubectl):
+    """A pod answering each connection on port 7000 with the md5 of what it received, once
+    the client has half-closed (busybox nc runs md5sum on the connection)."""
+    script = 'printf "#!/bin/sh\\nexec md5sum\\n" > /md5; chmod +x /md5; exec nc -ll -p 7000 -e /md5'
+    kubectl("run", "md5", f"--image={BUSYBOX}", "--restart=Never",
+            "--overrides", json.dumps({"spec": {"terminationGracePeriodSeconds": 1}}), "--", "sh", "-c", script)
+    kubectl("wait", "--for=condition=Ready", "pod/md5", "--timeout=90s")
+    yield "md5"
+    kubectl("delete", "pod", "md5", "--wait=false")
+
+
+def sockets_in_other_network_namespaces(pid: int) -> set[str]:
+    """The process's open sockets that are not in its own network namespace (those it holds
+    in pods' namespaces): every socket inode in /proc/PID/fd minus those its namespace lists."""
+    own = set()
+    for table in ("tcp", "tcp6", "udp", "udp6", "raw", "raw6", "unix", "netlink", "packet"):
+        try:
+            lines = Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]
+        except OSError:
+            continue
+        column = {"unix": 6, "netlink": -1, "packet": -1}.get(table, 9)
+        own.update(line.split()[column] for line in lines if line.split())
+    held = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            held.add(target[len("socket:["):-1])
+    return held - own
+
+
+@pytest.mark.parametrize("websockets", ["true", "false"], ids=["websocket-tunnel", "spdy"])
+def test_port_forward_uploads_arrive_whole_and_a_half_close_reaches_the_pod(kubectl, md5_server, websockets):
+    forward = PortForward(kubectl, f"pod/{md5_server}", 7000, env={"KUBECTL_PORT_FORWARD_WEBSOCKETS": websockets})
+    try:
+        for size in (0, 1, 24 * 1024 * 1024 + 7):
+            payload = os.urandom(size)
+            reply = Forwarded(forward.local[7000]).exchange(payload)
+            assert reply.split()[0].decode() == hashlib.md5(payload).hexdigest(), size
+    finally:
+        forward.stop()
+
+
+def test_port_forward_carries_concurrent_long_transfers_both_ways_on_one_session(kubectl, web, md5_server):
+    checksum = expected_blob_md5(kubectl, web)
+    downloads = PortForward(kubectl, f"pod/{web}", 8080)
+    uploads = PortForward(kubectl, f"pod/{md5_server}", 7000)
+    try:
+        def download(_) -> str:
+            return hashlib.md5(downloads.get(8080, "/blob")).hexdigest()
+
+        def upload(index: int) -> bool:
+            payload = os.urandom(3 * 1024 * 1024 + index)
+            reply = Forwarded(uploads.local[7000]).exchange(payload)
+            return reply.split()[0].decode() == hashlib.md5(payload).hexdigest()
+        with ThreadPoolExecutor(12) as pool:
+            got = list(pool.map(download, range(8)))
+            sent = list(pool.map(upload, range(8)))
+        assert got == [checksum] * 8
+        assert sent == [True] * 8
+    finally:
+        downloads.stop()
+        uploads.stop()
+
+
+def test_port_forward_streams_without_a_port_are_reset_and_pairs_match_by_request_id(cluster, web):
+    """The SPDY session itself, as client-go's portforward drives it: error and data streams
+    of several requests interleaved, a stream kubectl would never open, a ping."""
+    import asyncio
+    import ssl as ssl_module
+
+    from pyk8s.spdy import CANCEL, PING, SpdySession, control_frame
+
+    async def session() -> None:
+        context = cluster.ssl_context()
+        context.verify_mode, context.check_hostname = ssl_module.CERT_REQUIRED, False
+        reader, writer = await asyncio.open_connection("127.0.0.1", cluster.port, ssl=context)
+        writer.write(f"POST /api/v1/namespaces/default/pods/{web}/portforward HTTP/1.1\r\nHost: x\r\n"
+                     "Connection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: portforward.k8s.io\r\n\r\n"
+                     .encode())
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert b" 101 " in head and b"portforward.k8s.io" in head
+        spdy = SpdySession(reader, writer)
+        nameless = spdy.open_stream({"streamtype": "data", "requestid": "9"})  # no port
+        errors = {rid: spdy.open_stream({"streamtype": "error", "port": port, "requestid": rid})
+                  for rid, port in (("a", "8080"), ("b", "8081"))}
+        data = {rid: spdy.open_stream({"streamtype": "data", "port": port, "requestid": rid})
+                for rid, port in (("b", "8081"), ("a", "8080"))}
+        for rid in ("a", "b"):
+            spdy.send_data(data[rid], f"GET /index.html?{rid} HTTP/1.0\r\n\r\n".encode(), fin=True)
+        writer.write(control_frame(PING, 0, (7).to_bytes(4, "big")))
+        replies, bodies, finished, events = set(), {rid: b"" for rid in data}, set(), []
+        by_stream = {stream: rid for rid, stream in data.items()}
+        async for kind, stream, payload, fin in spdy.frames():
+            events.append((kind, stream))
+            if kind == "reply":
+                replies.add(stream)
+            elif kind == "data" and stream in by_stream:
+                bodies[by_stream[stream]] += payload
+            elif kind == "reset":
+                assert (stream, payload) == (nameless, CANCEL)
+            if fin:
+                finished.add(stream)
+            if finished >= set(data.values()) | set(errors.values()) and ("ping", 0) in events:
+                break
+        writer.close()
+        assert ("reset", nameless) in events and nameless not in replies
+        assert replies == set(data.values()) | set(errors.values())
+        for rid in ("a", "b"):
+            assert bodies[rid].startswith(b"HTTP/1.") and bodies[rid].endswith(b"\r\n\r\nhello\n"), bodies[rid]
+
+    asyncio.run(asyncio.wait_for(session(), 60))
+
+
+def test_port_forward_connections_end_when_the_pod_is_deleted(kubectl, cluster):
+    """The pod's end closes what was forwarded to it and leaves no socket in its (gone)
+    network namespace; a later connection gets upstream's error and kubectl gives up."""
+    script = ('printf "#!/bin/sh\\nwhile true; do head -c 65536 /dev/zero; sleep 0.05; done\\n" > /s; chmod +x /s; '
+              'exec nc -ll -p 7001 -e /s')
+    kubectl("run", "ephemeral", f"--image={BUSYBOX}", "--restart=Never",
+            "--overrides", json.dumps({"spec": {"terminationGracePeriodSeconds": 1}}), "--", "sh", "-c", script)
+    kubectl("wait", "--for=condition=Ready", "pod/ephemeral", "--timeout=90s")
+    server_pid = cluster.process.pid
+    assert not sockets_in_other_network_namespaces(server_pid)
+    forward = PortForward(kubectl, "pod/ephemeral", 7001)
+    try:
+        streaming = socket.create_connection(("127.0.0.1", forward.local[7001]), timeout=60)
+        received = 0
+        while received < 256 * 1024:
+            received += len(streaming.recv(65536))
+        assert len(sockets_in_other_network_namespaces(server_pid)) == 1  # the kubelet's connection in the pod
+        kubectl("delete", "pod", "ephemeral", "--wait=false")
+        deadline = time.monotonic() + 60
+        with streaming:
+            try:
+                while streaming.recv(65536):
+                    assert time.monotonic() < deadline, "the forwarded connection outlived its pod"
+            except ConnectionResetError:
+                pass
+        wait_for(lambda: not sockets_in_other_network_namespaces(server_pid), timeout=30)
+        with socket.create_connection(("127.0.0.1", forward.local[7001]), timeout=30) as late:
+            assert late.recv(65536) == b""
+        assert forward.process.wait(timeout=30) != 0
+    finally:
+        stderr = forward.stop()
+        kubectl("delete", "pod", "ephemeral", "--ignore-not-found", "--wait=false")
+    assert "error forwarding port 7001" in stderr and "lost connection to pod" in stderr
 
 
 # ---------------------------------------------------------------- attach and run -it --rm

@@ -13,11 +13,11 @@ ALLOWED = {
     "api": {"api"},
     "storage": {"storage"},
     "client": {"client", "api"},
-    "apiserver": {"apiserver", "api", "storage", "httpstream",
+    "apiserver": {"apiserver", "api", "storage", "httpstream", "spdy",
                   "cluster"},  # cluster.pki only, for its serving and kubelet-client TLS contexts
     "controllers": {"controllers", "client", "api"},
     "scheduler": {"scheduler", "client", "api"},
-    "kubelet": {"kubelet", "client", "api", "httpstream", "hostnet"},
+    "kubelet": {"kubelet", "client", "api", "httpstream", "spdy", "hostnet"},
     "cluster": {"cluster", "client", "api", "apiserver", "storage", "controllers", "scheduler", "kubelet",
                 "hostnet"},
     "cli": {"cli", "cluster", "client", "api", "kubelet"},

@@ -10,31 +10,32 @@ What clients send (see shared/reference/kubectl-wire-contract.md):
 - Older clients (and kubectl with KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false, or after a
   refused WebSocket upgrade) send `Upgrade: SPDY/3.1` with `X-Stream-Protocol-Version`.
 
-What the node speaks: the kubelet splices each upgrade to containerd's stream server, which
-knows SPDY (v4.channel.k8s.io, portforward.k8s.io) and WebSocket v4 but not v5 — and v4
-WebSockets cannot half-close stdin. So, like upstream's API server (StreamTranslatorProxy):
+What the node speaks: SPDY. The kubelet serves port-forward (portforward.k8s.io) itself and
+splices exec/attach to containerd's stream server, which knows SPDY (v4.channel.k8s.io) and
+WebSocket v4 but not v5 — and v4 WebSockets cannot half-close stdin. So, like upstream's API
+server (StreamTranslatorProxy):
 - WebSocket v5/v4 exec/attach is translated here into a SPDY session to the kubelet
-  (`SpdySession`, our own framing: zlib header blocks with the SPDY/3 dictionary), one SPDY
-  stream per channel; channel 255 becomes a FIN on the stdin stream; the error stream's
-  Status becomes channel 3 (kubectl prints "command terminated with exit code N" from its
-  NonZeroExitCode/ExitCode cause).
+  (`pyk8s.spdy.SpdySession`, framing shared with the kubelet), one SPDY stream per channel;
+  channel 255 becomes a FIN on the stdin stream; the error stream's Status becomes channel 3
+  (kubectl prints "command terminated with exit code N" from its NonZeroExitCode/ExitCode
+  cause).
 - The port-forward tunnel needs no translation: the WebSocket messages' bytes are the SPDY
   session, so they are copied to and from a SPDY upgrade to the kubelet.
 - Plain SPDY from the client is spliced byte for byte to the kubelet's upgrade.
 
 Performance (bench/streaming.py): the port-forward tunnel and the SPDY splice move bytes with
-`pyk8s.httpstream.Relay` (event-loop callbacks, one WebSocket frame per chunk read, flow
-control by pause/resume reading instead of a drain per chunk). Each upgrade needs a new
-connection to the kubelet, so one is kept dialled ahead per node (`SpareKubeletConnections`):
-the TCP and TLS handshakes are off the exec's critical path.
+`pyk8s.httpstream.Relay` (event-loop callbacks, one WebSocket frame per chunk read — up to
+256 KiB, decrypted straight into the relay's buffer —, flow control by pause/resume reading
+instead of a drain per chunk). The SPDY frames inside are the kubelet's, passed on as they
+are: their size, not this hop, decides how much work kubectl does per byte. Each upgrade
+needs a new connection to the kubelet, so one is kept dialled ahead per node
+(`SpareKubeletConnections`): the TCP and TLS handshakes are off the exec's critical path.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import struct
-import zlib
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -45,6 +46,7 @@ from pyk8s.api import errors
 from pyk8s.api.resources import lookup
 from pyk8s.apiserver import nodeproxy
 from pyk8s.httpstream import Relay, UpgradedResponse, take_over, websocket_binary_frame_head
+from pyk8s.spdy import SpdySession
 
 log = logging.getLogger("pyk8s.apiserver.streaming")
 
@@ -54,125 +56,6 @@ STDIN, STDOUT, STDERR, STATUS, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
 # StreamReader buffer for the kubelet's connection (the SPDY session of a translated exec):
 # large, so a burst of output is taken in one read rather than many small ones.
 _READ_LIMIT = 1024 * 1024
-
-
-# ---------------------------------------------------------------- SPDY/3.1 framing
-
-def _spdy3_dictionary() -> bytes:
-    """The SPDY/3 header-compression dictionary (draft-mbelshe-httpbis-spdy-00 §2.6.10.1):
-    length-prefixed header names and values, then a block of common value text."""
-    words = ("options head post put delete trace accept accept-charset accept-encoding accept-language "
-             "accept-ranges age allow authorization cache-control connection content-base content-encoding "
-             "content-language content-length content-location content-md5 content-range content-type date "
-             "etag expect expires from host if-match if-modified-since if-none-match if-range "
-             "if-unmodified-since last-modified location max-forwards pragma proxy-authenticate "
-             "proxy-authorization range referer retry-after server te trailer transfer-encoding upgrade "
-             "user-agent vary via warning www-authenticate method get status").split()
-    words += ["200 OK", "version", "HTTP/1.1", "url", "public", "set-cookie", "keep-alive", "origin"]
-    tail = ("100101201202205206300302303304305306307402405406407408409410411412413414415416417502504505"
-            "203 Non-Authoritative Information204 No Content301 Moved Permanently400 Bad Request"
-            "401 Unauthorized403 Forbidden404 Not Found500 Internal Server Error501 Not Implemented"
-            "503 Service UnavailableJan Feb Mar Apr May Jun Jul Aug Sept Oct Nov Dec 00:00:00 "
-            "Mon, Tue, Wed, Thu, Fri, Sat, Sun, GMTchunked,text/html,image/png,image/jpg,image/gif,"
-            "application/xml,application/xhtml+xml,text/plain,text/javascript,publicprivatemax-age="
-            "gzip,deflate,sdchcharset=utf-8charset=iso-8859-1,utf-,*,enq=0.")
-    return b"".join(struct.pack(">I", len(word)) + word.encode() for word in words) + tail.encode()
-
-
-SPDY3_DICTIONARY = _spdy3_dictionary()
-assert len(SPDY3_DICTIONARY) == 1423
-
-SYN_STREAM, SYN_REPLY, RST_STREAM, SETTINGS, PING, GOAWAY, HEADERS, WINDOW_UPDATE = 1, 2, 3, 4, 6, 7, 8, 9
-FLAG_FIN = 0x01
-
-
-class SpdySession:
-    """The client half of a SPDY/3.1 session on an upgraded connection: opens streams, sends
-    data (with FIN for half-close) and yields what the server sends. Flow control is not
-    enforced, as in the Go library (spdystream) on the other end."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
-        self.reader = reader
-        self.writer = writer
-        self._next_stream_id = 1  # client-initiated streams are odd
-        # One compression context per direction for the whole session (SPDY/3 §2.6.10).
-        self._deflate = zlib.compressobj(zdict=SPDY3_DICTIONARY)
-        self._inflate = zlib.decompressobj(zdict=SPDY3_DICTIONARY)
-
-    def _control(self, frame_type: int, flags: int, payload: bytes) -> None:
-        self.writer.write(struct.pack(">HHI", 0x8003, frame_type, (flags << 24) | len(payload)) + payload)
-
-    def _header_block(self, headers: dict[str, str]) -> bytes:
-        block = bytearray(struct.pack(">I", len(headers)))
-        for name, value in headers.items():
-            name_bytes, value_bytes = name.lower().encode(), value.encode()
-            block += struct.pack(">I", len(name_bytes)) + name_bytes + struct.pack(">I", len(value_bytes)) + value_bytes
-        return self._deflate.compress(bytes(block)) + self._deflate.flush(zlib.Z_SYNC_FLUSH)
-
-    def open_stream(self, headers: dict[str, str]) -> int:
-        stream_id = self._next_stream_id
-        self._next_stream_id += 2
-        self._control(SYN_STREAM, 0, struct.pack(">IIBB", stream_id, 0, 0, 0) + self._header_block(headers))
-        return stream_id
-
-    def send_data(self, stream_id: int, data: bytes, *, fin: bool = False) -> None:
-        view = memoryview(data)
-        while True:
-            piece, view = view[:0xFFFFFF], view[0xFFFFFF:]
-            last = not len(view)
-            flags = FLAG_FIN if (fin and last) else 0
-            self.writer.write(struct.pack(">II", stream_id & 0x7FFFFFFF, (flags << 24) | len(piece)) + bytes(piece))
-            if last:
-                return
-
-    def reset(self, stream_id: int, status: int = 5) -> None:  # 5 = CANCEL
-        self._control(RST_STREAM, 0, struct.pack(">II", stream_id, status))
-
-    async def frames(self):
-        """Yield ("data", stream, bytes, fin), ("reply", stream, headers, fin), ("reset", stream,
-        status, True) and ("goaway", 0, b"", True) until the connection ends."""
-        reader = self.reader
-        while True:
-            try:
-                head = await reader.readexactly(8)
-                first, second = struct.unpack(">II", head)
-                length = second & 0xFFFFFF
-                payload = await reader.readexactly(length) if length else b""
-            except (asyncio.IncompleteReadError, ConnectionError):
-                return
-            flags = second >> 24
-            if not first & 0x80000000:
-                yield "data", first & 0x7FFFFFFF, payload, bool(flags & FLAG_FIN)
-                continue
-            frame_type = first & 0xFFFF
-            if frame_type in (SYN_REPLY, HEADERS):
-                stream_id = struct.unpack(">I", payload[:4])[0] & 0x7FFFFFFF
-                yield "reply", stream_id, self._parse_headers(payload[4:]), bool(flags & FLAG_FIN)
-            elif frame_type == RST_STREAM:
-                stream_id, status = struct.unpack(">II", payload[:8])
-                yield "reset", stream_id & 0x7FFFFFFF, status, True
-            elif frame_type == PING:
-                self._control(PING, 0, payload)  # a ping is answered with the same id
-            elif frame_type == GOAWAY:
-                yield "goaway", 0, b"", True
-            elif frame_type == SYN_STREAM:
-                # Servers in these protocols never open streams; refuse any that appear.
-                stream_id = struct.unpack(">I", payload[:4])[0] & 0x7FFFFFFF
-                self._parse_headers(payload[10:])  # keep the shared zlib context in step
-                self.reset(stream_id, 3)  # REFUSED_STREAM
-            # SETTINGS and WINDOW_UPDATE need no answer.
-
-    def _parse_headers(self, compressed: bytes) -> dict[str, str]:
-        raw = self._inflate.decompress(compressed)
-        count, position, headers = struct.unpack(">I", raw[:4])[0], 4, {}
-        for _ in range(count):
-            (name_length,) = struct.unpack(">I", raw[position:position + 4])
-            name = raw[position + 4:position + 4 + name_length].decode()
-            position += 4 + name_length
-            (value_length,) = struct.unpack(">I", raw[position:position + 4])
-            headers[name] = raw[position + 4:position + 4 + value_length].decode()
-            position += 4 + value_length
-        return headers
 
 
 # ---------------------------------------------------------------- raw connections

@@ -3,17 +3,24 @@
 `GET|POST /exec/{namespace}/{pod}/{container}?command=..&input=1&output=1&error=1&tty=1`,
 `/attach/{namespace}/{pod}/{container}?...` and `/portForward/{namespace}/{pod}` are what the
 API server's `pods/exec|attach|portforward` subresources reach (upstream kubelet's server
-paths). Each request asks the runtime (CRI Exec / Attach / PortForward) for a fresh stream
-URL — containerd's URLs are single-use — then opens that URL with the caller's upgrade
-headers and, once containerd answers 101, splices the two connections byte for byte
-(upstream's kubelet proxies the same way). Whatever containerd's stream server speaks
-(SPDY/3.1 with v4.channel.k8s.io or portforward.k8s.io, WebSocket v4) therefore passes
-through unchanged; the API server is the one that translates newer protocols.
+paths).
 
-Data flow (`pyk8s.httpstream.Relay`, all in event-loop callbacks): client bytes -> aiohttp
-protocol -> containerd's transport; containerd bytes -> client transport. A side with more
-than a few MiB queued makes the other stop reading until it drains. Either side closing
-ends both.
+exec and attach: each request asks the runtime (CRI Exec / Attach) for a fresh stream URL —
+containerd's URLs are single-use — then opens that URL with the caller's upgrade headers and,
+once containerd answers 101, splices the two connections byte for byte (upstream's kubelet
+proxies the same way). Whatever containerd's stream server speaks (SPDY/3.1 with
+v4.channel.k8s.io, WebSocket v4) passes through unchanged; the API server is the one that
+translates newer protocols.
+
+port-forward over SPDY is served here, without the runtime's stream server
+(`pyk8s.kubelet.portforward`): the kubelet finds the sandbox's network namespace (CRI
+PodSandboxStatus, verbose) and dials the pod's ports from inside it. Only a WebSocket
+port-forward request (the API server never sends one) still goes to containerd.
+
+Data flow of the splices (`pyk8s.httpstream.Relay`, all in event-loop callbacks): client
+bytes -> aiohttp protocol -> containerd's transport; containerd bytes -> client transport. A
+side with more than RELAY_HIGH_WATER queued makes the other stop reading until it drains.
+Either side closing ends both.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from aiohttp import web
 
 from pyk8s.httpstream import Relay, UpgradedResponse, take_over
 
+from pyk8s.kubelet import portforward
 from pyk8s.kubelet.cri import CRIClient, CRIError
 from pyk8s.kubelet.cri.messages import CONTAINER_RUNNING, SANDBOX_READY
 
@@ -169,21 +177,53 @@ class StreamingRoutes:
         return await proxy_to_stream_url(request, reply["url"])
 
     async def port_forward(self, request: web.Request) -> web.StreamResponse:
+        """SPDY port-forward is served here (pyk8s.kubelet.portforward); a WebSocket one (the
+        API server never sends it, but the kubelet's API accepts it) goes to the runtime."""
         info = request.match_info
+        websocket = request.headers.get("Upgrade", "").lower() == "websocket"
+        if not websocket:
+            if not request.headers.get("Upgrade", "").lower().startswith("spdy/"):
+                return _status(400, "BadRequest", "Upgrade request required")
+            refusal = portforward.negotiate(request)
+            if refusal is not None:
+                return refusal
         try:
             cri = self._cri()
-            sandboxes = [s for s in await cri.list_sandboxes({POD_NAMESPACE: info["namespace"], POD_NAME: info["pod"]})
-                         if s.get("state") == SANDBOX_READY]
-            if not sandboxes:
-                raise LookupError(f'pod "{info["pod"]}" not found')
-            sandbox = max(sandboxes, key=lambda s: s.get("created_at", 0))
-            ports = [int(p) for p in request.query.getall("port", []) if p.isdigit()]
-            reply = await cri.call("PortForward", {"pod_sandbox_id": sandbox["id"], "port": ports})
+            sandbox = await self._ready_sandbox(cri, info["namespace"], info["pod"])
+            if websocket:
+                ports = [int(p) for p in request.query.getall("port", []) if p.isdigit()]
+                reply = await cri.call("PortForward", {"pod_sandbox_id": sandbox["id"], "port": ports})
+                return await proxy_to_stream_url(request, reply["url"])
+            netns_path = await self._network_namespace(cri, sandbox["id"])
         except LookupError as error:
             return _status(404, "NotFound", str(error))
         except CRIError as error:
             return _status(500, "InternalError", error.details)
-        return await proxy_to_stream_url(request, reply["url"])
+        return await portforward.serve(request, sandbox["id"], netns_path)
+
+    async def _ready_sandbox(self, cri: CRIClient, namespace: str, pod: str) -> dict[str, Any]:
+        sandboxes = [s for s in await cri.list_sandboxes({POD_NAMESPACE: namespace, POD_NAME: pod})
+                     if s.get("state") == SANDBOX_READY]
+        if not sandboxes:
+            raise LookupError(f'pod "{pod}" not found')
+        return max(sandboxes, key=lambda s: s.get("created_at", 0))
+
+    @staticmethod
+    async def _network_namespace(cri: CRIClient, sandbox_id: str) -> str | None:
+        """The sandbox's network namespace path from the runtime's verbose status (its OCI
+        spec); None for a host-network pod (no network namespace of its own)."""
+        reply = await cri.call("PodSandboxStatus", {"pod_sandbox_id": sandbox_id, "verbose": True})
+        try:
+            info = orjson.loads((reply.get("info") or {}).get("info") or "{}")
+        except orjson.JSONDecodeError:
+            info = {}
+        spec = info.get("runtimeSpec")
+        if not spec or info.get("netNamespaceClosed"):
+            raise LookupError(f'network namespace for sandbox "{sandbox_id}" is closed')
+        for namespace in (spec.get("linux") or {}).get("namespaces") or []:
+            if namespace.get("type") == "network":
+                return namespace.get("path") or None
+        return None
 
 
 def runtime_of(find_log: Any) -> Callable[[], CRIClient | None]:
