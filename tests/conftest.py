@@ -7,6 +7,8 @@ loopback up, so every server, kubectl and client the tests start can reach nothi
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import os
 import shutil
 import subprocess
@@ -45,6 +47,47 @@ class Kubectl:
 
     def __call__(self, *args: str, **kwargs) -> str:
         return self.run(*args, **kwargs).stdout
+
+
+def eventually(check, timeout: float = 20.0, *, what: str = "condition", interval: float = 0.1, context=None):
+    """Calls `check()` every `interval` seconds and returns its first truthy value.
+
+    `check()` runs at least once, and once more after `timeout` has passed, before the wait
+    fails with an AssertionError naming `what`, the timeout, the last value and, when given,
+    what `context()` returns (a log tail, say). An exception from `check()` ends the wait.
+    """
+    done = _until(timeout, what, context)
+    while not done(last := check()):
+        time.sleep(interval)
+    return last
+
+
+async def eventually_async(check, timeout: float = 20.0, *, what: str = "condition", interval: float = 0.1,
+                           context=None):
+    """`eventually` inside an event loop: what `check()` returns is awaited when it is
+    awaitable, and the loop keeps running between calls (asyncio.sleep)."""
+    done = _until(timeout, what, context)
+    while not done(last := await _resolved(check())):
+        await asyncio.sleep(interval)
+    return last
+
+
+def _until(timeout: float, what: str, context):
+    """`done(value)`: True for a truthy value, False before the deadline, an AssertionError after it."""
+    deadline = time.monotonic() + timeout
+
+    def done(value) -> bool:
+        if value:
+            return True
+        if time.monotonic() < deadline:
+            return False
+        message = f"timed out after {timeout}s waiting for {what}; last value: {value!r}"
+        raise AssertionError(f"{message}\n{context()}" if context is not None else message)
+    return done
+
+
+async def _resolved(value):
+    return await value if inspect.isawaitable(value) else value
 
 
 @pytest.fixture(scope="module")

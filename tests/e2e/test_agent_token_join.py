@@ -16,7 +16,6 @@ import signal
 import ssl
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -24,6 +23,8 @@ from pathlib import Path
 import pytest
 
 from pyk8s.cluster.localcluster import LocalServer
+
+from conftest import eventually
 
 KUBECTL = str(Path(sys.executable).with_name("kubectl"))
 NODE = "joined-node"
@@ -78,16 +79,14 @@ class JoinedCluster:
         return json.loads(out) if out.strip() else None
 
     def wait_for(self, what, timeout: float = 90.0, interval: float = 0.2):
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            if self.agent is not None and self.agent.poll() is not None:
-                raise AssertionError(f"the agent exited with {self.agent.returncode}:\n{self.log_tail()}")
-            last = what()
-            if last:
-                return last
-            time.sleep(interval)
-        raise AssertionError(f"condition not met in {timeout}s (last: {last!r})\n{self.log_tail()}")
+        """`eventually(what)`, but failing at once if the agent exits meanwhile."""
+        return eventually(lambda: self.agent_running() and what(), timeout, interval=interval, context=self.log_tail)
+
+    def agent_running(self) -> bool:
+        """True, unless the agent was started and has exited: then an AssertionError with its log."""
+        if self.agent is not None and self.agent.poll() is not None:
+            raise AssertionError(f"the agent exited with {self.agent.returncode}:\n{self.log_tail()}")
+        return True
 
     def log_tail(self) -> str:
         text = self.agent_log.read_text(errors="replace") if self.agent_log.exists() else ""

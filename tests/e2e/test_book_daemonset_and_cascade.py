@@ -9,9 +9,10 @@ There is no kubelet: a fake Node is registered, and pods stay Pending.
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
+
+from conftest import eventually
 
 PI_PROXY_DS = """
 apiVersion: apps/v1
@@ -40,17 +41,6 @@ spec:
 """
 
 NODE = "book-node-ch06"
-
-
-def eventually(check, timeout=20.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.1)  # polling interval while waiting on a condition
-    raise AssertionError(f"timed out waiting for {what}; last value: {last!r}")
 
 
 def pods(kubectl, selector):

@@ -15,6 +15,8 @@ import uuid
 
 import pytest
 
+from conftest import eventually
+
 
 # kubectl's client-side validation downloads the OpenAPI document, which the server does not
 # serve completely yet; the controllers under test do not depend on it.
@@ -22,17 +24,6 @@ APPLY: tuple[str, ...] = ()  # client-side validation runs against our OpenAPI d
 
 
 # -- helpers ------------------------------------------------------------------------------
-
-def wait_for(condition, timeout: float = 20.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}; last value: {value!r}")
-        time.sleep(0.1)
-
 
 def rows(output: str) -> list[list[str]]:
     lines = [line for line in output.splitlines() if line.strip()]
@@ -102,7 +93,7 @@ def rollout_done(kubectl, readiness, ns, name):
     def step():
         readiness.mark_all(ns)
         return readiness.rollout_complete(ns, name)
-    wait_for(step, what=f"rollout of {name}")
+    eventually(step, what=f"rollout of {name}")
     return kubectl("rollout", "status", f"deploy/{name}", "-n", ns, "--timeout=5s")
 
 
@@ -132,25 +123,25 @@ spec:
 
 def test_ch2_relabelled_pod_is_replaced_and_relabelling_back_removes_one(kubectl, ns):
     kubectl("create", "deployment", "hello-kiamol-2", "--image=kiamol/ch02-hello-kiamol", "-n", ns)
-    wait_for(lambda: len(pod_rows(kubectl, ns, "-l", "app")) == 1, what="first pod")
+    eventually(lambda: len(pod_rows(kubectl, ns, "-l", "app")) == 1, what="first pod")
     # Book 2.3: relabel the pod out of the Deployment: it is released and replaced.
     out = kubectl("label", "pods", "-n", ns, "-l", "app=hello-kiamol-2", "--overwrite", "app=hello-kiamol-x")
     assert re.fullmatch(r"pod/hello-kiamol-2-[a-z0-9]+-[a-z0-9]{5} labeled\n", out)
-    both = wait_for(lambda: (r := pod_rows(kubectl, ns, "-l", "app")) and len(r) == 2 and r, what="replacement")
+    both = eventually(lambda: (r := pod_rows(kubectl, ns, "-l", "app")) and len(r) == 2 and r, what="replacement")
     owners = {app: owner for _, app, owner, _ in both}
     assert owners["hello-kiamol-x"] == "<none>"
     assert owners["hello-kiamol-2"].startswith("hello-kiamol-2-")
     # Relabel it back: adopted again, and the ReplicaSet deletes one pod.
     kubectl("label", "pods", "-n", ns, "-l", "app=hello-kiamol-x", "--overwrite", "app=hello-kiamol-2")
-    final = wait_for(lambda: (r := pod_rows(kubectl, ns, "-l", "app")) and len(r) == 1 and r, what="one pod")
+    final = eventually(lambda: (r := pod_rows(kubectl, ns, "-l", "app")) and len(r) == 1 and r, what="one pod")
     assert final[0][1] == "hello-kiamol-2"
 
 
 def test_ch2_deleted_pod_is_replaced_and_owned_by_the_replicaset(kubectl, ns):
     kubectl("create", "deployment", "hello-kiamol-2", "--image=kiamol/ch02-hello-kiamol", "-n", ns)
-    [first] = wait_for(lambda: pod_rows(kubectl, ns), what="pod")
+    [first] = eventually(lambda: pod_rows(kubectl, ns), what="pod")
     kubectl("delete", "pod", first[0], "-n", ns, "--wait=false")
-    [second] = wait_for(lambda: [r for r in pod_rows(kubectl, ns) if r[0] != first[0]], what="replacement")
+    [second] = eventually(lambda: [r for r in pod_rows(kubectl, ns) if r[0] != first[0]], what="replacement")
     owners = kubectl("get", "po", "-n", ns, "-o",
                      "custom-columns=NAME:.metadata.name,OWNER:.metadata.ownerReferences[0].name")
     assert [second[0], second[2]] in rows(owners)
@@ -171,9 +162,9 @@ def test_ch6_scale_then_revert_template_scales_old_replicaset_back_up(kubectl, r
     rollout_done(kubectl, readiness, ns, "pi-web")
     # The manual scale changes the current ReplicaSet only.
     assert kubectl("scale", "--replicas=4", "deploy/pi-web", "-n", ns).strip() == "deployment.apps/pi-web scaled"
-    wait_for(lambda: {r[0]: r[1] for r in rows(kubectl("get", "rs", "-n", ns, "-l", "app=pi-web"))}.get(original) == "0"
-             and sorted(r[1] for r in rows(kubectl("get", "rs", "-n", ns, "-l", "app=pi-web"))) == ["0", "4"],
-             what="scaled to 4")
+    eventually(lambda: {r[0]: r[1] for r in rows(kubectl("get", "rs", "-n", ns, "-l", "app=pi-web"))}.get(original) == "0"
+               and sorted(r[1] for r in rows(kubectl("get", "rs", "-n", ns, "-l", "app=pi-web"))) == ["0", "4"],
+               what="scaled to 4")
     # Back to the original spec: the original ReplicaSet (same name, same hash) scales up again.
     kubectl("apply", *APPLY, "-n", ns, "-f", "-", input=pi_web("kiamol/ch05-pi", 3))
     rollout_done(kubectl, readiness, ns, "pi-web")
@@ -192,7 +183,7 @@ def test_scaling_by_editing_replicas_in_the_spec(kubectl, readiness, ns):
     kubectl("apply", *APPLY, "-n", ns, "-f", "-", input=pi_web("kiamol/ch05-pi", 1))
     rollout_done(kubectl, readiness, ns, "pi-web")
     kubectl("patch", "deploy/pi-web", "-n", ns, "--type=merge", "-p", '{"spec":{"replicas":3}}')
-    wait_for(lambda: len(pod_rows(kubectl, ns)) == 3, what="3 pods")
+    eventually(lambda: len(pod_rows(kubectl, ns)) == 3, what="3 pods")
     out = rollout_done(kubectl, readiness, ns, "pi-web")
     assert out.strip() == 'deployment "pi-web" successfully rolled out'
     [[_, desired, current, ready, _]] = rows(kubectl("get", "rs", "-n", ns))
@@ -225,8 +216,8 @@ def test_rollout_pause_resume_and_restart(kubectl, readiness, ns):
     rollout_done(kubectl, readiness, ns, "pi-web")
     assert kubectl("rollout", "pause", "deploy/pi-web", "-n", ns).strip() == "deployment.apps/pi-web paused"
     kubectl("set", "image", "deploy/pi-web", "web=kiamol/ch05-pi:v2", "-n", ns)
-    wait_for(lambda: "DeploymentPaused" in kubectl("get", "deploy/pi-web", "-n", ns, "-o",
-                                                   "jsonpath={.status.conditions[*].reason}"))
+    eventually(lambda: "DeploymentPaused" in kubectl("get", "deploy/pi-web", "-n", ns, "-o",
+                                                     "jsonpath={.status.conditions[*].reason}"))
     assert len(rows(kubectl("get", "rs", "-n", ns))) == 1
     assert kubectl("rollout", "resume", "deploy/pi-web", "-n", ns).strip() == "deployment.apps/pi-web resumed"
     rollout_done(kubectl, readiness, ns, "pi-web")

@@ -23,6 +23,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import eventually
+
 KUBECTL = str(Path(sys.executable).with_name("kubectl"))
 
 
@@ -149,18 +151,18 @@ class LineReader:
             self.lines.put(line.rstrip("\n"))
 
     def wait_for(self, predicate, timeout: float = 15.0) -> str:
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError(f"no matching line within {timeout}s; saw {self.seen}")
-            try:
-                line = self.lines.get(timeout=remaining)
-            except queue.Empty:
-                continue
-            self.seen.append(line)
-            if predicate(line):
-                return line
+        """The next line `predicate` accepts; the lines before it are used up."""
+        return eventually(lambda: self._next_line(predicate), timeout, what="a matching line", interval=0,
+                          context=lambda: f"saw {self.seen}")
+
+    def _next_line(self, predicate) -> str | None:
+        """The next line if `predicate` accepts it, else None (also when none comes within 0.1 s)."""
+        try:
+            line = self.lines.get(timeout=0.1)
+        except queue.Empty:
+            return None
+        self.seen.append(line)
+        return line if predicate(line) else None
 
 
 def test_get_watch_prints_new_and_changed_pods(kubectl, namespace):

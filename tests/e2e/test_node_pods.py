@@ -20,6 +20,8 @@ import pytest
 
 from pyk8s.cluster.localcluster import LocalServer
 
+from conftest import eventually
+
 KUBECTL = str(Path(sys.executable).with_name("kubectl"))
 NODE = "node-1"
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not Path("/usr/bin/containerd").exists(),
@@ -66,14 +68,8 @@ class Cluster:
         self.agent = None
 
     def wait_for(self, what, timeout: float = 60.0, interval: float = 0.2):
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            last = what()
-            if last:
-                return last
-            time.sleep(interval)
-        raise AssertionError(f"condition not met in {timeout}s (last: {last!r})\n{self.agent_log()}")
+        """`eventually(what)`, with the agent's log tail in the failure."""
+        return eventually(what, timeout, interval=interval, context=self.agent_log)
 
     def agent_log(self) -> str:
         path = self.agent_dir.parent / "agent.log"

@@ -16,7 +16,6 @@ import socket
 import ssl
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -24,6 +23,8 @@ from pathlib import Path
 import pytest
 
 from pyk8s.cluster.localcluster import LocalServer
+
+from conftest import eventually
 
 KUBECTL = str(Path(sys.executable).with_name("kubectl"))
 BUSYBOX = "pyk8s/busybox:1.35"
@@ -50,14 +51,8 @@ class Node:
         return json.loads(out) if out.strip() else None
 
     def wait_for(self, what, timeout: float = 60.0, interval: float = 0.1):
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            last = what()
-            if last:
-                return last
-            time.sleep(interval)
-        raise AssertionError(f"condition not met in {timeout}s (last: {last!r})\n{self.server.log_tail()}")
+        """`eventually(what)`, with the server's log tail in the failure."""
+        return eventually(what, timeout, interval=interval, context=self.server.log_tail)
 
     def ready(self) -> bool:
         node = self.get("node", self.name, namespace="")

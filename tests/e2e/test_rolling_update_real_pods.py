@@ -19,6 +19,8 @@ import pytest
 from pyk8s.api.resources import lookup
 from pyk8s.client import Client
 
+from conftest import eventually_async
+
 BUSYBOX = "pyk8s/busybox:1.35"
 PODS = lookup("", "v1", "pods")
 REPLICAS = 10
@@ -116,17 +118,6 @@ async def follow_pods(client: Client, namespace: str, counter: ReadyPodCounter, 
             resource_version = event["object"]["metadata"]["resourceVersion"]
 
 
-async def wait_until(check, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}; last value: {value!r}")
-        await asyncio.sleep(0.1)
-
-
 def replicasets(kubectl, namespace: str, name: str) -> dict[str, dict]:
     listed = json.loads(kubectl("get", "replicasets", "-n", namespace, "-l", f"app={name}", "-o", "json"))
     return {rs["metadata"]["labels"]["pod-template-hash"]: rs for rs in listed["items"]}
@@ -141,8 +132,8 @@ async def rollout_within_bounds(kubectl, namespace: str, name: str, counter: Rea
     await asyncio.to_thread(kubectl, "rollout", "status", f"deployment/{name}", "-n", namespace, "--timeout=60s")
     template_hash = await asyncio.to_thread(scaled_template_hash, kubectl, namespace, name)
     # The watch lags the API a little: let it see the finished rollout before judging it.
-    await wait_until(lambda: counter.ready_with_hash() == {template_hash: REPLICAS}, 30,
-                     f"the watch to see {REPLICAS} ready pods of {template_hash}")
+    await eventually_async(lambda: counter.ready_with_hash() == {template_hash: REPLICAS}, 30,
+                           what=f"the watch to see {REPLICAS} ready pods of {template_hash}")
     assert counter.ready_counts, "the watch saw no pod change during the rollout"
     assert min(counter.ready_counts) >= REPLICAS - MAX_UNAVAILABLE, counter.ready_counts
     assert max(counter.ready_counts) <= REPLICAS + MAX_SURGE, counter.ready_counts

@@ -5,9 +5,10 @@ through the API server."""
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
+
+from conftest import eventually
 
 BUSYBOX = "pyk8s/busybox:1.35"
 
@@ -17,17 +18,6 @@ def kubectl(cluster, tmp_path):
     from conftest import Kubectl
 
     return Kubectl(cluster, tmp_path / "kube-cache")
-
-
-def wait_for(predicate, timeout: float = 60.0, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(interval)
 
 
 def test_embedded_node_is_ready_and_runs_a_pod_whose_logs_kubectl_reads(kubectl):
@@ -42,7 +32,8 @@ def test_embedded_node_is_ready_and_runs_a_pod_whose_logs_kubectl_reads(kubectl)
     assert pod["spec"]["nodeName"] == nodes[0]["metadata"]["name"]
     assert pod["status"]["podIP"].startswith("10.42.")
     assert pod["status"]["containerStatuses"][0]["containerID"].startswith("containerd://")
-    assert wait_for(lambda: kubectl("logs", "hello").strip() == "hello from pyk8s")
+    assert eventually(lambda: kubectl("logs", "hello").strip() == "hello from pyk8s", 60, what="the pod's logs",
+                      interval=0.2)
 
     # The Events a learner sees in `kubectl describe pod` (book chapter 2), from the
     # scheduler and the kubelet.
@@ -50,7 +41,7 @@ def test_embedded_node_is_ready_and_runs_a_pod_whose_logs_kubectl_reads(kubectl)
         described = kubectl("describe", "pod", "hello")
         wanted = ["Scheduled", "Pulled", "Created", "Started"]
         return all(f"Normal  {reason}" in described for reason in wanted) and described
-    described = wait_for(events_shown, timeout=20)
+    described = eventually(events_shown, 20, what="the pod's events in describe", interval=0.2)
     assert f'Container image "{BUSYBOX}" already present on machine' in described
     assert "Created container: hello" in described and "Started container hello" in described
 
@@ -76,5 +67,5 @@ def test_deployment_pods_run_on_the_node_and_are_replaced_when_deleted(kubectl):
         names = {p["metadata"]["name"] for p in now if p["status"].get("phase") == "Running"
                  and not p["metadata"].get("deletionTimestamp")}
         return len(names) == 2 and victim not in names
-    assert wait_for(replaced)
+    assert eventually(replaced, 60, what="the deleted pod replaced", interval=0.2)
     kubectl("delete", "deployment", "web")

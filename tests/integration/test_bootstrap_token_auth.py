@@ -15,7 +15,6 @@ import datetime
 import hashlib
 import json
 import ssl
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -29,6 +28,8 @@ from pyk8s.apiserver.bootstrap import bootstrap_token_secret
 from pyk8s.client import Client
 from pyk8s.client.nodetoken import NodeTokenError, discover_cluster_ca, parse_node_token
 from pyk8s.cluster.localcluster import LocalServer
+
+from conftest import eventually
 
 SECRETS = lookup("", "v1", "secrets")
 PODS_PATH = "/api/v1/namespaces/default/pods"
@@ -94,17 +95,6 @@ def rfc3339(offset: datetime.timedelta) -> str:
     return (datetime.datetime.now(datetime.timezone.utc) + offset).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def wait_until(check, timeout: float = 20.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}; last value: {last!r}")
-
-
 def test_node_token_file_pins_the_ca_and_holds_a_working_bootstrap_token(server):
     path = server.data_dir / "node-token"
     assert path.stat().st_mode & 0o777 == 0o600
@@ -157,7 +147,7 @@ def test_deleted_token_stops_working_after_the_cache_window(server):
     token = create_token(server)
     assert request(server, "GET", PODS_PATH, token=token)[0] == 200
     delete_token(server, token)
-    wait_until(lambda: request(server, "GET", PODS_PATH, token=token)[0] == 401, what="the deleted token refused")
+    eventually(lambda: request(server, "GET", PODS_PATH, token=token)[0] == 401, what="the deleted token refused")
 
 
 def test_cluster_info_is_readable_anonymously_and_holds_only_ca_and_server(server):

@@ -12,12 +12,15 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from functools import partial
 
 import pytest
 
 from pyk8s.api import errors
 from pyk8s.api.resources import lookup
 from pyk8s.client import Client
+
+from conftest import eventually_async
 
 NAMESPACES = lookup("", "v1", "namespaces")
 CONFIGMAPS = lookup("", "v1", "configmaps")
@@ -39,27 +42,19 @@ def run(server, scenario):
     asyncio.run(main())
 
 
-async def eventually(check, timeout: float = DEADLINE, what: str = "condition"):
-    """Polls `check()` (async, returns a truthy value when done) until the deadline."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = await check()
-        except errors.NotFound as exc:
-            last = exc
-        if last and not isinstance(last, Exception):
-            return last
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}; last value: {last!r}")
+# Every wait here: up to DEADLINE seconds, polled every 50 ms.
+eventually = partial(eventually_async, timeout=DEADLINE, interval=0.05)
+
+
+async def get_or_none(client, resource, name, namespace=None) -> dict | None:
+    try:
+        return await client.get(resource, name, namespace)
+    except errors.NotFound:
+        return None
 
 
 async def gone(client, resource, name, namespace=None) -> bool:
-    try:
-        await client.get(resource, name, namespace)
-    except errors.NotFound:
-        return True
-    return False
+    return await get_or_none(client, resource, name, namespace) is None
 
 
 def unique(prefix: str) -> str:
@@ -191,12 +186,12 @@ def test_new_namespace_gets_a_default_service_account_that_comes_back(server):
         name = unique("sa")
         await client.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
         try:
-            first = await eventually(lambda: client.get(SERVICE_ACCOUNTS, "default", name), what="default SA")
+            first = await eventually(lambda: get_or_none(client, SERVICE_ACCOUNTS, "default", name), what="default SA")
             await client.delete(SERVICE_ACCOUNTS, "default", name)
 
             async def recreated():
-                account = await client.get(SERVICE_ACCOUNTS, "default", name)
-                return account["metadata"]["uid"] != first["metadata"]["uid"]
+                account = await get_or_none(client, SERVICE_ACCOUNTS, "default", name)
+                return account and account["metadata"]["uid"] != first["metadata"]["uid"]
             await eventually(recreated, what="default SA recreated")
         finally:
             await client.delete(NAMESPACES, name)

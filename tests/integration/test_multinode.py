@@ -21,10 +21,13 @@ import contextlib
 import os
 import time
 from collections import Counter
+from functools import partial
 
 from pyk8s.api import errors
 from pyk8s.api.resources import lookup
 from pyk8s.client import Client
+
+from conftest import eventually_async
 
 PODS = lookup("", "v1", "pods")
 NODES = lookup("", "v1", "nodes")
@@ -44,16 +47,8 @@ def run(server, scenario):
     asyncio.run(main())
 
 
-async def eventually(check, timeout: float = DEADLINE, what: str = "condition"):
-    """Polls `check()` (async, returns a truthy value when done) until the deadline."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = await check()
-        if last:
-            return last
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}; last value: {last!r}")
+# Every wait here: up to DEADLINE seconds, polled every 50 ms.
+eventually = partial(eventually_async, timeout=DEADLINE, interval=0.05)
 
 
 def unique(prefix: str) -> str:

@@ -5,24 +5,20 @@ a cordoned node gets nothing. Every test deletes the nodes and pods it created."
 
 from __future__ import annotations
 
-import time
 import uuid
+from functools import partial
 
 import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from conftest import eventually
+
 NAMESPACE = "default"
 
 
-def wait_for(condition, timeout=20.0, interval=0.05, message="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)  # polling interval, not synchronisation
-    raise AssertionError(f"timed out waiting for {message}")
+# Every wait here polls every 50 ms.
+wait_for = partial(eventually, interval=0.05)
 
 
 class Cluster:
@@ -74,11 +70,9 @@ class Cluster:
         return self.core.read_namespaced_pod(pod, NAMESPACE).spec.node_name
 
     def wait_bound(self, pod, timeout=20.0):
-        try:
-            return wait_for(lambda: self.node_of(pod), timeout, message=f"{pod} to be bound")
-        except AssertionError as failure:
-            condition = self.scheduled_condition(pod)
-            raise AssertionError(f"{failure}; PodScheduled: {condition}\nserver log:\n{self.server.log_tail()}")
+        def context():
+            return f"PodScheduled: {self.scheduled_condition(pod)}\nserver log:\n{self.server.log_tail()}"
+        return wait_for(lambda: self.node_of(pod), timeout, what=f"{pod} to be bound", context=context)
 
     def scheduled_condition(self, pod):
         conditions = self.core.read_namespaced_pod(pod, NAMESPACE).status.conditions or []
@@ -118,7 +112,7 @@ def test_scheduled_event_says_where_the_pod_went(cluster, kubectl):
     pod = cluster.add_pod("evented")
     assert cluster.wait_bound(pod) == node
     expected = f"Successfully assigned {NAMESPACE}/{pod} to {node}"
-    wait_for(lambda: expected in kubectl("describe", "pod", pod), message="Scheduled event")
+    wait_for(lambda: expected in kubectl("describe", "pod", pod), what="Scheduled event")
 
 
 def test_tainted_node_only_takes_pods_that_tolerate_the_taint(cluster):
@@ -149,7 +143,7 @@ def test_host_port_is_given_once_per_node(cluster):
     assert sorted(filter(None, (cluster.wait_bound(p) if i < 2 else None for i, p in enumerate(pods[:2])))) == \
         sorted([first_node, second_node])
     condition = wait_for(lambda: (c := cluster.scheduled_condition(pods[2])) and c.status == "False" and c,
-                         message="third pod to be unschedulable")
+                         what="third pod to be unschedulable")
     assert "didn't have free ports for the requested pod ports" in condition.message
     assert cluster.node_of(pods[2]) is None
 
@@ -170,11 +164,11 @@ def test_unschedulable_pod_gets_failed_scheduling_event_and_condition(cluster, k
                 f"nodes are available: {unhelpful} Preemption is not helpful for scheduling, "
                 f"2 No preemption victims found for incoming pod.")
     condition = wait_for(lambda: (c := cluster.scheduled_condition(pod)) and c.status == "False" and c,
-                         message="PodScheduled=False")
+                         what="PodScheduled=False")
     assert condition.reason == "Unschedulable"
     assert condition.message == expected
     described = wait_for(lambda: (text := kubectl("describe", "pod", pod)) and "FailedScheduling" in text and text,
-                         message="FailedScheduling in describe")
+                         what="FailedScheduling in describe")
     assert "Warning  FailedScheduling" in described
     assert expected in " ".join(described.split()) or expected[:60] in described
     assert cluster.node_of(pod) is None
@@ -183,7 +177,7 @@ def test_unschedulable_pod_gets_failed_scheduling_event_and_condition(cluster, k
 def test_pending_pod_is_scheduled_when_a_fitting_node_arrives(cluster):
     cluster.add_node("tiny", cpu="500m")
     pod = cluster.add_pod("waits", cpu="1")
-    wait_for(lambda: (c := cluster.scheduled_condition(pod)) and c.status == "False", message="unschedulable")
+    wait_for(lambda: (c := cluster.scheduled_condition(pod)) and c.status == "False", what="unschedulable")
     roomy = cluster.add_node("roomy", cpu="4")
     assert cluster.wait_bound(pod, timeout=30) == roomy
 
@@ -192,7 +186,7 @@ def test_cordoned_node_gets_no_new_pods(cluster, kubectl):
     cordoned = cluster.add_node("cordoned")
     open_node = cluster.add_node("open")
     kubectl("cordon", cordoned)
-    wait_for(lambda: cluster.core.read_node(cordoned).spec.unschedulable, message="cordon")
+    wait_for(lambda: cluster.core.read_node(cordoned).spec.unschedulable, what="cordon")
     pods = [cluster.add_pod(f"after-cordon-{i}") for i in range(5)]
     assert {cluster.wait_bound(pod) for pod in pods} == {open_node}
     kubectl("uncordon", cordoned)
@@ -202,5 +196,5 @@ def test_not_ready_node_gets_no_pods(cluster):
     cluster.add_node("sick", ready="False")
     pod = cluster.add_pod("avoids-sick")
     condition = wait_for(lambda: (c := cluster.scheduled_condition(pod)) and c.status == "False" and c,
-                         message="unschedulable")
+                         what="unschedulable")
     assert "node(s) had untolerated taint {node.kubernetes.io/not-ready: }" in condition.message

@@ -10,10 +10,13 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from functools import partial
 
 import pytest
 
 from pyk8s.controllers.podtemplate import SAFE_ALPHABET
+
+from conftest import eventually
 
 
 class Api:
@@ -55,16 +58,8 @@ def ns(api):
     api.delete(f"/api/v1/namespaces/{name}")
 
 
-def wait_for(condition, timeout: float = 15.0, what: str = "condition"):
-    """Poll `condition` until it returns something truthy, or fail after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}; last value: {value!r}")
-        time.sleep(0.05)
+# Every wait here: up to 15 s unless a test says otherwise, polled every 50 ms.
+wait_for = partial(eventually, timeout=15.0, interval=0.05)
 
 
 def pods(api, ns, selector=""):
@@ -216,7 +211,7 @@ def drive_rollout(api, ns, name, check, timeout=20.0):
         make_all_ready(api, ns)
         current = api.get(f"/apis/apps/v1/namespaces/{ns}/deployments/{name}")
         return check(current) and current
-    return wait_for(step, timeout, what=f"rollout of {name}")
+    return wait_for(step, timeout=timeout, what=f"rollout of {name}")
 
 
 def complete(replicas):
