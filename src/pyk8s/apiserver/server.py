@@ -59,7 +59,7 @@ class APIServer:
         self.config = config
         self.registry = Registry(store, service_cidr=config.service_cidr)
         self._runner: web.AppRunner | None = None
-        self._ready = False
+        self._ready = self._serving = False
         self._kubelet_client: nodeproxy.KubeletClient | None = None
         from pyk8s.apiserver.authn import RequestAuthenticator
         self.authenticator = RequestAuthenticator(self.registry)
@@ -77,10 +77,16 @@ class APIServer:
         site = web.TCPSite(self._runner, self.config.bind_address or None, self.config.https_port,
                            ssl_context=server_ssl_context(self.pki), backlog=1024, reuse_address=True)
         await site.start()
+        self._serving = True
+
+    def mark_ready(self) -> None:
+        """/readyz answers 200 from now on: called once the whole server has started (its
+        post-start work done, like upstream's post-start hooks), so a client that waited for
+        /readyz finds everything start-up writes."""
         self._ready = True
 
     async def stop(self) -> None:
-        self._ready = False
+        self._ready = self._serving = False
         if self._kubelet_client is not None:
             await self._kubelet_client.close()
         if self._runner is not None:
@@ -141,7 +147,7 @@ class APIServer:
         if head == "version" and len(parts) == 1:
             return _json(KUBERNETES_VERSION)
         if head in ("healthz", "livez", "readyz"):
-            if not self._ready:
+            if not (self._ready if head == "readyz" else self._serving):
                 return web.Response(status=500, text=f"[-]{head} failed: not ready\n")
             if "verbose" in request.query:
                 return web.Response(text=f"[+]ping ok\n[+]etcd ok\n{head} check passed\n")

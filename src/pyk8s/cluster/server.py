@@ -142,6 +142,7 @@ async def serve(config: ServerConfig, stop: asyncio.Event) -> None:
 
     write_kubeconfig(config.kubeconfig_path, api_url, pki)
     log.info("kubeconfig written: %s", config.kubeconfig_path)
+    apiserver.mark_ready()
 
     try:
         await stop.wait()
