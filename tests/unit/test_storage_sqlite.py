@@ -642,3 +642,25 @@ def test_list_of_5000_two_kilobyte_objects_returns_them_all(tmp_path):
         assert all(kv.value == value for kv in listed.items)
 
     run_with_store(tmp_path, scenario)
+
+
+def test_keys_kept_in_memory_always_read_as_published(tmp_path):
+    async def scenario(store):
+        store.keep_current_in_memory("/ns/")
+        assert await store.get("/ns/a") is None  # absent, remembered as absent
+        created = await store.create("/ns/a", b"1")
+        assert await store.get("/ns/a") == created
+        updated = await store.update("/ns/a", b"2", created.mod_revision)
+        assert (await store.get("/ns/a")).value == b"2"
+        # Concurrent writers: every acknowledged write is what the next get sees.
+        results = await asyncio.gather(*(store.update("/ns/a", str(i).encode(), 0) for i in range(20)))
+        last = max(results, key=lambda kv: kv.mod_revision)
+        assert await store.get("/ns/a") == last
+        await store.delete("/ns/a", last.mod_revision)
+        assert await store.get("/ns/a") is None
+        # Reads at an older revision and keys outside the prefix go to SQLite as before.
+        assert (await store.get("/ns/a", updated.mod_revision)).value == b"2"
+        other = await store.create("/other/x", b"x")
+        assert await store.get("/other/x") == other
+
+    run_with_store(tmp_path, scenario)

@@ -163,6 +163,8 @@ class Registry:
     def __init__(self, store: Store, *, service_cidr: str = "10.43.0.0/16",
                  node_port_range: tuple[int, int] = (30000, 32767)):
         self.store = store
+        # Every namespaced create reads its namespace (NamespaceLifecycle).
+        store.keep_current_in_memory(NAMESPACES.storage_prefix())
         self.service_network = ipaddress.ip_network(service_cidr, strict=False)
         self.node_port_range = node_port_range
 

@@ -32,6 +32,8 @@ from pyk8s.apiserver.watch import RawObject, WatchOptions, watch_events
 
 log = logging.getLogger("pyk8s.apiserver")
 
+_MAX_BODY = 16 * 1024 * 1024  # request bodies larger than this get 413
+
 KUBERNETES_VERSION = {"major": "1", "minor": "36", "emulationMajor": "1", "emulationMinor": "36",
                       "minCompatibilityMajor": "1", "minCompatibilityMinor": "35",
                       "gitVersion": "v1.36.0+pyk8s", "gitCommit": "0000000000000000000000000000000000000000",
@@ -70,9 +72,15 @@ class APIServer:
         from pyk8s.cluster.pki import server_ssl_context
 
         await bootstrap(self.registry, self.config)
-        app = web.Application(middlewares=[self._middleware], client_max_size=16 * 1024 * 1024)
-        app.router.add_route("*", "/{tail:.*}", self._dispatch)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        loop = asyncio.get_running_loop()
+
+        def make_request(message, payload, protocol, writer, task) -> web.BaseRequest:
+            return web.BaseRequest(message, payload, protocol, writer, task, loop, client_max_size=_MAX_BODY)
+
+        # aiohttp's low-level server: every path goes to _handle, which routes by itself, so
+        # the Application's router and middleware chain would only add work to each request.
+        server = web.Server(self._handle, request_factory=make_request, access_log=None)
+        self._runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.bind_address or None, self.config.https_port,
                            ssl_context=server_ssl_context(self.pki), backlog=1024, reuse_address=True)
@@ -92,14 +100,13 @@ class APIServer:
         if self._runner is not None:
             await self._runner.cleanup()
 
-    # ------------------------------------------------------------ middleware
+    # ------------------------------------------------------------ every request
 
-    @web.middleware
-    async def _middleware(self, request: web.Request, handler):
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
         try:
             if not await self._authenticated(request):
                 raise errors.Unauthorized("Unauthorized")
-            return await handler(request)
+            return await self._dispatch(request)
         except errors.ApiError as exc:
             return _status_response(exc)
         except web.HTTPException:
@@ -110,7 +117,7 @@ class APIServer:
             log.exception("internal error serving %s %s", request.method, request.path)
             return _status_response(errors.InternalError(f"Internal error occurred: {exc}"))
 
-    async def _authenticated(self, request: web.Request) -> bool:
+    async def _authenticated(self, request: web.BaseRequest) -> bool:
         """A client certificate, a bootstrap token, or anonymous discovery (authn.py)."""
         transport = request.transport
         if transport is None:
@@ -121,7 +128,7 @@ class APIServer:
 
     # ------------------------------------------------------------ routing
 
-    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+    async def _dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
         path = request.path
         parts = [unquote(p) for p in path.strip("/").split("/")] if path.strip("/") else []
         if not parts:
@@ -167,7 +174,7 @@ class APIServer:
                 paths += [f"/apis/{group}", f"/apis/{group}/{version}"]
         return paths
 
-    def _discovery_response(self, request: web.Request, *, core: bool) -> web.Response:
+    def _discovery_response(self, request: web.BaseRequest, *, core: bool) -> web.Response:
         for media_type, params in negotiation.parse_accept(request.headers.get("Accept")):
             if params.get("as") == "APIGroupDiscoveryList" and params.get("g") == "apidiscovery.k8s.io" \
                     and params.get("v") == "v2":
@@ -213,7 +220,7 @@ class APIServer:
             raise errors.NotFound("the server could not find the requested resource")
         return Target(resource, namespace, name, subresource), legacy_watch
 
-    async def _resource_request(self, request: web.Request, group: str, version: str,
+    async def _resource_request(self, request: web.BaseRequest, group: str, version: str,
                                 rest: list[str]) -> web.StreamResponse:
         target, legacy_watch = self._target(group, version, rest)
         method = request.method
@@ -252,7 +259,7 @@ class APIServer:
 
     # ------------------------------------------------------------ verbs
 
-    async def _get(self, request: web.Request, target: Target) -> web.Response:
+    async def _get(self, request: web.BaseRequest, target: Target) -> web.Response:
         form = negotiation.choose_form(request.headers.get("Accept"))
         if not form.as_kind and form.media_type != negotiation.YAML:
             raw = await self.registry.get_raw(target.resource, target.namespace, target.name,
@@ -266,7 +273,7 @@ class APIServer:
             return _respond(_partial(obj, form), form)
         return _respond(obj, form)
 
-    async def _list(self, request: web.Request, target: Target) -> web.Response:
+    async def _list(self, request: web.BaseRequest, target: Target) -> web.Response:
         form = negotiation.choose_form(request.headers.get("Accept"))
         options = self._list_options(request, target.resource)
         raw = form.media_type == negotiation.JSON and form.as_kind in ("", "Table")
@@ -303,7 +310,7 @@ class APIServer:
                 "metadata": metadata, "items": items}
         return _respond(body, form)
 
-    def _list_options(self, request: web.Request, resource: Resource) -> ListOptions:
+    def _list_options(self, request: web.BaseRequest, resource: Resource) -> ListOptions:
         query = request.query
         options = ListOptions()
         if query.get("labelSelector"):
@@ -327,14 +334,14 @@ class APIServer:
             raise errors.BadRequest("specifying resource version is not allowed when using continue")
         return options
 
-    def _table(self, resource: Resource, items: list[dict[str, Any]], request: web.Request,
+    def _table(self, resource: Resource, items: list[dict[str, Any]], request: web.BaseRequest,
                revision: str) -> dict[str, Any]:
         now = time.time()
         rows = [self._table_row(resource, obj, request, now) for obj in items]
         return {"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {"resourceVersion": revision},
                 "columnDefinitions": tables.column_definitions(resource), "rows": rows}
 
-    def _table_row_json(self, resource: Resource, stored: bytes, request: web.Request, now: float) -> bytes:
+    def _table_row_json(self, resource: Resource, stored: bytes, request: web.BaseRequest, now: float) -> bytes:
         """One row from the stored bytes; with the default includeObject=Metadata the row's
         metadata is the stored JSON, so managedFields are neither decoded nor encoded."""
         if request.query.get("includeObject", "Metadata") == "Metadata":
@@ -346,7 +353,7 @@ class APIServer:
                                  metadata, b"}}"))
         return orjson.dumps(self._table_row(resource, orjson.loads(stored), request, now))
 
-    def _table_row(self, resource: Resource, obj: dict[str, Any], request: web.Request, now: float) -> dict[str, Any]:
+    def _table_row(self, resource: Resource, obj: dict[str, Any], request: web.BaseRequest, now: float) -> dict[str, Any]:
         include = request.query.get("includeObject", "Metadata")
         row: dict[str, Any] = {"cells": tables.row_cells(resource, obj, now)}
         if include == "Object":
@@ -355,7 +362,7 @@ class APIServer:
             row["object"] = _partial(obj, negotiation.ResponseForm(as_kind="PartialObjectMetadata", version="v1"))
         return row
 
-    async def _read_body(self, request: web.Request) -> Any:
+    async def _read_body(self, request: web.BaseRequest) -> Any:
         body = await request.read()
         return negotiation.decode_body(body, request.headers.get("Content-Type"))
 
@@ -372,14 +379,14 @@ class APIServer:
             raise errors.BadRequest(f"the API version in the data ({api_version}) does not match the expected API version ({resource.api_version})")
         return obj
 
-    async def _create(self, request: web.Request, target: Target) -> web.Response:
+    async def _create(self, request: web.BaseRequest, target: Target) -> web.Response:
         form = negotiation.choose_form(request.headers.get("Accept"), allow_as=())
         obj, warnings = await self._read_checked_body(request, target.resource, "create")
         created = await self.registry.create(target.resource, target.namespace, obj, dry_run=_dry_run(request),
                                              field_manager=_field_manager(request))
         return _with_warnings(_respond(created, form, status=201), warnings)
 
-    async def _read_checked_body(self, request: web.Request, resource: Resource, verb: str) -> tuple[dict[str, Any], list[str]]:
+    async def _read_checked_body(self, request: web.BaseRequest, resource: Resource, verb: str) -> tuple[dict[str, Any], list[str]]:
         """Reads a create/update body and applies ?fieldValidation= to it (unknown and
         duplicate fields), before any defaulting."""
         directive = request.query.get("fieldValidation")
@@ -395,7 +402,7 @@ class APIServer:
             raise error
         return obj, warnings
 
-    async def _update(self, request: web.Request, target: Target) -> web.Response:
+    async def _update(self, request: web.BaseRequest, target: Target) -> web.Response:
         form = negotiation.choose_form(request.headers.get("Accept"), allow_as=())
         obj, warnings = await self._read_checked_body(request, target.resource, "update")
         if target.subresource == "finalize":
@@ -407,7 +414,7 @@ class APIServer:
                                              field_manager=_field_manager(request))
         return _with_warnings(_respond(updated, form), warnings)
 
-    async def _patch(self, request: web.Request, target: Target) -> web.Response:
+    async def _patch(self, request: web.BaseRequest, target: Target) -> web.Response:
         form = negotiation.choose_form(request.headers.get("Accept"), allow_as=())
         content_type = (request.headers.get("Content-Type") or "").split(";")[0].strip()
         directive = request.query.get("fieldValidation")
@@ -438,7 +445,7 @@ class APIServer:
                                              field_manager=_field_manager(request))
         return _with_warnings(_respond(updated, form), warnings)
 
-    async def _apply(self, request: web.Request, target: Target, form, raw: bytes, patch: Any,
+    async def _apply(self, request: web.BaseRequest, target: Target, form, raw: bytes, patch: Any,
                      directive: str | None) -> web.Response:
         """Server-side apply (`application/apply-patch+yaml`): merges into the live object, or
         creates it when missing (upstream's applyPatcher)."""
@@ -475,7 +482,7 @@ class APIServer:
                 continue  # created meanwhile: apply to it
         raise errors.Conflict.of(resource.group, resource.plural, target.name, errors.OBJECT_MODIFIED)
 
-    async def _delete(self, request: web.Request, target: Target) -> web.Response:
+    async def _delete(self, request: web.BaseRequest, target: Target) -> web.Response:
         form = negotiation.choose_form(request.headers.get("Accept"), allow_as=())
         options = await self._delete_options(request)
         obj, removed = await self.registry.delete(target.resource, target.namespace, target.name, options)
@@ -491,7 +498,7 @@ class APIServer:
         status = 202 if (not removed and options.orphan_dependents is False) else 200
         return _respond(obj, form, status=status)
 
-    async def _delete_options(self, request: web.Request) -> DeleteOptions:
+    async def _delete_options(self, request: web.BaseRequest) -> DeleteOptions:
         options = DeleteOptions()
         query = request.query
         body: dict[str, Any] = {}
@@ -521,7 +528,7 @@ class APIServer:
         options.dry_run = "All" in (dry_run or [])
         return options
 
-    async def _delete_collection(self, request: web.Request, target: Target) -> web.Response:
+    async def _delete_collection(self, request: web.BaseRequest, target: Target) -> web.Response:
         form = negotiation.choose_form(request.headers.get("Accept"), allow_as=())
         list_options = self._list_options(request, target.resource)
         options = await self._delete_options(request)
@@ -537,7 +544,7 @@ class APIServer:
         return _respond({"kind": target.resource.kind + _LIST_KINDS_SUFFIX, "apiVersion": target.resource.api_version,
                          "metadata": {"resourceVersion": str(revision)}, "items": deleted}, form)
 
-    async def _watch(self, request: web.Request, target: Target) -> web.StreamResponse:
+    async def _watch(self, request: web.BaseRequest, target: Target) -> web.StreamResponse:
         form = negotiation.choose_form(request.headers.get("Accept"))
         query = request.query
         list_options = self._list_options(request, target.resource)
@@ -583,7 +590,7 @@ class APIServer:
             await events.aclose()
         return response
 
-    async def _scale(self, request: web.Request, target: Target) -> web.Response:
+    async def _scale(self, request: web.BaseRequest, target: Target) -> web.Response:
         form = negotiation.choose_form(request.headers.get("Accept"), allow_as=())
         resource = target.resource
         if request.method == "GET":
@@ -632,7 +639,7 @@ class APIServer:
         updated = await modify()
         return _respond(_scale_of(updated), form)
 
-    async def _pod_log(self, request: web.Request, target: Target) -> web.StreamResponse:
+    async def _pod_log(self, request: web.BaseRequest, target: Target) -> web.StreamResponse:
         """pods/log: proxied to the kubelet of the pod's node (upstream's LogREST)."""
         pod = await self.registry.get(target.resource, target.namespace, target.name)
         containers = [c["name"] for c in (pod.get("spec") or {}).get("containers") or []] + \
@@ -674,7 +681,7 @@ class APIServer:
             self._kubelet_client = nodeproxy.KubeletClient(context)
         return self._kubelet_client
 
-    async def _bind(self, request: web.Request, target: Target) -> web.Response:
+    async def _bind(self, request: web.BaseRequest, target: Target) -> web.Response:
         """pods/binding: the scheduler's way of setting spec.nodeName once."""
         body = await self._read_body(request)
         node = ((body or {}).get("target") or {}).get("name")
@@ -707,12 +714,12 @@ def _truthy(value: str | None) -> bool:
     return value is not None and value.lower() in ("true", "1")
 
 
-def _field_manager(request: web.Request) -> str:
+def _field_manager(request: web.BaseRequest) -> str:
     """The manager recorded for a non-apply write: ?fieldManager= or the User-Agent's prefix."""
     return managedfields.manager_name(request.query.get("fieldManager"), request.headers.get("User-Agent"))
 
 
-def _dry_run(request: web.Request) -> bool:
+def _dry_run(request: web.BaseRequest) -> bool:
     values = request.query.getall("dryRun", [])
     for value in values:
         if value != "All":

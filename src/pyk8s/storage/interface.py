@@ -131,6 +131,11 @@ class Store(abc.ABC):
     async def compact(self, revision: int) -> None:
         """Forget history at and before `revision`."""
 
+    def keep_current_in_memory(self, prefix: str) -> None:
+        """A hint: current-value `get`s of keys under `prefix` are frequent (namespaces, read
+        on every namespaced create), so a store may serve them from memory. It must stay
+        exact: a get after a write is acknowledged sees that write. Default: no caching."""
+
 
 class Watch(abc.ABC):
     """An async iterator of Events; `close()` ends it. When the watcher falls too far behind

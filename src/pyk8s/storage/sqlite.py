@@ -49,6 +49,9 @@ from pyk8s.storage.interface import (
 
 log = logging.getLogger("pyk8s.storage.sqlite")
 
+# Bound on the keys kept in memory for keep_current_in_memory (namespaces: a few).
+_IN_MEMORY_MAX = 4096
+
 # etcd's fresh store is at revision 1; the first write gets revision 2.
 FRESH_STORE_REVISION = 1
 
@@ -288,6 +291,11 @@ class SQLiteStore(Store):
         self._watchers_by_prefix: dict[str, set[SQLiteWatch]] = {}
         self._compact_lock = asyncio.Lock()
         self._writer_lock = asyncio.Lock()
+        # Current values (None: absent) of keys under the prefixes given to
+        # keep_current_in_memory, as published: kept exact by the write loop, which updates
+        # an entry as it publishes a write of that key, before the write is acknowledged.
+        self._memory_prefixes: tuple[str, ...] = ()
+        self._in_memory: dict[str, KeyValue | None] = {}
         self._compactor: asyncio.Task | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -444,6 +452,8 @@ class SQLiteStore(Store):
                 for op, result in zip(batch, results):
                     if isinstance(result, Event):
                         self._revision = result.kv.mod_revision
+                        if op.key in self._in_memory:
+                            self._in_memory[op.key] = result.kv if result.type == "PUT" else None
                         if self._watchers_by_prefix:
                             self._fan_out(result)
                         if not op.future.done():
@@ -539,9 +549,25 @@ class SQLiteStore(Store):
         if revision < self._compacted_revision:
             raise Compacted(revision, self._compacted_revision)
 
+    def keep_current_in_memory(self, prefix: str) -> None:
+        self._memory_prefixes += (prefix,)
+
     async def get(self, key: str, revision: int = 0) -> KeyValue | None:
         if revision == 0 or revision == self._revision:
-            return self._current(key)
+            if not self._memory_prefixes or not key.startswith(self._memory_prefixes):
+                return self._current(key)
+            try:
+                return self._in_memory[key]
+            except KeyError:
+                pass
+            if self._writer_lock.locked():
+                # A batch may be committed but not yet published: what SQLite has could be
+                # newer than what the write loop will publish into the entry. Read, don't keep.
+                return self._current(key)
+            if len(self._in_memory) >= _IN_MEMORY_MAX:
+                self._in_memory.clear()
+            kv = self._in_memory[key] = self._current(key)
+            return kv
         self._check_readable(revision)
         row = self._connection.execute(_SELECT_HISTORICAL, (key, revision)).fetchone()
         if row is None or row[4]:
