@@ -28,7 +28,7 @@ from pathlib import Path
 
 from pyk8s.cluster.kubeconfig import server_url_and_ssl_context
 from pyk8s.cluster.netns import connect_in_netns, nsenter_prefix
-from pyk8s.cluster.pki import write_file_atomic
+from pyk8s.cluster.files import write_file_atomic
 from pyk8s.cluster.server import ServerConfig
 
 PID_FILE = "server.pid"

@@ -13,12 +13,15 @@ from __future__ import annotations
 import base64
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from pyk8s.client.kubeconfig import load_kubeconfig as _load, named_entry as _named, server_url_and_ssl_context  # noqa: F401 (re-exported)
-from pyk8s.cluster.pki import Pki, write_file_atomic
+from pyk8s.cluster.files import write_file_atomic
+
+if TYPE_CHECKING:
+    from pyk8s.cluster.pki import Pki
 
 DEFAULT_NAME = "pyk8s"
 

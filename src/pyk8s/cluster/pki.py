@@ -20,7 +20,6 @@ import ipaddress
 import os
 import re
 import ssl
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from pyk8s.cluster.files import write_file_atomic
 
 CA_VALIDITY = datetime.timedelta(days=3650)
 LEAF_VALIDITY = datetime.timedelta(days=365)
@@ -127,28 +128,6 @@ def client_ssl_context(pki: Pki, cert: Path | None = None, key: Path | None = No
     context.load_verify_locations(cafile=str(pki.ca_cert))
     context.load_cert_chain(cert or pki.admin_cert, key or pki.admin_key)
     return context
-
-
-def write_file_atomic(path: Path, data: bytes, mode: int) -> None:
-    """Write `data` to `path` with permissions `mode` so that readers see either the old or
-    the new content, never a partial file (a temporary file in the same directory, fsynced,
-    then renamed over the target)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(descriptor, mode)
-        with os.fdopen(descriptor, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 # --- internals -------------------------------------------------------------------------

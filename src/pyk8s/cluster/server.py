@@ -72,7 +72,8 @@ async def serve(config: ServerConfig, stop: asyncio.Event) -> None:
     from pyk8s.client import Client
     from pyk8s.client.nodetoken import format_node_token
     from pyk8s.cluster.kubeconfig import write_kubeconfig
-    from pyk8s.cluster.pki import client_ssl_context, ensure_pki, issue_client_cert, write_file_atomic
+    from pyk8s.cluster.files import write_file_atomic
+    from pyk8s.cluster.pki import client_ssl_context, ensure_pki, issue_client_cert
     from pyk8s.controllers.manager import ControllerManager
     from pyk8s.storage.sqlite import SQLiteStore
 

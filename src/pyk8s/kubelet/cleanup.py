@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -56,10 +58,53 @@ async def remove_node_state(agent_data_dir: Path) -> int:
     finally:
         await cri.close()
         await containerd.stop()
+    kill_orphan_shims(containerd.socket)
     unmount_under(agent_data_dir)
     remove_empty_qos_cgroups()
     remove_bridge(agent_data_dir)
     return removed
+
+
+def shims_of(containerd_socket: str) -> list[int]:
+    """PIDs of the runc shims started by the containerd listening on `containerd_socket`
+    (each shim is told that address with `-address`)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"containerd-shim-runc-v2") and b"-address" in argv:
+            at = argv.index(b"-address")
+            if at + 1 < len(argv) and argv[at + 1] == containerd_socket.encode():
+                found.append(int(entry.name))
+    return found
+
+
+def kill_orphan_shims(containerd_socket: str) -> None:
+    """A shim whose sandbox containerd no longer lists (a StopPodSandbox cut short when the
+    node stopped) outlives everything else: kill it and the container processes under it."""
+    for shim in shims_of(containerd_socket):
+        for child in _children(shim):
+            _kill(child)
+        _kill(shim)
+        log.warning("killed orphan shim %d", shim)
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def remove_bridge(agent_data_dir: Path) -> None:

@@ -163,7 +163,10 @@ def self_signed_context(directory: Path, hosts: list[str]) -> ssl.SSLContext:
                         "-subj", f"/CN={hosts[0]}@pyk8s-kubelet", "-addext", "subjectAltName=" + ",".join(sans)],
                        check=True, capture_output=True)
         key_path.chmod(0o600)
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    # Not create_default_context: that would also trust the system's CAs for client
+    # certificates, and only the cluster CA's clients may reach logs and exec.
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(cert_path, key_path)
     return context
 

@@ -53,6 +53,7 @@ CRASH_BACKOFF_INITIAL, CRASH_BACKOFF_MAX = 10.0, 300.0
 IMAGE_BACKOFF_INITIAL, IMAGE_BACKOFF_MAX = 10.0, 300.0
 PLEG_PERIOD = 1.0
 RESYNC_PERIOD = 10.0
+EVENT_QUEUE_LIMIT = 1000  # upstream's maxQueuedEvents: events beyond it are dropped
 _VAR_REFERENCE = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)|\$\$")
 
 
@@ -176,7 +177,7 @@ class PodManager:
         self.prober = prober
         self.pods = Informer(client, PODS, field_selector=f"spec.nodeName={node_name}")
         self.recorder = EventRecorder(client, "kubelet", host=node_name)
-        self._event_tasks: set[asyncio.Task] = set()
+        self._events: asyncio.Queue = asyncio.Queue(EVENT_QUEUE_LIMIT)
         self.services = Informer(client, SERVICES)
         self.records: dict[str, PodRecord] = {}
         self.crash_backoff = Backoff(CRASH_BACKOFF_INITIAL, CRASH_BACKOFF_MAX)
@@ -190,7 +191,8 @@ class PodManager:
 
     # ---- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
-        self._tasks = [asyncio.create_task(self.pods.run(), name="pod-informer"),
+        self._tasks = [asyncio.create_task(self._write_events(), name="events"),
+                       asyncio.create_task(self.pods.run(), name="pod-informer"),
                        asyncio.create_task(self.services.run(), name="service-informer")]
         await asyncio.wait_for(self.pods.synced.wait(), 60)
         await asyncio.wait_for(self.services.synced.wait(), 60)
@@ -551,9 +553,17 @@ class PodManager:
             return
         obj = dict(pod, kind="Pod", apiVersion="v1")
         field_path = f"spec.containers{{{container}}}" if container else ""
-        task = asyncio.get_running_loop().create_task(self.recorder.event(obj, event_type, reason, message, field_path))
-        self._event_tasks.add(task)
-        task.add_done_callback(self._event_tasks.discard)
+        try:
+            self._events.put_nowait((obj, event_type, reason, message, field_path))
+        except asyncio.QueueFull:
+            log.debug("event queue full: dropped %s for pod %s", reason, pod["metadata"].get("name"))
+
+    async def _write_events(self) -> None:
+        """Upstream's event broadcaster: one writer, events in order. A burst of pods then
+        costs the API server (and this agent) one connection for events, not one per event."""
+        while True:
+            event = await self._events.get()
+            await self.recorder.event(*event)  # best effort: never raises
 
     def _may_restart(self, record: PodRecord, pod: dict[str, Any], container_spec: dict[str, Any],
                      latest: dict[str, Any]) -> bool:

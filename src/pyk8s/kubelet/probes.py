@@ -17,6 +17,7 @@ from typing import Any, Callable
 import aiohttp
 
 from pyk8s.kubelet.cri import CRIClient, CRIError
+from pyk8s.kubelet.cri.http2 import GrpcChannel, GrpcError
 
 log = logging.getLogger("pyk8s.kubelet.probes")
 
@@ -100,17 +101,15 @@ class ProbeWorker:
         return False
 
     async def _grpc(self, action: dict[str, Any], timeout: int) -> bool:
-        import grpc
-
         service = action.get("service") or ""
         request = (b"\x0a" + bytes([len(service)]) + service.encode()) if service else b""
-        async with grpc.aio.insecure_channel(f"{self.pod_ip()}:{int(action['port'])}") as channel:
-            check = channel.unary_unary("/grpc.health.v1.Health/Check", request_serializer=lambda b: b,
-                                        response_deserializer=lambda b: b)
-            try:
-                reply = await check(request, timeout=timeout)
-            except grpc.aio.AioRpcError:
-                return False
+        channel = GrpcChannel.tcp(self.pod_ip() or "127.0.0.1", int(action["port"]))
+        try:
+            reply = await channel.unary("/grpc.health.v1.Health/Check", request, timeout=timeout)
+        except GrpcError:
+            return False
+        finally:
+            await channel.close()
         return reply == b"\x08\x01"  # status = SERVING
 
 

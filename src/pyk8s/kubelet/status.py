@@ -13,6 +13,7 @@ API has, retrying on conflicts against a fresh read.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import datetime
 import logging
@@ -218,14 +219,23 @@ def _comparable(status: dict[str, Any]) -> dict[str, Any]:
 
 
 class StatusWriter:
-    """Writes pod status through the status subresource when it changed."""
+    """Writes pod status through the status subresource when it changed.
 
-    def __init__(self, client):
+    At most `concurrency` writes are in flight (upstream's status manager writes from one
+    goroutine): a burst of pods otherwise opens one API connection per pod, each with its
+    TLS buffers, while the API server works through them one at a time anyway."""
+
+    def __init__(self, client, *, concurrency: int = 4):
         self.client = client
+        self._in_flight = asyncio.Semaphore(concurrency)
 
     async def write(self, pod: dict[str, Any], status: dict[str, Any]) -> dict[str, Any] | None:
         if _comparable(pod.get("status") or {}) == _comparable(status):
             return pod
+        async with self._in_flight:
+            return await self._write(pod, status)
+
+    async def _write(self, pod: dict[str, Any], status: dict[str, Any]) -> dict[str, Any] | None:
         current = pod
         for attempt in range(5):
             body = copy.deepcopy(current)

@@ -1,5 +1,5 @@
 """An asyncio CRI client: runtime.v1 RuntimeService and ImageService over gRPC on a unix
-socket, with the hand-written messages of `messages.py`.
+socket, with the hand-written messages of `messages.py` and our own HTTP/2 (`http2.py`).
 
 `await cri.call("RunPodSandbox", {...})` returns the decoded response dict. gRPC errors
 surface as `CRIError` with the status code name (NOT_FOUND, UNKNOWN, ...) and message.
@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import grpc
-
 from pyk8s.kubelet.cri import messages, proto
+from pyk8s.kubelet.cri.http2 import GrpcChannel, GrpcError
 
 
 class CRIError(Exception):
@@ -26,37 +25,21 @@ class CRIClient:
     def __init__(self, socket_path: str, *, timeout: float = 120.0):
         self.socket_path = socket_path
         self.timeout = timeout
-        self._channel: grpc.aio.Channel | None = None
-        self._stubs: dict[str, Any] = {}
-
-    def _stub(self, method: str):
-        if self._channel is None:
-            self._channel = grpc.aio.insecure_channel(
-                f"unix://{self.socket_path}",
-                options=[("grpc.max_receive_message_length", 16 * 1024 * 1024)])
-            self._stubs = {}
-        stub = self._stubs.get(method)
-        if stub is None:
-            service, request_schema, response_schema = messages.METHODS[method]
-            stub = self._channel.unary_unary(
-                f"/{service}/{method}",
-                request_serializer=lambda value, schema=request_schema: proto.encode(schema, value),
-                response_deserializer=lambda data, schema=response_schema: proto.decode(schema, data))
-            self._stubs[method] = stub
-        return stub
+        # ListContainers of a busy node can pass gRPC's 4 MiB default.
+        self._channel = GrpcChannel.unix(socket_path, max_message=16 * 1024 * 1024)
 
     async def call(self, method: str, request: dict[str, Any] | None = None, *,
                    timeout: float | None = None) -> dict[str, Any]:
+        service, request_schema, response_schema = messages.METHODS[method]
         try:
-            return await self._stub(method)(request or {}, timeout=timeout or self.timeout)
-        except grpc.aio.AioRpcError as error:
-            raise CRIError(method, error.code().name, error.details() or "") from None
+            reply = await self._channel.unary(f"/{service}/{method}", proto.encode(request_schema, request or {}),
+                                              timeout=timeout or self.timeout)
+        except GrpcError as error:
+            raise CRIError(method, error.code, error.details) from None
+        return proto.decode(response_schema, reply)
 
     async def close(self) -> None:
-        if self._channel is not None:
-            await self._channel.close()
-            self._channel = None
-            self._stubs = {}
+        await self._channel.close()
 
     # Small conveniences for the calls the kubelet makes most.
     async def version(self) -> dict[str, Any]:
