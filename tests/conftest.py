@@ -144,3 +144,22 @@ def api_client(server):
     config.load_kube_config(config_file=str(server.kubeconfig), client_configuration=configuration)
     with client.ApiClient(configuration) as api:
         yield api
+
+
+def kubelet_get(node: dict, path: str, cert: tuple[Path, Path] | None) -> str:
+    """GET `path` from the kubelet of a Node object (its InternalIP and kubelet port), with
+    the client certificate `cert` (cert, key) or none. The kubelet's serving certificate is
+    self-signed, so it is not verified."""
+    import ssl
+    import urllib.request
+
+    status = node["status"]
+    address = next(a["address"] for a in status["addresses"] if a["type"] == "InternalIP")
+    port = status["daemonEndpoints"]["kubeletEndpoint"]["Port"]
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    if cert is not None:
+        context.load_cert_chain(str(cert[0]), str(cert[1]))
+    with urllib.request.urlopen(f"https://{address}:{port}{path}", context=context, timeout=10) as reply:
+        return reply.read().decode()

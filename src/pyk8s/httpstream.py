@@ -33,6 +33,20 @@ class UpgradedResponse(web.StreamResponse):
         return None
 
 
+async def hold_upgraded(request: web.BaseRequest, session) -> UpgradedResponse:
+    """What a handler returns after taking over an upgraded connection: waits until the
+    session (a `done` future and `finish()`: a Relay, a port-forward session) ends, then
+    closes the client's connection once what is queued for it was sent."""
+    transport = request.transport
+    try:
+        await session.done
+    finally:
+        session.finish()
+        if not transport.is_closing():
+            transport.close()
+    return UpgradedResponse()
+
+
 # ---------------------------------------------------------------- relaying without coroutines
 
 # Bytes a side may have queued for writing before the side feeding it stops reading. Small:

@@ -17,14 +17,13 @@ import ssl
 import subprocess
 import sys
 import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from pyk8s.cluster.localcluster import LocalServer
 
-from conftest import eventually
+from conftest import eventually, kubelet_get
 
 KUBECTL = str(Path(sys.executable).with_name("kubectl"))
 NODE = "joined-node"
@@ -119,19 +118,6 @@ def joined(tmp_path_factory):
             server.stop()
 
 
-def kubelet_get(cluster: JoinedCluster, path: str, cert: tuple[Path, Path] | None) -> str:
-    status = cluster.get("node", NODE, namespace="")["status"]
-    address = next(a["address"] for a in status["addresses"] if a["type"] == "InternalIP")
-    port = status["daemonEndpoints"]["kubeletEndpoint"]["Port"]
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE  # the kubelet's serving certificate is self-signed
-    if cert is not None:
-        context.load_cert_chain(str(cert[0]), str(cert[1]))
-    with urllib.request.urlopen(f"https://{address}:{port}{path}", context=context, timeout=10) as reply:
-        return reply.read().decode()
-
-
 def test_node_joined_with_the_token_runs_a_scheduled_pod_and_serves_its_logs(joined):
     node = joined.get("node", NODE, namespace="")
     assert node["spec"]["podCIDR"] == POD_CIDR
@@ -151,9 +137,9 @@ def test_node_joined_with_the_token_runs_a_scheduled_pod_and_serves_its_logs(joi
 
 def test_joined_kubelet_answers_only_clients_with_a_cluster_certificate(joined):
     tls = joined.server.data_dir / "server" / "tls"
-    assert kubelet_get(joined, "/healthz", (tls / "admin.crt", tls / "admin.key")) == "ok"
+    assert kubelet_get(joined.get("node", NODE, namespace=""), "/healthz", (tls / "admin.crt", tls / "admin.key")) == "ok"
     with pytest.raises((ssl.SSLError, urllib.error.URLError, ConnectionError)):
-        kubelet_get(joined, "/healthz", None)
+        kubelet_get(joined.get("node", NODE, namespace=""), "/healthz", None)
 
 
 def test_token_with_a_wrong_ca_hash_makes_the_agent_exit_without_registering(joined, tmp_path):

@@ -9,18 +9,16 @@ from __future__ import annotations
 import json
 import os
 import signal
-import ssl
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from pyk8s.cluster.localcluster import LocalServer
 
-from conftest import eventually
+from conftest import eventually, kubelet_get
 
 KUBECTL = str(Path(sys.executable).with_name("kubectl"))
 NODE = "node-1"
@@ -118,18 +116,10 @@ def container_status(cluster: Cluster, pod: str, name: str | None = None) -> dic
 
 
 def kubelet_logs(cluster: Cluster, pod: str, container: str, query: str = "") -> str:
-    node = cluster.get("node", NODE, namespace="")
-    address = next(a["address"] for a in node["status"]["addresses"] if a["type"] == "InternalIP")
-    port = node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"]
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
     # The kubelet serves only clients with a certificate of the cluster CA (as the API server has).
     tls = cluster.server.data_dir / "server" / "tls"
-    context.load_cert_chain(str(tls / "admin.crt"), str(tls / "admin.key"))
-    url = f"https://{address}:{port}/containerLogs/default/{pod}/{container}{query}"
-    with urllib.request.urlopen(url, context=context, timeout=10) as reply:
-        return reply.read().decode()
+    return kubelet_get(cluster.get("node", NODE, namespace=""), f"/containerLogs/default/{pod}/{container}{query}",
+                       (tls / "admin.crt", tls / "admin.key"))
 
 
 def test_node_registers_ready_with_capacity_and_lease(cluster):

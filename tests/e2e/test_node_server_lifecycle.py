@@ -17,14 +17,13 @@ import ssl
 import subprocess
 import sys
 import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from pyk8s.cluster.localcluster import LocalServer
 
-from conftest import eventually
+from conftest import eventually, kubelet_get
 
 KUBECTL = str(Path(sys.executable).with_name("kubectl"))
 BUSYBOX = "pyk8s/busybox:1.35"
@@ -136,34 +135,18 @@ def _cgroup_directories(uid: str) -> list[Path]:
     return [path for path in Path("/sys/fs/cgroup").glob(f"*/kubepods/**/pod{uid}") if path.is_dir()]
 
 
-def _kubelet_address(node: Node) -> tuple[str, int]:
-    status = node.get("node", node.name, namespace="")["status"]
-    address = next(a["address"] for a in status["addresses"] if a["type"] == "InternalIP")
-    return address, status["daemonEndpoints"]["kubeletEndpoint"]["Port"]
-
-
-def _kubelet_get(node: Node, path: str, cert: tuple[Path, Path] | None) -> str:
-    address, port = _kubelet_address(node)
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE  # the kubelet's serving certificate is self-signed
-    if cert is not None:
-        context.load_cert_chain(str(cert[0]), str(cert[1]))
-    with urllib.request.urlopen(f"https://{address}:{port}{path}", context=context, timeout=10) as reply:
-        return reply.read().decode()
-
-
 def test_kubelet_endpoint_answers_only_clients_with_a_cluster_certificate(node, tmp_path):
     node.run_pod("talker", "echo said something; sleep 3600")
     logs_path = "/containerLogs/default/talker/main"
     tls = node.server.data_dir / "server" / "tls"
-    assert _kubelet_get(node, "/healthz", (tls / "admin.crt", tls / "admin.key")) == "ok"
+    node_object = node.get("node", node.name, namespace="")
+    assert kubelet_get(node_object, "/healthz", (tls / "admin.crt", tls / "admin.key")) == "ok"
     with pytest.raises((ssl.SSLError, urllib.error.URLError, ConnectionError)):
-        _kubelet_get(node, logs_path, None)
+        kubelet_get(node_object, logs_path, None)
     from pyk8s.kubelet.logs import self_signed_context
     self_signed_context(tmp_path / "stranger", ["stranger"])  # a certificate no cluster CA signed
     with pytest.raises((ssl.SSLError, urllib.error.URLError, ConnectionError)):
-        _kubelet_get(node, logs_path, (tmp_path / "stranger" / "kubelet.crt", tmp_path / "stranger" / "kubelet.key"))
+        kubelet_get(node_object, logs_path, (tmp_path / "stranger" / "kubelet.crt", tmp_path / "stranger" / "kubelet.key"))
     # The API server's pods/log proxy presents a certificate of the cluster CA.
     assert node.wait_for(lambda: node.kubectl("logs", "talker")) == "said something\n"
 

@@ -45,7 +45,7 @@ from aiohttp import WSMsgType, web
 from pyk8s.api import errors
 from pyk8s.api.resources import lookup
 from pyk8s.apiserver import nodeproxy
-from pyk8s.httpstream import Relay, UpgradedResponse, take_over, websocket_binary_frame_head
+from pyk8s.httpstream import Relay, hold_upgraded, take_over, websocket_binary_frame_head
 from pyk8s.spdy import SpdySession
 
 log = logging.getLogger("pyk8s.apiserver.streaming")
@@ -174,16 +174,8 @@ class KubeletUpgrade:
 async def _splice(request: web.Request, upgrade: KubeletUpgrade) -> web.StreamResponse:
     """Hand the kubelet's 101 to the client and relay both ways until one side ends."""
     kubelet, buffered, kubelet_ended = take_over(upgrade.reader, upgrade.writer)
-    transport = request.transport
-    transport.write(upgrade.head)
-    relay = Relay(request, kubelet, buffered, kubelet_ended)
-    try:
-        await relay.done
-    finally:
-        relay.finish()
-        if not transport.is_closing():
-            transport.close()  # after what is queued for the client was sent
-    return UpgradedResponse()
+    request.transport.write(upgrade.head)
+    return await hold_upgraded(request, Relay(request, kubelet, buffered, kubelet_ended))
 
 
 async def _until_either_ends(to_kubelet, from_kubelet, upgrade: KubeletUpgrade) -> None:

@@ -45,7 +45,7 @@ import threading
 
 from aiohttp import web
 
-from pyk8s.httpstream import RELAY_HIGH_WATER, UpgradedResponse
+from pyk8s.httpstream import RELAY_HIGH_WATER, hold_upgraded
 from pyk8s.spdy import (CANCEL, FLAG_FIN, GOAWAY, HEADERS, PING, RST_STREAM, SYN_REPLY, SYN_STREAM, FrameParser,
                         HeaderCodec, control_frame, data_frame_head, frame_type, is_control, is_server_ping,
                         reset_frame, stream_id_of)
@@ -452,15 +452,8 @@ def negotiate(request: web.BaseRequest) -> web.Response | None:
 
 async def serve(request: web.Request, sandbox_id: str, netns_path: str | None) -> web.StreamResponse:
     """Answer the SPDY upgrade with 101 and run the session until the client goes away."""
-    transport = request.transport
-    transport.write(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n"
-                    b"X-Stream-Protocol-Version: " + PROTOCOL.encode() + b"\r\n\r\n")
+    request.transport.write(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n"
+                            b"X-Stream-Protocol-Version: " + PROTOCOL.encode() + b"\r\n\r\n")
     session = PortForwardSession(request, sandbox_id, netns_path)
     request.protocol.set_parser(session)
-    try:
-        await session.done
-    finally:
-        session.finish()
-        if not transport.is_closing():
-            transport.close()  # after what is queued for the client was sent
-    return UpgradedResponse()
+    return await hold_upgraded(request, session)

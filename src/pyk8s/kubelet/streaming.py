@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 import orjson
 from aiohttp import web
 
-from pyk8s.httpstream import Relay, UpgradedResponse, take_over
+from pyk8s.httpstream import Relay, hold_upgraded, take_over
 
 from pyk8s.kubelet import portforward
 from pyk8s.kubelet.cri import CRIClient, CRIError
@@ -66,16 +66,8 @@ async def splice_upgraded(request: web.Request, head: bytes, upstream_reader: as
     the runtime closes its side once the command or forward is done, and a client going away
     ends it too."""
     upstream, buffered, upstream_ended = take_over(upstream_reader, upstream_writer)
-    transport = request.transport
-    transport.write(head)
-    relay = Relay(request, upstream, buffered, upstream_ended)
-    try:
-        await relay.done
-    finally:
-        relay.finish()
-        if not transport.is_closing():
-            transport.close()  # after what is queued for the client was sent
-    return UpgradedResponse()
+    request.transport.write(head)
+    return await hold_upgraded(request, Relay(request, upstream, buffered, upstream_ended))
 
 
 async def read_response_head(reader: asyncio.StreamReader) -> tuple[int, bytes, dict[str, str]]:
