@@ -243,7 +243,9 @@ class _Connection:
                         header_stream = 0
                 elif frame_type == RST_STREAM:
                     stream = self.streams.get(stream_id)
-                    if stream is not None:
+                    # A server that answered before reading the whole request (a trailers-only
+                    # error) resets the stream after its END_STREAM: the answer stands.
+                    if stream is not None and not stream.done.done():
                         code = struct.unpack(">I", payload[:4])[0]
                         self._finish(stream, GrpcError(_RESET_CODES.get(code, "INTERNAL"),
                                                        f"stream reset by the server (HTTP/2 error {code})",
