@@ -13,7 +13,7 @@ import logging
 import ssl
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterable
 from urllib.parse import unquote
 
 import orjson
@@ -288,10 +288,9 @@ class APIServer:
             # and dropped, so a large list never holds every decoded object at once.
             head = orjson.dumps({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": metadata,
                                  "columnDefinitions": tables.column_definitions(target.resource)})
-            rows = [self._table_row_json(target.resource, item, request, now)
-                    for now in (time.time(),) for item in items]
-            body = b"".join((head[:-1], b',"rows":[', b",".join(rows), b"]}"))
-            return web.Response(body=body, content_type="application/json")
+            now = time.time()
+            rows = (self._table_row_json(target.resource, item, request, now) for item in items)
+            return await _send_spliced(request, head[:-1] + b',"rows":[', rows, b"]}")
         if form.as_kind == "Table":
             table = self._table(target.resource, items, request, str(revision))
             table["metadata"] = metadata
@@ -304,8 +303,7 @@ class APIServer:
             # Items are already JSON: splice them into the list without re-encoding.
             head = orjson.dumps({"kind": target.resource.kind + _LIST_KINDS_SUFFIX,
                                  "apiVersion": target.resource.api_version, "metadata": metadata})
-            body = b"".join((head[:-1], b',"items":[', b",".join(items), b"]}"))
-            return web.Response(body=body, content_type="application/json")
+            return await _send_spliced(request, head[:-1] + b',"items":[', items, b"]}")
         body = {"kind": target.resource.kind + _LIST_KINDS_SUFFIX, "apiVersion": target.resource.api_version,
                 "metadata": metadata, "items": items}
         return _respond(body, form)
@@ -784,6 +782,34 @@ def _respond(value: Any, form: negotiation.ResponseForm, status: int = 200) -> w
     if media_type == negotiation.JSON and type(value) is StoredObject:
         return web.Response(body=value.raw, status=status, content_type=media_type)
     return web.Response(body=negotiation.encode(value, media_type), status=status, content_type=media_type)
+
+
+_SPLICE_CHUNK = 1024 * 1024
+
+
+async def _send_spliced(request: web.BaseRequest, opening: bytes, items: Iterable[bytes], closing: bytes) -> web.StreamResponse:
+    """`opening` + the items joined by commas + `closing`, sent in chunks of about a MiB: the
+    client reads (and decrypts) one chunk while the next is made and encrypted, instead of
+    waiting for a whole list of many megabytes to be built first. A list of items gives a
+    Content-Length; items made on the fly (a generator) go out chunked."""
+    response = web.StreamResponse(headers={"Content-Type": negotiation.JSON})
+    if isinstance(items, list):
+        response.content_length = len(opening) + sum(map(len, items)) + max(len(items) - 1, 0) + len(closing)
+    await response.prepare(request)
+    chunk: list[bytes] = [opening]
+    size = len(opening)
+    for index, item in enumerate(items):
+        if index:
+            chunk.append(b",")
+        chunk.append(item)
+        size += len(item)
+        if size >= _SPLICE_CHUNK:
+            await response.write(b"".join(chunk))
+            chunk, size = [], 0
+    chunk.append(closing)
+    await response.write(b"".join(chunk))
+    await response.write_eof()
+    return response
 
 
 def _with_warnings(response: web.Response, warnings: list[str]) -> web.Response:
