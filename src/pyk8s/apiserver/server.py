@@ -13,7 +13,7 @@ import logging
 import ssl
 import time
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 from urllib.parse import unquote
 
 import orjson
@@ -289,7 +289,7 @@ class APIServer:
             head = orjson.dumps({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": metadata,
                                  "columnDefinitions": tables.column_definitions(target.resource)})
             now = time.time()
-            rows = (self._table_row_json(target.resource, item, request, now) for item in items)
+            rows = [self._table_row_json(target.resource, item, request, now) for item in items]
             return await _send_spliced(request, head[:-1] + b',"rows":[', rows, b"]}")
         if form.as_kind == "Table":
             table = self._table(target.resource, items, request, str(revision))
@@ -787,14 +787,12 @@ def _respond(value: Any, form: negotiation.ResponseForm, status: int = 200) -> w
 _SPLICE_CHUNK = 1024 * 1024
 
 
-async def _send_spliced(request: web.BaseRequest, opening: bytes, items: Iterable[bytes], closing: bytes) -> web.StreamResponse:
+async def _send_spliced(request: web.BaseRequest, opening: bytes, items: list[bytes], closing: bytes) -> web.StreamResponse:
     """`opening` + the items joined by commas + `closing`, sent in chunks of about a MiB: the
-    client reads (and decrypts) one chunk while the next is made and encrypted, instead of
-    waiting for a whole list of many megabytes to be built first. A list of items gives a
-    Content-Length; items made on the fly (a generator) go out chunked."""
+    client reads (and decrypts) one chunk while the next is encrypted, instead of waiting for
+    a whole list of many megabytes to be joined and encrypted first."""
     response = web.StreamResponse(headers={"Content-Type": negotiation.JSON})
-    if isinstance(items, list):
-        response.content_length = len(opening) + sum(map(len, items)) + max(len(items) - 1, 0) + len(closing)
+    response.content_length = len(opening) + sum(map(len, items)) + max(len(items) - 1, 0) + len(closing)
     await response.prepare(request)
     chunk: list[bytes] = [opening]
     size = len(opening)
