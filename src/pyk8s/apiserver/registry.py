@@ -68,11 +68,22 @@ def decode(kv: KeyValue) -> dict[str, Any]:
 _METADATA_OPENING = b'"metadata":{'
 
 
+def _top_level_metadata(value: bytes) -> int:
+    """Where the object's own `"metadata":{` starts, or -1. Stored objects put it after
+    apiVersion and kind (_TOP_ORDER); with no `{` or `[` before it, it is at depth one (that
+    byte sequence cannot occur inside a JSON string, whose quotes are escaped). Any other
+    layout (an embedded ObjectMeta first) is -1: the caller decodes in full."""
+    at = value.find(_METADATA_OPENING)
+    if at < 0 or value.find(b"{", 1, at) >= 0 or value.find(b"[", 0, at) >= 0:
+        return -1
+    return at
+
+
 def encode_with_resource_version(kv: KeyValue) -> bytes:
     """The stored JSON with its resourceVersion put back, without decoding it: stored
     objects always start their metadata with a name, so the field can go first in it."""
     value = kv.value
-    at = value.find(_METADATA_OPENING)
+    at = _top_level_metadata(value)
     if at < 0:
         return orjson.dumps(decode(kv))
     at += len(_METADATA_OPENING)
@@ -88,17 +99,20 @@ def decode_without_managed_fields(value: bytes) -> tuple[dict[str, Any], bytes] 
     """From an object's JSON as stored (resourceVersion spliced in or not): the object
     without metadata.managedFields, and its metadata's JSON as it is, for rows that show the metadata as stored but read other fields:
     managedFields are most of a typical object's decoding cost. Stored metadata ends with
-    managedFields (see _META_ORDER), an array whose elements hold no arrays, so its `]}`
-    is the first after it outside strings; a `]}` inside a string would leave JSON that does
-    not parse. None when the shape is not that plain (the caller decodes in full)."""
-    meta_at = value.find(_METADATA_OPENING)
+    managedFields (see _META_ORDER), an array whose elements hold no arrays, so the first
+    `]` after its opening closes it, and metadata's `}` must follow at once. Anything else
+    (a `]` inside a string, a key after managedFields as in a re-encoded object) is not that
+    plain shape: None, and the caller decodes in full."""
+    meta_at = _top_level_metadata(value)
     if meta_at < 0:
         return None
     fields_at = value.find(_MANAGED_FIELDS_OPENING, meta_at)
-    if fields_at < 0 or any(value.find(marker, meta_at, fields_at) >= 0 for marker in _AFTER_METADATA):
+    if fields_at < 0 or value.find(_METADATA_OPENING, meta_at + 1, fields_at) >= 0 \
+            or any(value.find(marker, meta_at, fields_at) >= 0 for marker in _AFTER_METADATA):
         return None
-    end = value.find(b"]}", fields_at)
-    if end < 0:
+    end = value.find(b"]", fields_at + len(_MANAGED_FIELDS_OPENING))
+    if end < 0 or value[end + 1:end + 2] != b"}" or value[end - 1:end] not in (b"}", b"[") \
+            or value[end + 2:end + 3] not in (b",", b"}"):
         return None
     try:
         obj = orjson.loads(value[:fields_at] + value[end + 1:])
@@ -196,8 +210,8 @@ class Registry:
 
     async def list(self, resource: Resource, namespace: str | None, options: ListOptions, *,
                    raw: bool = False) -> tuple[list[Any], int, str, int | None]:
-        """Returns (items, revision, continue token, remainingItemCount). With `raw` and no
-        selector, items are encoded JSON bytes (the fast path for plain JSON lists)."""
+        """Returns (items, revision, continue token, remainingItemCount). With `raw`, items
+        are the stored JSON bytes with their resourceVersion spliced in (JSON and Table lists)."""
         prefix = resource.storage_prefix(namespace)
         revision = 0
         start_after = ""
@@ -238,13 +252,17 @@ class Registry:
             if chunk and len(kvs) > chunk:
                 kvs = kvs[:chunk]
             for index, kv in enumerate(kvs):
-                if raw and not filtering:
+                if raw:
+                    # The stored bytes, never a re-encoding: callers read their layout
+                    # (decode_without_managed_fields), which a re-encoded object does not keep.
+                    if filtering and not object_matches(decode(kv), options):
+                        continue
                     items.append(encode_with_resource_version(kv))
                 else:
                     obj = decode(kv)
                     if filtering and not object_matches(obj, options):
                         continue
-                    items.append(encode(obj) if raw else obj)
+                    items.append(obj)
                 if limit and len(items) == limit:
                     # Upstream hands out a continue token whenever the read stopped early,
                     # even if every later key would be filtered out.
