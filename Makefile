@@ -27,11 +27,13 @@ up: setup
 down:
 	@$(BIN)/pyk8s down
 
+# pyk8s says whether it runs; its exit code (for scripts: `pyk8s status`) is not make's error.
 status:
-	@$(BIN)/pyk8s status
+	@$(BIN)/pyk8s status || true
 
+# Asks on a terminal; `make reset YES=1` for scripts.
 reset:
-	@$(BIN)/pyk8s reset
+	@$(BIN)/pyk8s reset $(if $(YES),--yes)
 
 test: setup
 	@$(BIN)/python -m pytest -q $(TEST_ARGS)

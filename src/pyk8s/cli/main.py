@@ -322,7 +322,8 @@ def reset(args: argparse.Namespace) -> int:
         return 1
     if not args.yes:
         if not sys.stdin.isatty():
-            print("pyk8s reset deletes every object of the cluster; re-run with --yes", file=sys.stderr)
+            print("pyk8s reset deletes every object of the cluster; re-run with --yes (make reset YES=1)",
+                  file=sys.stderr)
             return 1
         answer = input(f"Delete the cluster in {data_dir} and all its data? [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
