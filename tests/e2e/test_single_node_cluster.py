@@ -69,3 +69,57 @@ def test_deployment_pods_run_on_the_node_and_are_replaced_when_deleted(kubectl):
         return len(names) == 2 and victim not in names
     assert eventually(replaced, 60, what="the deleted pod replaced", interval=0.2)
     kubectl("delete", "deployment", "web")
+
+
+def _table(output: str) -> list[list[str]]:
+    import re
+
+    return [re.split(r"\s{2,}", line.strip()) for line in output.splitlines()[1:] if line.strip()]
+
+
+def test_book_selector_commands_print_running_pods_as_plain_get_does(kubectl):
+    """Book 2.5/2.15/3.1: `kubectl get pods -l ...` in every output form shows what the plain
+    `get pods` shows for pods the kubelet runs (it once printed `0/0` and no STATUS)."""
+    import subprocess
+
+    kubectl("create", "deployment", "sel-hello", f"--image={BUSYBOX}", "--", "sleep", "3600")
+    kubectl("run", "sel-solo", f"--image={BUSYBOX}", "--labels=run=sel-solo", "--", "sleep", "3600")
+    kubectl("wait", "--for=condition=Ready", "pod", "-l", "app=sel-hello", "--timeout=90s")
+    kubectl("wait", "--for=condition=Ready", "pod/sel-solo", "--timeout=90s")
+    try:
+        everything = {row[0]: row for row in _table(kubectl("get", "pods"))}
+        for selector, name_prefix in (("app=sel-hello", "sel-hello-"), ("run=sel-solo", "sel-solo")):
+            rows = _table(kubectl("get", "pods", "-l", selector))
+            assert len(rows) == 1 and rows[0][0].startswith(name_prefix)
+            assert rows[0][1:3] == ["1/1", "Running"], rows
+            assert rows[0][:4] == everything[rows[0][0]][:4]
+
+            wide = _table(kubectl("get", "pods", "-l", selector, "-o", "wide"))
+            assert wide[0][1:3] == ["1/1", "Running"] and wide[0][5].startswith("10.42."), wide
+
+            labelled = kubectl("get", "pods", "-l", selector, "--show-labels")
+            assert "1/1" in labelled and "Running" in labelled and selector in labelled
+
+            columns = _table(kubectl("get", "pods", "-l", selector, "-L", "app,run"))
+            assert columns[0][1:3] == ["1/1", "Running"]
+            assert columns[0][-1] == ("sel-solo" if selector.startswith("run=") else "sel-hello"), columns
+
+        # -w prints the current rows first, then follows: read those and stop.
+        watch = subprocess.Popen(
+            [*kubectl_command(kubectl), "get", "pods", "-l", "app=sel-hello", "-w"], stdout=subprocess.PIPE, text=True)
+        try:
+            header, first = watch.stdout.readline(), watch.stdout.readline()
+        finally:
+            watch.kill()
+            watch.wait()
+        assert header.split()[:3] == ["NAME", "READY", "STATUS"]
+        assert first.split()[1:3] == ["1/1", "Running"], first
+    finally:
+        kubectl("delete", "deployment", "sel-hello", "--wait=false")
+        kubectl("delete", "pod", "sel-solo", "--grace-period=1", "--wait=false")
+
+
+def kubectl_command(kubectl) -> list[str]:
+    from conftest import KUBECTL
+
+    return [KUBECTL, "--kubeconfig", str(kubectl.server.kubeconfig), "--cache-dir", str(kubectl.cache_dir)]
