@@ -110,7 +110,7 @@ def test_apply_conflicts_with_another_managers_value_with_upstreams_message():
     status = raised.value.status()
     assert status["code"] == 409 and status["reason"] == "Conflict"
     assert status["message"] == 'Apply failed with 1 conflict: conflict with "kubectl-client-side-apply" using apps/v1: .spec.replicas'
-    assert status["details"] == {"causes": [{"type": "FieldManagerConflict",
+    assert status["details"] == {"causes": [{"reason": "FieldManagerConflict",
                                              "message": 'conflict with "kubectl-client-side-apply" using apps/v1',
                                              "field": ".spec.replicas"}]}
 

@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 import orjson
 
+from pyk8s.api import base64bytes
 from pyk8s.api.quantity import round_up_milli
 from pyk8s.api.resources import Resource
 
@@ -443,12 +444,18 @@ def _default_service(obj: dict) -> None:
 
 def _default_secret(obj: dict) -> None:
     _set_if_empty(obj, "type", "Opaque")
+    # data is []byte upstream: decoded with the request (line breaks skipped), stored re-encoded.
+    base64bytes.canonicalize_map(obj, "data")
     # stringData is write-only: merged into data (it wins on conflicts) and dropped.
     string_data = obj.pop("stringData", None)
     if isinstance(string_data, dict) and string_data:
         data = _child(obj, "data")
         for key, value in string_data.items():
             data[key] = base64.b64encode(str(value).encode()).decode()
+
+
+def _default_config_map(obj: dict) -> None:
+    base64bytes.canonicalize_map(obj, "binaryData")  # []byte upstream, as Secret data
 
 
 def _default_pvc_spec(spec: dict) -> None:
@@ -508,6 +515,7 @@ _DEFAULTERS: dict[tuple[str, str], Callable[[dict], None]] = {
     ("", "Pod"): _default_pod,
     ("", "Service"): _default_service,
     ("", "Secret"): _default_secret,
+    ("", "ConfigMap"): _default_config_map,
     ("", "PersistentVolumeClaim"): _default_pvc,
     ("", "PersistentVolume"): _default_pv,
     ("", "Namespace"): _default_namespace,

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 
 def _qualified(group: str, plural: str) -> str:
     return f"{plural}.{group}" if group else plural
@@ -25,18 +27,61 @@ class ApiError(Exception):
         self.headers = headers or {}
 
     def status(self) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "kind": "Status",
-            "apiVersion": "v1",
-            "metadata": {},
-            "status": "Failure",
-            "message": self.message,
-            "reason": self.reason,
-        }
-        if self.details:
-            body["details"] = self.details
-        body["code"] = self.code
-        return body
+        return status_body("Failure", message=self.message, reason=self.reason, details=self.details, code=self.code)
+
+
+# Upstream's meta/v1 Status, StatusDetails and StatusCause field orders (their Go struct order,
+# which encoding/json keeps); every field but metadata is omitempty.
+_DETAILS_FIELDS = ("name", "group", "kind", "uid", "causes", "retryAfterSeconds")
+_CAUSE_FIELDS = ("reason", "message", "field")
+
+
+def status_body(status: str, *, message: str = "", reason: str = "", details: dict[str, Any] | None = None,
+                code: int = 0) -> dict[str, Any]:
+    """A meta/v1 Status as upstream writes it: fields in the Go struct's order, empty ones left
+    out (omitempty). `details` None leaves details out; a dict, even an empty one, is sent (upstream's
+    details is a pointer: a non-nil empty StatusDetails is written as {}). Every Status the server
+    sends, failure or success, is built here."""
+    body: dict[str, Any] = {"kind": "Status", "apiVersion": "v1", "metadata": {}}
+    if status:
+        body["status"] = status
+    if message:
+        body["message"] = message
+    if reason:
+        body["reason"] = reason
+    if details is not None:
+        body["details"] = _status_details(details)
+    if code:
+        body["code"] = code
+    return body
+
+
+# json.Encoder escapes these inside strings (HTML-safe by default; U+2028/2029 always). In JSON
+# text they can only occur inside strings, so replacing the bytes is exact.
+_GO_ESCAPES = ((b"<", b"\\u003c"), (b">", b"\\u003e"), (b"&", b"\\u0026"),
+               ("\u2028".encode(), b"\\u2028"), ("\u2029".encode(), b"\\u2029"))
+
+
+def encode_status(body: dict[str, Any]) -> bytes:
+    """A Status body's bytes as upstream's JSON serializer (a json.Encoder) writes them: Go's
+    escapes in strings, then a newline."""
+    encoded = orjson.dumps(body, option=orjson.OPT_APPEND_NEWLINE)
+    for raw, escaped in _GO_ESCAPES:
+        if raw in encoded:
+            encoded = encoded.replace(raw, escaped)
+    return encoded
+
+
+def _status_details(details: dict[str, Any]) -> dict[str, Any]:
+    ordered: dict[str, Any] = {}
+    for field in _DETAILS_FIELDS:
+        value = details.get(field)
+        if not value:
+            continue
+        if field == "causes":
+            value = [{key: cause[key] for key in _CAUSE_FIELDS if cause.get(key)} for cause in value]
+        ordered[field] = value
+    return ordered
 
 
 class BadRequest(ApiError):
@@ -61,7 +106,7 @@ class NotFound(ApiError):
     @classmethod
     def of(cls, group: str, plural: str, name: str) -> "NotFound":
         return cls(f'{_qualified(group, plural)} "{name}" not found',
-                   details={"name": name, "group": group, "kind": plural} if group else {"name": name, "kind": plural})
+                   details={"name": name, "group": group, "kind": plural})
 
 
 class MethodNotAllowed(ApiError):
@@ -80,10 +125,8 @@ class AlreadyExists(ApiError):
 
     @classmethod
     def of(cls, group: str, plural: str, name: str) -> "AlreadyExists":
-        details = {"name": name, "kind": plural}
-        if group:
-            details["group"] = group
-        return cls(f'{_qualified(group, plural)} "{name}" already exists', details=details)
+        return cls(f'{_qualified(group, plural)} "{name}" already exists',
+                   details={"name": name, "group": group, "kind": plural})
 
 
 class Conflict(ApiError):
@@ -92,11 +135,8 @@ class Conflict(ApiError):
 
     @classmethod
     def of(cls, group: str, plural: str, name: str, why: str) -> "Conflict":
-        details = {"name": name, "kind": plural}
-        if group:
-            details["group"] = group
         return cls(f'Operation cannot be fulfilled on {_qualified(group, plural)} "{name}": {why}',
-                   details=details)
+                   details={"name": name, "group": group, "kind": plural})
 
 
 OBJECT_MODIFIED = "the object has been modified; please apply your changes to the latest version and try again"
@@ -123,10 +163,7 @@ class Invalid(ApiError):
         summary = ", ".join(_cause_text(c) for c in causes)
         if len(causes) > 1:
             summary = "[" + summary + "]"
-        details: dict[str, Any] = {"name": name, "kind": kind}
-        if group:
-            details["group"] = group
-        details["causes"] = causes
+        details = {"name": name, "group": group, "kind": kind, "causes": causes}
         qualified = f"{kind}.{group}" if group else kind
         super().__init__(f'{qualified} "{name}" is invalid: {summary}', details=details)
 
@@ -143,6 +180,11 @@ class TooManyRequests(ApiError):
 class InternalError(ApiError):
     code = 500
     reason = "InternalError"
+
+    @classmethod
+    def of(cls, cause: str) -> "InternalError":
+        """Upstream's NewInternalError: the cause is also the one StatusCause's message."""
+        return cls(f"Internal error occurred: {cause}", details={"causes": [{"message": cause}]})
 
 
 class ServiceUnavailable(ApiError):

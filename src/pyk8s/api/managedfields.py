@@ -421,7 +421,7 @@ def update(resource: Resource, old: dict[str, Any] | None, new: dict[str, Any], 
 
 def conflict_error(conflicts: list[tuple[_Entry, tuple[str, ...]]]) -> errors.Conflict:
     """409 with one FieldManagerConflict cause per field, worded as upstream."""
-    causes = [{"type": "FieldManagerConflict", "message": f"conflict with {entry.described()}",
+    causes = [{"reason": "FieldManagerConflict", "message": f"conflict with {entry.described()}",
                "field": fieldpath.path_string(path)} for entry, path in conflicts]
     if len(conflicts) == 1:
         entry, path = conflicts[0]

@@ -102,16 +102,10 @@ class JsonPatchFailed(errors.ApiError):
     GENERIC_MESSAGE = "the server rejected our request due to an error in our request"
 
     def __init__(self, detail: str, *, operation_index: int | None = None):
-        super().__init__(self.GENERIC_MESSAGE)
+        # upstream's NewGenericServerResponse always sends (empty) details
+        super().__init__(self.GENERIC_MESSAGE, details={})
         self.detail = detail
         self.operation_index = operation_index
-
-    def status(self) -> dict[str, Any]:
-        body = super().status()
-        code = body.pop("code")
-        body["details"] = {}  # upstream's NewGenericServerResponse always sends empty details
-        body["code"] = code
-        return body
 
     def __str__(self) -> str:
         return f"{self.message}: {self.detail}"

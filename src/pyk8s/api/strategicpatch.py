@@ -72,12 +72,7 @@ class StrategicMergePatchFailed(errors.ApiError):
     apiserver answers any error that is not an API status."""
 
     code = 500
-    reason = ""
-
-    def status(self) -> dict[str, Any]:
-        body = super().status()
-        del body["reason"]  # upstream omits an empty reason
-        return body
+    reason = ""  # upstream's empty (Unknown) reason, left out of the Status body
 
 
 class StrategicMergePatchInvalid(errors.ApiError):
@@ -88,15 +83,8 @@ class StrategicMergePatchInvalid(errors.ApiError):
     GENERIC_MESSAGE = "the server rejected our request due to an error in our request"
 
     def __init__(self, detail: str):
-        super().__init__(self.GENERIC_MESSAGE)
+        super().__init__(self.GENERIC_MESSAGE, details={})
         self.detail = detail
-
-    def status(self) -> dict[str, Any]:
-        body = super().status()
-        code = body.pop("code")
-        body["details"] = {}
-        body["code"] = code
-        return body
 
     def __str__(self) -> str:
         return f"{self.message}: {self.detail}"

@@ -12,8 +12,6 @@ Rules, limits, regexes and wording follow k8s.io/apimachinery `pkg/util/validati
 
 from __future__ import annotations
 
-import base64
-import binascii
 import collections
 import copy
 import functools
@@ -23,7 +21,7 @@ from typing import Any, Callable, Iterable
 
 import orjson
 
-from pyk8s.api import errors
+from pyk8s.api import base64bytes, errors
 from pyk8s.api.quantity import parse_quantity
 from pyk8s.api.resources import Resource
 
@@ -1244,10 +1242,7 @@ def _validate_config_map(causes: _Causes, obj: dict) -> None:
 
 
 def _decoded(value: Any) -> bytes | None:
-    try:
-        return base64.b64decode(str(value), validate=True)
-    except (binascii.Error, ValueError):
-        return None
+    return base64bytes.decode(value)
 
 
 _SECRET_REQUIRED_KEYS = {

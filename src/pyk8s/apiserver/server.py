@@ -115,7 +115,7 @@ class APIServer:
             raise
         except Exception as exc:  # a bug must not take the server down: answer 500 like upstream
             log.exception("internal error serving %s %s", request.method, request.path)
-            return _status_response(errors.InternalError(f"Internal error occurred: {exc}"))
+            return _status_response(errors.InternalError.of(str(exc)))
 
     async def _authenticated(self, request: web.BaseRequest) -> bool:
         """A client certificate, a bootstrap token, or anonymous discovery (authn.py)."""
@@ -132,7 +132,7 @@ class APIServer:
         path = request.path
         parts = [unquote(p) for p in path.strip("/").split("/")] if path.strip("/") else []
         if not parts:
-            return _json({"paths": sorted(self._root_paths())})
+            return _raw_json({"paths": sorted(self._root_paths())})
         head = parts[0]
         if head == "api":
             if len(parts) == 1:
@@ -152,7 +152,7 @@ class APIServer:
                 return self._resource_list_response(parts[1], parts[2])
             return await self._resource_request(request, parts[1], parts[2], parts[3:])
         if head == "version" and len(parts) == 1:
-            return _json(KUBERNETES_VERSION)
+            return _raw_json(KUBERNETES_VERSION)
         if head in ("healthz", "livez", "readyz"):
             if not (self._ready if head == "readyz" else self._serving):
                 return web.Response(status=500, text=f"[-]{head} failed: not ready\n")
@@ -178,7 +178,7 @@ class APIServer:
         for media_type, params in negotiation.parse_accept(request.headers.get("Accept")):
             if params.get("as") == "APIGroupDiscoveryList" and params.get("g") == "apidiscovery.k8s.io" \
                     and params.get("v") == "v2":
-                body = orjson.dumps(discovery.aggregated(core))
+                body = orjson.dumps(discovery.aggregated(core), option=orjson.OPT_APPEND_NEWLINE)
                 return web.Response(body=body, headers={"Content-Type": discovery.AGGREGATED_CONTENT_TYPE})
         if core:
             address = f"{self.config.resolved_advertise_address()}:{self.config.https_port}"
@@ -264,7 +264,8 @@ class APIServer:
         if not form.as_kind and form.media_type != negotiation.YAML:
             raw = await self.registry.get_raw(target.resource, target.namespace, target.name,
                                               request.query.get("resourceVersion", ""))
-            return web.Response(body=raw, content_type=negotiation.JSON)
+            # The one copy of the object here, to end it with the encoder's newline.
+            return web.Response(body=raw + b"\n", content_type=negotiation.JSON)
         obj = await self.registry.get(target.resource, target.namespace, target.name,
                                       request.query.get("resourceVersion", ""))
         if form.as_kind == "Table":
@@ -467,11 +468,9 @@ class APIServer:
         obj, removed = await self.registry.delete(target.resource, target.namespace, target.name, options)
         # Upstream's stores with ReturnDeletedObject answer with the object, others with a Status.
         if removed and target.resource.kind not in ("Pod", "Namespace", "Service", "Node", "ServiceAccount", "StorageClass"):
-            details = {"name": target.name, "kind": target.resource.plural, "uid": obj["metadata"].get("uid")}
-            if target.resource.group:
-                details["group"] = target.resource.group
-            return _respond({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
-                             "details": details}, form)
+            details = {"name": target.name, "group": target.resource.group, "kind": target.resource.plural,
+                       "uid": obj["metadata"].get("uid")}
+            return _respond(errors.status_body("Success", details=details), form)
         # Upstream answers 200 also when the object is only marked for deletion (202 only for
         # an explicit orphanDependents=false).
         status = 202 if (not removed and options.orphan_dependents is False) else 200
@@ -683,8 +682,7 @@ class APIServer:
 
         # Binding writes spec and status together, as upstream's binding REST does.
         await self.registry.modify(target.resource, target.namespace, target.name, bind, subresource="binding")
-        return _respond({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201},
-                        negotiation.ResponseForm(), status=201)
+        return _respond(errors.status_body("Success", code=201), negotiation.ResponseForm(), status=201)
 
 
 # ---------------------------------------------------------------- helpers
@@ -779,24 +777,39 @@ def _partial(obj: dict[str, Any], form: negotiation.ResponseForm) -> dict[str, A
             "metadata": obj.get("metadata", {})}
 
 
+# Response framing follows upstream's JSON serializer, a json.Encoder: every object, list,
+# Table, Status and discovery document it writes ends with "\n". Watch events are framed by
+# their own newlines. Only /version and / go around the serializer upstream (WriteRawJSON:
+# two-space indented, no newline).
+
 def _json(value: Any, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(value), status=status, content_type="application/json")
+    return web.Response(body=orjson.dumps(value, option=orjson.OPT_APPEND_NEWLINE), status=status,
+                        content_type="application/json")
+
+
+def _raw_json(value: Any) -> web.Response:
+    return web.Response(body=orjson.dumps(value, option=orjson.OPT_INDENT_2), content_type="application/json")
 
 
 def _respond(value: Any, form: negotiation.ResponseForm, status: int = 200) -> web.Response:
-    media_type = negotiation.YAML if form.media_type == negotiation.YAML else negotiation.JSON
-    if media_type == negotiation.JSON and type(value) is StoredObject:
-        return web.Response(body=value.raw, status=status, content_type=media_type)
-    return web.Response(body=negotiation.encode(value, media_type), status=status, content_type=media_type)
+    if form.media_type == negotiation.YAML:  # a YAML document ends with its line break already
+        return web.Response(body=negotiation.encode(value, negotiation.YAML), status=status,
+                            content_type=negotiation.YAML)
+    if type(value) is StoredObject:
+        return web.Response(body=value.raw + b"\n", status=status, content_type=negotiation.JSON)
+    return web.Response(body=orjson.dumps(value, option=orjson.OPT_APPEND_NEWLINE), status=status,
+                        content_type=negotiation.JSON)
 
 
 _SPLICE_CHUNK = 1024 * 1024
 
 
 async def _send_spliced(request: web.BaseRequest, opening: bytes, items: list[bytes], closing: bytes) -> web.StreamResponse:
-    """`opening` + the items joined by commas + `closing`, sent in chunks of about a MiB: the
-    client reads (and decrypts) one chunk while the next is encrypted, instead of waiting for
-    a whole list of many megabytes to be joined and encrypted first."""
+    """`opening` + the items joined by commas + `closing` + the encoder's newline, sent in
+    chunks of about a MiB: the client reads (and decrypts) one chunk while the next is
+    encrypted, instead of waiting for a whole list of many megabytes to be joined and
+    encrypted first."""
+    closing += b"\n"
     response = web.StreamResponse(headers={"Content-Type": negotiation.JSON})
     response.content_length = len(opening) + sum(map(len, items)) + max(len(items) - 1, 0) + len(closing)
     await response.prepare(request)
@@ -823,5 +836,5 @@ def _with_warnings(response: web.Response, warnings: list[str]) -> web.Response:
 
 
 def _status_response(error: errors.ApiError) -> web.Response:
-    return web.Response(body=orjson.dumps(error.status()), status=error.code, content_type="application/json",
-                        headers=error.headers)
+    return web.Response(body=errors.encode_status(error.status()), status=error.code,
+                        content_type="application/json", headers=error.headers)
