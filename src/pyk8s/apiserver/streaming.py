@@ -6,7 +6,10 @@ What clients send (see shared/reference/kubectl-wire-contract.md):
   0 stdin, 1 stdout, 2 stderr, 3 status (a metav1.Status JSON), 4 resize JSON, and, in v5
   only, 255 "close this channel" (how stdin EOF travels).
 - port-forward opens a WebSocket with `SPDY/3.1+portforward.k8s.io`: the messages carry a
-  plain SPDY/3.1 session (upstream's tunnelling connection).
+  plain SPDY/3.1 session (upstream's tunnelling connection). Other WebSocket clients (the
+  Python client: `v5`/`v4.channel.k8s.io`, `v4.base64.channel.k8s.io`) use channels, two per
+  port, which the kubelet serves itself: their upgrade is passed to it unchanged and spliced
+  (upstream's UpgradeAwareHandler).
 - Older clients (and kubectl with KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false, or after a
   refused WebSocket upgrade) send `Upgrade: SPDY/3.1` with `X-Stream-Protocol-Version`.
 
@@ -168,6 +171,8 @@ class KubeletUpgrade:
             return errors.NotFound(message)
         if self.status == 400:
             return errors.BadRequest(message)
+        if self.status == 403:  # a refused handshake (no protocol in common)
+            return errors.Forbidden(message)
         return errors.InternalError(message or f"kubelet answered {self.status}")
 
 
@@ -262,7 +267,9 @@ async def pod_stream(server: Any, request: web.Request, target: Any) -> web.Stre
         return await _splice(request, upgrade)
 
     if target.subresource == "portforward":
-        return await _port_forward_tunnel(request, ssl_context, host, port, kubelet_path)
+        if PORT_FORWARD_TUNNEL in _offered_protocols(request):
+            return await _port_forward_tunnel(request, ssl_context, host, port, kubelet_path)
+        return await _port_forward_websocket(request, ssl_context, host, port, kubelet_path)
     tty = _truthy(request.query.get("tty"))
     return await _channels_over_spdy(request, ssl_context, host, port, kubelet_path,
                                      stdin=_truthy(request.query.get("stdin")),
@@ -347,6 +354,25 @@ async def _channels_over_spdy(request: web.Request, ssl_context, host: str, port
     await _until_either_ends(client_to_node(), node_to_client(), upgrade)
     await ws.close()
     return ws
+
+
+def _offered_protocols(request: web.Request) -> list[str]:
+    return [p.strip() for value in request.headers.getall("Sec-WebSocket-Protocol", [])
+            for p in value.split(",") if p.strip()]
+
+
+async def _port_forward_websocket(request: web.Request, ssl_context, host: str, port: int,
+                                  kubelet_path: str) -> web.StreamResponse:
+    """A channel WebSocket port-forward: the kubelet negotiates and serves it, so the upgrade
+    request goes to it as the client sent it and, once it answers 101, the two connections are
+    spliced byte for byte."""
+    headers = [("Connection", "Upgrade"), ("Upgrade", "websocket")]
+    for name in ("Sec-WebSocket-Key", "Sec-WebSocket-Version", "Sec-WebSocket-Protocol"):
+        headers += [(name, value) for value in request.headers.getall(name, [])]
+    upgrade = await KubeletUpgrade.open(ssl_context, host, port, request.method, kubelet_path, headers)
+    if upgrade.status != 101:
+        raise upgrade.error()
+    return await _splice(request, upgrade)
 
 
 async def _port_forward_tunnel(request: web.Request, ssl_context, host: str, port: int,

@@ -17,9 +17,13 @@ passes every frame through three goroutines, so frame count, not bytes, limited 
 throughput (bench/streaming.py). Here each read from the pod (up to 256 KiB) becomes one
 frame.
 
+The dialling, the pod connections and the flow control below are `ForwardingSession`'s,
+which the WebSocket port-forward (`pyk8s.kubelet.wsportforward`) shares; the SPDY session
+adds its framing (`PortForwardSession`).
+
 Data flow, all in event-loop callbacks (no task per chunk): client bytes -> aiohttp's
 protocol -> `feed_data` (frames parsed) -> the pod connection's transport; pod bytes -> read
-into `_PodConnection`'s buffer -> one data frame -> the client's transport.
+into `PodConnection`'s buffer -> one data frame -> the client's transport.
 Back-pressure, as in spdystream (no SPDY flow control: kubectl neither sends nor honours
 WINDOW_UPDATE): when the client's transport has more than RELAY_HIGH_WATER queued, every
 pod connection of the session stops reading until it drains; when a pod connection has more
@@ -152,51 +156,58 @@ async def dial_pod(netns_path: str | None, port: int, sandbox_id: str) -> socket
     return await result
 
 
-class _StreamPair:
-    """The error and data streams of one forwarded connection and the pod connection they
-    lead to."""
+class Forward:
+    """One forwarded connection: the pod's side of it and where it stands. Each protocol's
+    session adds how the client addresses it (SPDY streams, WebSocket channels)."""
 
-    def __init__(self, request_id: str, port: int):
-        self.request_id = request_id
+    def __init__(self, port: int):
         self.port = port
-        self.error_stream = 0
-        self.data_stream = 0
         self.pod: asyncio.Transport | None = None
         self.early: list[bytes] = []  # client bytes that came before the pod connection
-        self.client_finished = False  # FIN on the data stream from the client
-        self.pod_finished = False  # the pod's side ended and both streams got their FIN
+        self.client_finished = False  # the client half-closed its side
+        self.pod_finished = False  # the pod's side ended (and the client was told, where it can be)
         self.closed = False
         self.timer: asyncio.TimerHandle | None = None
+
+
+class _StreamPair(Forward):
+    """The error and data streams of one SPDY-forwarded connection."""
+
+    def __init__(self, request_id: str, port: int):
+        super().__init__(port)
+        self.request_id = request_id
+        self.error_stream = 0
+        self.data_stream = 0
 
     @property
     def complete(self) -> bool:
         return bool(self.error_stream and self.data_stream)
 
 
-class _PodConnection(asyncio.BufferedProtocol):
+class PodConnection(asyncio.BufferedProtocol):
     """The event-loop protocol on one connection to the pod. It reads into a buffer that has
-    room for the frame head in front, so each read leaves as one data frame of up to
-    READ_SIZE bytes with one copy."""
+    the session's HEAD_ROOM free in front, so each read leaves as one frame of up to
+    READ_SIZE bytes with one copy (the session writes the frame head into that room)."""
 
-    def __init__(self, session: "PortForwardSession", pair: _StreamPair):
-        self.session, self.pair = session, pair
+    def __init__(self, session: "ForwardingSession", forward: Forward):
+        self.session, self.forward = session, forward
         self.paused = False
-        self._frame = bytearray(8 + READ_SIZE)
-        self._room = memoryview(self._frame)[8:]
+        self._frame = bytearray(session.HEAD_ROOM + READ_SIZE)
+        self._room = memoryview(self._frame)[session.HEAD_ROOM:]
 
     def get_buffer(self, sizehint: int) -> memoryview:
         return self._room
 
     def buffer_updated(self, nbytes: int) -> None:
-        self.session.to_client(self.pair, self._frame, nbytes)
+        self.session.to_client(self.forward, self._frame, nbytes)
 
     def eof_received(self) -> bool:
-        self.session.pod_ended(self.pair)
-        return not self.pair.closed  # keep our sending half open while the client still sends
+        self.session.pod_ended(self.forward)
+        return not self.forward.closed  # keep our sending half open while the client still sends
 
     def connection_lost(self, exc) -> None:
-        self.session.pod_ended(self.pair)
-        self.session.forget(self.pair)
+        self.session.pod_ended(self.forward)
+        self.session.forget(self.forward)
         if self.paused:
             self.resume_writing()
 
@@ -210,9 +221,13 @@ class _PodConnection(asyncio.BufferedProtocol):
             self.session.pod_backed_up(-1)
 
 
-class PortForwardSession:
-    """The server half of one SPDY portforward.k8s.io session on an upgraded connection
-    (aiohttp's payload parser for it: `feed_data`/`feed_eof`)."""
+class ForwardingSession:
+    """What the SPDY and WebSocket port-forward sessions share on one upgraded client
+    connection: dialling the pod for a forward, passing client bytes to it, flow control both
+    ways. A subclass frames the pod's bytes for its protocol (`to_client`, with HEAD_ROOM
+    bytes free before them), reports errors and tells the client a forward ended."""
+
+    HEAD_ROOM = 0
 
     def __init__(self, request: web.BaseRequest, sandbox_id: str, netns_path: str | None):
         self.loop = asyncio.get_running_loop()
@@ -220,13 +235,143 @@ class PortForwardSession:
         self._client_protocol = request.protocol
         self.sandbox_id, self.netns_path = sandbox_id, netns_path
         self.done = self.loop.create_future()
+        self._pods_reading = True
+        self._backed_up_pods = 0
+        self.client.set_write_buffer_limits(high=RELAY_HIGH_WATER)
+
+    # the protocol's part
+    def forwards(self):
+        raise NotImplementedError
+
+    def to_client(self, forward: Forward, frame: bytearray, length: int) -> None:
+        raise NotImplementedError
+
+    def pod_ended(self, forward: Forward) -> None:
+        raise NotImplementedError
+
+    def forget(self, forward: Forward) -> None:
+        raise NotImplementedError
+
+    def _error(self, forward: Forward, message: str) -> None:
+        raise NotImplementedError
+
+    def _close_pair(self, forward: Forward, *, abort: bool = False) -> None:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------ client -> pod
+
+    async def connect(self, forward: Forward) -> None:
+        """Dial the forward's port in the pod; on failure, upstream's message on the error
+        channel and the forward ends."""
+        try:
+            sock = await dial_pod(self.netns_path, forward.port, self.sandbox_id)
+        except DialError as error:
+            self._error(forward, f"error forwarding port {forward.port} to pod {self.sandbox_id}, uid : {error}")
+            self._close_pair(forward)
+            return
+        if forward.closed or self.done.done():
+            sock.close()
+            return
+        try:
+            transport, _ = await self.loop.create_connection(lambda: PodConnection(self, forward), sock=sock)
+        except OSError as error:
+            sock.close()
+            self._error(forward, f"error forwarding port {forward.port} to pod {self.sandbox_id}, uid : {error}")
+            self._close_pair(forward)
+            return
+        if forward.closed or self.done.done():
+            transport.abort()
+            return
+        transport.set_write_buffer_limits(high=POD_HIGH_WATER)
+        forward.pod = transport
+        if not self._pods_reading:
+            transport.pause_reading()
+        for data in forward.early:
+            transport.write(data)
+        forward.early.clear()
+        if forward.client_finished:
+            if forward.pod_finished:
+                self._close_pair(forward)
+            elif transport.can_write_eof():
+                transport.write_eof()
+
+    def from_client(self, forward: Forward, data: bytes, fin) -> None:
+        """Client bytes for the forward's pod connection; `fin`: the client's half-close."""
+        if forward.closed or forward.client_finished:
+            return
+        if forward.pod is None:
+            if data:
+                forward.early.append(data)
+        elif data:
+            forward.pod.write(data)
+        if fin:
+            forward.client_finished = True
+            if forward.pod is not None:
+                if forward.pod_finished:
+                    self._close_pair(forward)
+                elif forward.pod.can_write_eof():
+                    forward.pod.write_eof()
+
+    def pod_backed_up(self, change: int) -> None:
+        """A pod connection's write buffer crossed POD_HIGH_WATER (+1) or drained (-1)."""
+        self._backed_up_pods += change
+        if self.client.is_closing():
+            return
+        if self._backed_up_pods > 0:
+            self.client.pause_reading()
+        else:
+            self.client.resume_reading()
+
+    # ------------------------------------------------------------ pod -> client
+
+    def client_written(self) -> None:
+        """After a write to the client: past RELAY_HIGH_WATER queued, every pod connection of
+        the session stops reading until the client's connection drains."""
+        if self._pods_reading and self.client.get_write_buffer_size() > RELAY_HIGH_WATER:
+            self._pods_reading = False
+            for other in self.forwards():
+                if other.pod is not None and not other.pod.is_closing():
+                    other.pod.pause_reading()
+            asyncio.ensure_future(self._resume_pods_when_client_drained())
+
+    async def _resume_pods_when_client_drained(self) -> None:
+        try:
+            await self._client_protocol._drain_helper()  # aiohttp's wait for resume_writing
+        except (ConnectionError, RuntimeError):
+            self.finish()
+            return
+        self._pods_reading = True
+        for forward in list(self.forwards()):
+            if forward.pod is not None and not forward.pod.is_closing():
+                forward.pod.resume_reading()
+
+    def finish(self) -> None:
+        """The session is over (client gone): every pod connection still open ends with it."""
+        if not self.done.done():
+            self.done.set_result(None)
+        for forward in list(self.forwards()):
+            if forward.timer is not None:
+                forward.timer.cancel()
+            if forward.pod is not None and not forward.closed:
+                forward.pod.abort()
+            forward.closed = True
+
+
+class PortForwardSession(ForwardingSession):
+    """The server half of one SPDY portforward.k8s.io session on an upgraded connection
+    (aiohttp's payload parser for it: `feed_data`/`feed_eof`)."""
+
+    HEAD_ROOM = 8  # a SPDY data frame's head
+
+    def __init__(self, request: web.BaseRequest, sandbox_id: str, netns_path: str | None):
+        super().__init__(request, sandbox_id, netns_path)
         self._parser = FrameParser()
         self._headers = HeaderCodec()
         self._pairs: dict[str, _StreamPair] = {}  # by request id
         self._streams: dict[int, _StreamPair] = {}  # by stream id
-        self._pods_reading = True
-        self._backed_up_pods = 0
-        self.client.set_write_buffer_limits(high=RELAY_HIGH_WATER)
+
+    def forwards(self):
+        return set(self._pairs.values()) | set(self._streams.values())
 
     # ------------------------------------------------------------ client -> pod
 
@@ -235,7 +380,7 @@ class PortForwardSession:
             if not is_control(first):
                 pair = self._streams.get(first)
                 if pair is not None and first == pair.data_stream:
-                    self._from_client(pair, payload, flags & FLAG_FIN)
+                    self.from_client(pair, payload, flags & FLAG_FIN)
                 continue  # the error stream carries nothing from the client; unknown streams are ignored
             kind = frame_type(first)
             if kind == SYN_STREAM:
@@ -279,68 +424,12 @@ class PortForwardSession:
         setattr(pair, f"{stream_type}_stream", stream_id)
         if pair.complete:
             pair.timer.cancel()
-            asyncio.ensure_future(self._connect(pair)).add_done_callback(_log_failure)
+            asyncio.ensure_future(self.connect(pair)).add_done_callback(_log_failure)
 
     def _pair_timed_out(self, pair: _StreamPair) -> None:
         if not pair.complete and not pair.closed:
             self._error(pair, f"(conn={id(self):#x}, request={pair.request_id}) timed out waiting for streams")
             self._close_pair(pair)
-
-    async def _connect(self, pair: _StreamPair) -> None:
-        try:
-            sock = await dial_pod(self.netns_path, pair.port, self.sandbox_id)
-        except DialError as error:
-            self._error(pair, f"error forwarding port {pair.port} to pod {self.sandbox_id}, uid : {error}")
-            self._close_pair(pair)
-            return
-        if pair.closed or self.done.done():
-            sock.close()
-            return
-        try:
-            transport, _ = await self.loop.create_connection(lambda: _PodConnection(self, pair), sock=sock)
-        except OSError as error:
-            sock.close()
-            self._error(pair, f"error forwarding port {pair.port} to pod {self.sandbox_id}, uid : {error}")
-            self._close_pair(pair)
-            return
-        if pair.closed or self.done.done():
-            transport.abort()
-            return
-        transport.set_write_buffer_limits(high=POD_HIGH_WATER)
-        pair.pod = transport
-        if not self._pods_reading:
-            transport.pause_reading()
-        for data in pair.early:
-            transport.write(data)
-        pair.early.clear()
-        if pair.client_finished:
-            transport.write_eof()
-
-    def _from_client(self, pair: _StreamPair, data: bytes, fin: int) -> None:
-        if pair.closed or pair.client_finished:
-            return
-        if pair.pod is None:
-            if data:
-                pair.early.append(data)
-        elif data:
-            pair.pod.write(data)
-        if fin:
-            pair.client_finished = True
-            if pair.pod is not None:
-                if pair.pod_finished:
-                    self._close_pair(pair)
-                elif pair.pod.can_write_eof():
-                    pair.pod.write_eof()
-
-    def pod_backed_up(self, change: int) -> None:
-        """A pod connection's write buffer crossed POD_HIGH_WATER (+1) or drained (-1)."""
-        self._backed_up_pods += change
-        if self.client.is_closing():
-            return
-        if self._backed_up_pods > 0:
-            self.client.pause_reading()
-        else:
-            self.client.resume_reading()
 
     # ------------------------------------------------------------ pod -> client
 
@@ -352,23 +441,7 @@ class PortForwardSession:
             return
         _DATA_HEAD.pack_into(frame, 0, pair.data_stream, length)
         client.write(bytes(memoryview(frame)[:8 + length]))  # a copy: the buffer is read into again
-        if self._pods_reading and client.get_write_buffer_size() > RELAY_HIGH_WATER:
-            self._pods_reading = False
-            for other in self._pairs.values():
-                if other.pod is not None and not other.pod.is_closing():
-                    other.pod.pause_reading()
-            asyncio.ensure_future(self._resume_pods_when_client_drained())
-
-    async def _resume_pods_when_client_drained(self) -> None:
-        try:
-            await self._client_protocol._drain_helper()  # aiohttp's wait for resume_writing
-        except (ConnectionError, RuntimeError):
-            self.finish()
-            return
-        self._pods_reading = True
-        for pair in list(self._pairs.values()):
-            if pair.pod is not None and not pair.pod.is_closing():
-                pair.pod.resume_reading()
+        self.client_written()
 
     def pod_ended(self, pair: _StreamPair) -> None:
         """The pod's side sent EOF (or went away): FIN both streams, as upstream's handler
@@ -419,12 +492,9 @@ class PortForwardSession:
 
     def finish(self) -> None:
         """The session is over (client gone or GOAWAY): every pod connection ends with it."""
-        if not self.done.done():
-            self.done.set_result(None)
-        for pair in set(self._pairs.values()) | set(self._streams.values()):
-            if pair.timer is not None:
-                pair.timer.cancel()
-            pair.closed = True
+        forwards = self.forwards()
+        super().finish()
+        for pair in forwards:  # closed ones too: GOAWAY ends what was still flushing
             if pair.pod is not None:
                 pair.pod.abort()
         self._pairs.clear()

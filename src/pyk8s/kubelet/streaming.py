@@ -12,10 +12,10 @@ proxies the same way). Whatever containerd's stream server speaks (SPDY/3.1 with
 v4.channel.k8s.io, WebSocket v4) passes through unchanged; the API server is the one that
 translates newer protocols.
 
-port-forward over SPDY is served here, without the runtime's stream server
-(`pyk8s.kubelet.portforward`): the kubelet finds the sandbox's network namespace (CRI
-PodSandboxStatus, verbose) and dials the pod's ports from inside it. Only a WebSocket
-port-forward request (the API server never sends one) still goes to containerd.
+port-forward is served here, without the runtime's stream server, over SPDY
+(`pyk8s.kubelet.portforward`) and over channel WebSockets (`pyk8s.kubelet.wsportforward`,
+which the API server passes through unchanged): the kubelet finds the sandbox's network
+namespace (CRI PodSandboxStatus, verbose) and dials the pod's ports from inside it.
 
 Data flow of the splices (`pyk8s.httpstream.Relay`, all in event-loop callbacks): client
 bytes -> aiohttp protocol -> containerd's transport; containerd bytes -> client transport. A
@@ -35,7 +35,7 @@ from aiohttp import web
 
 from pyk8s.httpstream import Relay, hold_upgraded, take_over
 
-from pyk8s.kubelet import portforward
+from pyk8s.kubelet import portforward, wsportforward
 from pyk8s.kubelet.cri import CRIClient, CRIError
 from pyk8s.kubelet.cri.messages import CONTAINER_RUNNING, SANDBOX_READY
 
@@ -169,28 +169,33 @@ class StreamingRoutes:
         return await proxy_to_stream_url(request, reply["url"])
 
     async def port_forward(self, request: web.Request) -> web.StreamResponse:
-        """SPDY port-forward is served here (pyk8s.kubelet.portforward); a WebSocket one (the
-        API server never sends it, but the kubelet's API accepts it) goes to the runtime."""
+        """Both protocols are served here (pyk8s.kubelet.portforward, .wsportforward); the
+        request is checked (ports, subprotocol) before the pod is looked up, as upstream does."""
         info = request.match_info
-        websocket = request.headers.get("Upgrade", "").lower() == "websocket"
-        if not websocket:
-            if not request.headers.get("Upgrade", "").lower().startswith("spdy/"):
-                return _status(400, "BadRequest", "Upgrade request required")
+        upgrade = request.headers.get("Upgrade", "").lower()
+        protocol = ports = None
+        if upgrade == "websocket":
+            try:
+                ports = wsportforward.ports_from_query(request.query.getall(wsportforward.PORT_QUERY, []))
+            except ValueError as error:
+                return _status(400, "BadRequest", str(error))
+            protocol, refusal = wsportforward.handshake_refusal(request)
+        elif upgrade.startswith("spdy/"):
             refusal = portforward.negotiate(request)
-            if refusal is not None:
-                return refusal
+        else:
+            return _status(400, "BadRequest", "Upgrade request required")
+        if refusal is not None:
+            return refusal
         try:
             cri = self._cri()
             sandbox = await self._ready_sandbox(cri, info["namespace"], info["pod"])
-            if websocket:
-                ports = [int(p) for p in request.query.getall("port", []) if p.isdigit()]
-                reply = await cri.call("PortForward", {"pod_sandbox_id": sandbox["id"], "port": ports})
-                return await proxy_to_stream_url(request, reply["url"])
             netns_path = await self._network_namespace(cri, sandbox["id"])
         except LookupError as error:
             return _status(404, "NotFound", str(error))
         except CRIError as error:
             return _status(500, "InternalError", error.details)
+        if ports is not None:
+            return await wsportforward.serve(request, sandbox["id"], netns_path, ports, protocol)
         return await portforward.serve(request, sandbox["id"], netns_path)
 
     async def _ready_sandbox(self, cri: CRIClient, namespace: str, pod: str) -> dict[str, Any]:
