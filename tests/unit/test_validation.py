@@ -133,7 +133,7 @@ def test_bad_label_key_and_value_are_both_reported():
 def test_annotations_over_256_kib_are_too_long():
     pod = _pod()
     pod["metadata"]["annotations"] = {"big": "x" * (256 * 1024)}
-    assert _messages(_create_error("", "Pod", pod)) == ["metadata.annotations: Too long: may not be more than 262144 bytes"]
+    assert _messages(_create_error("", "Pod", pod)) == ["metadata.annotations: Too long: must have at most 262144 bytes"]
 
 
 def test_generate_name_prefix_may_end_with_a_dash():
@@ -440,7 +440,7 @@ def test_config_map_keys_must_be_valid():
 
 def test_config_map_over_one_mebibyte_is_too_long():
     config_map = {"metadata": {"name": "cfg", "namespace": "default"}, "data": {"big": "x" * (1024 * 1024 + 1)}}
-    assert _messages(_create_error("", "ConfigMap", config_map)) == ["Too long: may not be more than 1048576 bytes"]
+    assert _messages(_create_error("", "ConfigMap", config_map)) == ["Too long: must have at most 1048576 bytes"]
 
 
 def test_immutable_config_map_rejects_data_changes():
@@ -453,6 +453,22 @@ def test_immutable_config_map_rejects_data_changes():
 
 def _b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
+
+
+def test_secret_over_one_mebibyte_is_too_long():
+    secret = {"metadata": {"name": "s", "namespace": "default"},
+              "data": {"big": base64.b64encode(b"x" * (1024 * 1024 + 1)).decode()}}
+    assert _messages(_create_error("", "Secret", secret)) == ["data: Too long: must have at most 1048576 bytes"]
+
+
+def test_immutable_secret_rejects_data_changes_and_cannot_become_mutable():
+    old = {"metadata": {"name": "s", "namespace": "default"}, "data": {"a": _b64("1")}, "immutable": True}
+    new = copy.deepcopy(old)
+    new["data"]["a"] = _b64("2")
+    new["immutable"] = False
+    assert _messages(_update_error("", "Secret", new, old)) == [
+        "immutable: Forbidden: field is immutable when `immutable` is set",
+        "data: Forbidden: field is immutable when `immutable` is set"]
 
 
 def test_tls_secret_needs_cert_and_key():

@@ -221,7 +221,7 @@ def forbidden(path: str, detail: str) -> dict[str, str]:
 
 
 def too_long(path: str, value: Any, limit: int) -> dict[str, str]:
-    return {"reason": "FieldValueTooLong", "message": f"Too long: may not be more than {limit} bytes", "field": path}
+    return {"reason": "FieldValueTooLong", "message": f"Too long: must have at most {limit} bytes", "field": path}
 
 
 def _render(value: Any) -> str:
