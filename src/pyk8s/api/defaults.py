@@ -431,12 +431,20 @@ def _default_service(obj: dict) -> None:
             port["targetPort"] = port.get("port")
     if service_type in ("NodePort", "LoadBalancer"):
         _set_if_empty(spec, "externalTrafficPolicy", "Cluster")
+    # v1 conversion: a lone clusterIP is also clusterIPs[0].
+    if spec.get("clusterIP") and not spec.get("clusterIPs"):
+        spec["clusterIPs"] = [spec["clusterIP"]]
     if service_type in ("ClusterIP", "NodePort", "LoadBalancer"):
         _set_if_absent(spec, "internalTrafficPolicy", "Cluster")
-        # IP family fields are filled by upstream's registry; this cluster is IPv4 only.
-        _set_if_absent(spec, "ipFamilyPolicy", "SingleStack")
+        # IP family fields are filled by upstream's registry (initIPFamilyFields) for a
+        # single-stack IPv4 cluster: SingleStack [IPv4], except that a headless Service
+        # without selector is RequireDualStack with both families.
+        headless_selectorless = spec.get("clusterIP") == "None" and not spec.get("selector")
+        _set_if_absent(spec, "ipFamilyPolicy", "RequireDualStack" if headless_selectorless else "SingleStack")
         if not spec.get("ipFamilies"):
             spec["ipFamilies"] = ["IPv4"]
+        if headless_selectorless and spec["ipFamilyPolicy"] != "SingleStack" and len(spec["ipFamilies"]) == 1:
+            spec["ipFamilies"].append("IPv6" if spec["ipFamilies"][0] == "IPv4" else "IPv4")
     if service_type == "LoadBalancer":
         _set_if_absent(spec, "allocateLoadBalancerNodePorts", True)
     _child(obj, "status").setdefault("loadBalancer", {})

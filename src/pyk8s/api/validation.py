@@ -1154,8 +1154,12 @@ def _validate_service(causes: _Causes, obj: dict) -> None:
     if not ports and not headless and service_type != "ExternalName":
         causes.append(errors.required("spec.ports"))
     if service_type == "ExternalName":
-        if cluster_ip:
-            causes.append(errors.forbidden("spec.clusterIP", "may not be set for `type` ExternalName"))
+        if cluster_ip or _list(spec.get("clusterIPs")):
+            causes.append(errors.forbidden("spec.clusterIPs", "may not be set for ExternalName services"))
+        if _list(spec.get("ipFamilies")):
+            causes.append(errors.forbidden("spec.ipFamilies", "may not be set for ExternalName services"))
+        if spec.get("ipFamilyPolicy") is not None:
+            causes.append(errors.forbidden("spec.ipFamilyPolicy", "may not be set for ExternalName services"))
         external_name = str(spec.get("externalName") or "")
         if not external_name:
             causes.append(errors.required("spec.externalName"))
@@ -1200,8 +1204,8 @@ def _validate_service(causes: _Causes, obj: dict) -> None:
     if affinity and affinity not in ("ClientIP", "None"):
         causes.append(errors.not_supported("spec.sessionAffinity", affinity, ["ClientIP", "None"]))
     validate_labels(causes, spec.get("selector"), "spec.selector")
-    if cluster_ip and not headless and not _IPV4.match(cluster_ip):
-        causes.append(errors.invalid("spec.clusterIPs[0]", cluster_ip, "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"))
+    if service_type != "ExternalName":
+        _validate_cluster_ips(causes, spec, service_type)
     external_policy = spec.get("externalTrafficPolicy")
     if external_policy:
         if service_type not in ("NodePort", "LoadBalancer"):
@@ -1211,6 +1215,59 @@ def _validate_service(causes: _Causes, obj: dict) -> None:
     internal_policy = spec.get("internalTrafficPolicy")
     if internal_policy and internal_policy not in ("Cluster", "Local"):
         causes.append(errors.not_supported("spec.internalTrafficPolicy", internal_policy, ["Cluster", "Local"]))
+
+
+_IP_FAMILY_POLICIES = ["PreferDualStack", "RequireDualStack", "SingleStack"]
+
+
+def _is_ipv6(text: str) -> bool:
+    import ipaddress
+    try:
+        return ipaddress.ip_address(text).version == 6
+    except ValueError:
+        return False
+
+
+def _validate_cluster_ips(causes: _Causes, spec: dict, service_type: Any) -> None:
+    """Upstream's ValidateServiceClusterIPsRelatedFields and the IP-family checks its
+    allocator makes, for a single-stack IPv4 cluster."""
+    cluster_ip = spec.get("clusterIP") or ""
+    cluster_ips = [str(ip) for ip in _list(spec.get("clusterIPs"))]
+    if cluster_ip:
+        if not cluster_ips:
+            causes.append(errors.required("spec.clusterIPs"))
+        elif cluster_ips[0] != cluster_ip:
+            causes.append(_invalid_rendered("spec.clusterIPs", _go_string_slice(cluster_ips), "first value must match `clusterIP`"))
+    elif cluster_ips:
+        causes.append(_invalid_rendered("spec.clusterIPs", _go_string_slice(cluster_ips),
+                                        "must be empty when `clusterIP` is not specified"))
+    policy = spec.get("ipFamilyPolicy")
+    if policy is not None and policy not in _IP_FAMILY_POLICIES:
+        causes.append(errors.not_supported("spec.ipFamilyPolicy", policy, _IP_FAMILY_POLICIES))
+    families = _list(spec.get("ipFamilies"))
+    for index, family in enumerate(families):
+        if family not in ("IPv4", "IPv6"):
+            causes.append(errors.not_supported(f"spec.ipFamilies[{index}]", family, ["IPv4", "IPv6"]))
+        elif family in families[:index]:
+            causes.append(errors.duplicate(f"spec.ipFamilies[{index}]", family))
+    headless = cluster_ips[:1] == ["None"] or cluster_ip == "None"
+    if headless:
+        if service_type in ("NodePort", "LoadBalancer"):
+            causes.append(errors.invalid("spec.clusterIPs[0]", "None", f"may not be set to 'None' for {service_type} services"))
+        if len(cluster_ips) > 1:
+            causes.append(_invalid_rendered("spec.clusterIPs", _go_string_slice(cluster_ips), "'None' must be the first and only value"))
+        return
+    for index, ip in enumerate(cluster_ips):
+        if not _IPV4.match(ip) and not _is_ipv6(ip):
+            causes.append(errors.invalid(f"spec.clusterIPs[{index}]", ip, "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"))
+    # One family only: this cluster's service CIDR is IPv4.
+    if policy == "RequireDualStack":
+        causes.append(errors.invalid("spec.ipFamilyPolicy", policy, "this cluster is not configured for dual-stack services"))
+    if policy == "SingleStack" and len(cluster_ips) == 2:
+        causes.append(errors.invalid("spec.ipFamilyPolicy", policy, "must be 'RequireDualStack' or 'PreferDualStack' when multiple cluster IPs are specified"))
+    for index, family in enumerate(families):
+        if family == "IPv6":
+            causes.append(errors.invalid(f"spec.ipFamilies[{index}]", family, "not configured on this cluster"))
 
 
 def _validate_service_update(causes: _Causes, new: dict, old: dict) -> None:

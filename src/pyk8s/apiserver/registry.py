@@ -12,7 +12,6 @@ stamp resourceVersion. Watches are in `watch.py`.
 from __future__ import annotations
 
 import base64
-import ipaddress
 import random
 import time
 import uuid
@@ -27,6 +26,7 @@ from pyk8s.api.resources import Resource, lookup
 from pyk8s.api.selectors import FieldSelector, LabelSelector, object_field
 from pyk8s.api.validation import validate_create, validate_update
 from pyk8s.apiserver import strategies
+from pyk8s.apiserver.serviceallocation import ServiceAllocator
 from pyk8s.storage.interface import (Compacted, KeyExists, KeyNotFound, KeyValue, RevisionMismatch,
                                      RevisionTooNew, Store)
 
@@ -179,8 +179,8 @@ class Registry:
         self.store = store
         # Every namespaced create reads its namespace (NamespaceLifecycle).
         store.keep_current_in_memory(NAMESPACES.storage_prefix())
-        self.service_network = ipaddress.ip_network(service_cidr, strict=False)
-        self.node_port_range = node_port_range
+        # ClusterIPs and NodePorts: records in the store, repaired before the first Service write.
+        self.service_allocator = ServiceAllocator(store, service_cidr, node_port_range)
 
     # ---------------------------------------------------------------- reads
 
@@ -314,8 +314,9 @@ class Registry:
         for key in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):
             meta.pop(key, None)
         meta["creationTimestamp"] = now_rfc3339()
+        allocation = None
         if resource.kind == "Service":
-            await self._allocate_service(obj)
+            allocation = await self.service_allocator.allocate(obj, dry_run=dry_run)
         obj["apiVersion"] = resource.api_version
         obj["kind"] = resource.kind
         key = resource.storage_key(namespace, name)
@@ -327,8 +328,14 @@ class Registry:
         stored = _ordered(obj)
         try:
             kv = await self.store.create(key, encode(stored))
-        except KeyExists:
-            raise errors.AlreadyExists.of(resource.group, resource.plural, name)
+        except Exception as exc:
+            # Not on cancellation: the write may still commit, and a record must never be
+            # missing for a stored Service (a leaked one is repaired at the next start).
+            if allocation is not None:
+                await allocation.revert()
+            if isinstance(exc, KeyExists):
+                raise errors.AlreadyExists.of(resource.group, resource.plural, name) from None
+            raise
         # The object just stored, with its revision: no need to decode what we encoded.
         return StoredObject.of(stored, kv)
 
@@ -387,7 +394,7 @@ class Registry:
             apply_defaults(resource, obj)
             strategies.prepare_for_update(resource, obj, old)
             if resource.kind == "Service":
-                strategies.keep_allocations(obj, old)
+                strategies.prepare_service_update(obj, old)
             # Identity fields cannot be changed by an update (upstream resets them).
             for field in ("uid", "creationTimestamp"):
                 if field in old["metadata"]:
@@ -410,9 +417,15 @@ class Registry:
                 raise errors.Conflict.of(resource.group, resource.plural, name, errors.OBJECT_MODIFIED)
             except KeyNotFound:
                 raise errors.NotFound.of(resource.group, resource.plural, name)
+            if resource.kind == "Service":
+                await self.service_allocator.release(old)
             result = orjson.loads(encode(obj))
             result["metadata"]["resourceVersion"] = str(kv.mod_revision)
             return result
+        allocation = None
+        if resource.kind == "Service" and not subresource:
+            # Type changes allocate and release (upstream's allocateUpdate); kept values stay.
+            allocation = await self.service_allocator.allocate(obj, old, dry_run=dry_run)
         if obj == old_without_rv:
             # No-op writes do not bump the resourceVersion (upstream skips the etcd write).
             return old
@@ -422,10 +435,18 @@ class Registry:
         stored = _ordered(obj)
         try:
             kv = await self.store.update(resource.storage_key(namespace, name), encode(stored), current.mod_revision)
-        except RevisionMismatch:
-            raise errors.Conflict.of(resource.group, resource.plural, name, errors.OBJECT_MODIFIED)
-        except KeyNotFound:
-            raise errors.NotFound.of(resource.group, resource.plural, name)
+        except Exception as exc:
+            # Not on cancellation: the write may still commit, and a record must never be
+            # missing for a stored Service (a leaked one is repaired at the next start).
+            if allocation is not None:
+                await allocation.revert()
+            if isinstance(exc, RevisionMismatch):
+                raise errors.Conflict.of(resource.group, resource.plural, name, errors.OBJECT_MODIFIED) from None
+            if isinstance(exc, KeyNotFound):
+                raise errors.NotFound.of(resource.group, resource.plural, name) from None
+            raise
+        if allocation is not None:
+            await allocation.commit()
         return StoredObject.of(stored, kv)
 
     async def modify(self, resource: Resource, namespace: str | None, name: str,
@@ -493,6 +514,8 @@ class Registry:
                     kv = await self.store.delete(key, current.mod_revision)
                 except (RevisionMismatch, KeyNotFound):
                     continue
+                if resource.kind == "Service":
+                    await self.service_allocator.release(obj)
                 deleted = orjson.loads(kv.value)
                 deleted["metadata"]["resourceVersion"] = str(kv.mod_revision)
                 return deleted, True
@@ -552,72 +575,6 @@ class Registry:
         if finalizers:
             marked["metadata"]["finalizers"] = finalizers
         return marked
-
-    # ------------------------------------------------------------ services
-
-    async def _allocate_service(self, obj: dict[str, Any]) -> None:
-        """ClusterIP and NodePort allocation (upstream's allocators, done at create)."""
-        spec = obj.setdefault("spec", {})
-        service_type = spec.get("type", "ClusterIP")
-        if service_type == "ExternalName":
-            spec.pop("clusterIP", None)
-            spec.pop("clusterIPs", None)
-            return
-        result = await self.store.list(SERVICES.storage_prefix())
-        used_ips: set[str] = set()
-        used_ports: set[int] = set()
-        for kv in result.items:
-            other = orjson.loads(kv.value).get("spec") or {}
-            for ip in other.get("clusterIPs") or [other.get("clusterIP")]:
-                if ip and ip != "None":
-                    used_ips.add(ip)
-            for port in other.get("ports") or []:
-                if port.get("nodePort"):
-                    used_ports.add(int(port["nodePort"]))
-        requested = spec.get("clusterIP")
-        if requested == "None":
-            spec["clusterIPs"] = ["None"]
-        elif requested:
-            if requested in used_ips:
-                raise errors.Invalid("Service", obj["metadata"]["name"], [errors.invalid(
-                    "spec.clusterIPs", [requested], f"failed to allocate IP {requested}: provided IP is already allocated")])
-            spec["clusterIPs"] = [requested]
-        else:
-            ip = self._free_service_ip(used_ips)
-            spec["clusterIP"] = ip
-            spec["clusterIPs"] = [ip]
-        if service_type in ("NodePort", "LoadBalancer"):
-            low, high = self.node_port_range
-            for port in spec.get("ports") or []:
-                wanted = port.get("nodePort")
-                if wanted:
-                    if int(wanted) in used_ports:
-                        raise errors.Invalid("Service", obj["metadata"]["name"], [errors.invalid(
-                            "spec.ports[0].nodePort", wanted, "provided port is already allocated")])
-                    used_ports.add(int(wanted))
-                    continue
-                candidate = random.randint(low, high)
-                while candidate in used_ports:
-                    candidate = random.randint(low, high)
-                port["nodePort"] = candidate
-                used_ports.add(candidate)
-
-    def _free_service_ip(self, used: set[str]) -> str:
-        network = self.service_network
-        size = network.num_addresses
-        # Upstream reserves the lower part of the range for static IPs (10 = kube-dns);
-        # dynamic allocation starts above it.
-        dynamic_start = min(max(16, size // 16), 256)
-        for _ in range(64):
-            offset = random.randint(dynamic_start, size - 2)
-            candidate = str(network.network_address + offset)
-            if candidate not in used:
-                return candidate
-        for offset in range(1, size - 1):
-            candidate = str(network.network_address + offset)
-            if candidate not in used:
-                return candidate
-        raise errors.InternalError("failed to allocate a serviceIP: range is full")
 
 
 def _without_rv(obj: dict[str, Any]) -> dict[str, Any]:

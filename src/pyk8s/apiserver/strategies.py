@@ -95,23 +95,90 @@ def prepare_for_update(resource: Resource, new: dict[str, Any], old: dict[str, A
             new["metadata"].pop(key, None)
 
 
-def keep_allocations(new: dict[str, Any], old: dict[str, Any]) -> None:
-    """A Service update that leaves out its allocated clusterIP(s) or nodePorts keeps them
-    (upstream carries them over when the type still needs them)."""
+def prepare_service_update(new: dict[str, Any], old: dict[str, Any]) -> None:
+    """A Service update: fields the new type no longer uses are dropped, allocated values
+    the update left out are carried over (upstream's dropTypeDependentFields and
+    patchAllocatedValues)."""
+    _drop_type_dependent_fields(new, old)
+    keep_allocations(new, old)
+
+
+def _needs_cluster_ip(spec: dict[str, Any]) -> bool:
+    return spec.get("type", "ClusterIP") != "ExternalName"
+
+
+def _needs_node_ports(spec: dict[str, Any]) -> bool:
+    return spec.get("type") in ("NodePort", "LoadBalancer")
+
+
+def _needs_health_check_port(spec: dict[str, Any]) -> bool:
+    return spec.get("type") == "LoadBalancer" and spec.get("externalTrafficPolicy") == "Local"
+
+
+def _node_ports(spec: dict[str, Any]) -> list[Any]:
+    return [port.get("nodePort") for port in spec.get("ports") or [] if isinstance(port, dict)]
+
+
+def _drop_type_dependent_fields(new: dict[str, Any], old: dict[str, Any]) -> None:
+    """A field is wiped only when the new type does not use it, the server may have set it,
+    and the client left it as it was (a changed value is the client's, for validation to
+    judge)."""
     new_spec = new.setdefault("spec", {})
     old_spec = old.get("spec") or {}
-    new_type = new_spec.get("type", "ClusterIP")
-    if new_type != "ExternalName":
-        for key in ("clusterIP", "clusterIPs"):
-            if not new_spec.get(key) and old_spec.get(key):
-                new_spec[key] = old_spec[key]
-    if new_type in ("NodePort", "LoadBalancer"):
-        old_ports = {(p.get("port"), p.get("protocol", "TCP")): p.get("nodePort") for p in old_spec.get("ports") or []}
+    if _needs_cluster_ip(old_spec) and not _needs_cluster_ip(new_spec):
+        if new_spec.get("clusterIP") == old_spec.get("clusterIP") and new_spec.get("clusterIPs") == old_spec.get("clusterIPs"):
+            new_spec.pop("clusterIP", None)  # released once the update is stored
+            new_spec.pop("clusterIPs", None)
+        for key in ("ipFamilies", "ipFamilyPolicy"):
+            if new_spec.get(key) == old_spec.get(key):
+                new_spec.pop(key, None)
+    if _needs_node_ports(old_spec) and not _needs_node_ports(new_spec) \
+            and _node_ports(new_spec) == _node_ports(old_spec):
         for port in new_spec.get("ports") or []:
-            if not port.get("nodePort"):
+            if isinstance(port, dict):
+                port.pop("nodePort", None)
+    if _needs_health_check_port(old_spec) and not _needs_health_check_port(new_spec) \
+            and new_spec.get("healthCheckNodePort") == old_spec.get("healthCheckNodePort"):
+        new_spec.pop("healthCheckNodePort", None)
+    if new_spec.get("type") != "LoadBalancer":
+        new_spec.pop("allocateLoadBalancerNodePorts", None)
+        if old_spec.get("type") == "LoadBalancer" and new_spec.get("loadBalancerClass") == old_spec.get("loadBalancerClass"):
+            new_spec.pop("loadBalancerClass", None)
+        # The load balancer's status is part of its spec in all but name.
+        if isinstance(new.get("status"), dict):
+            new["status"]["loadBalancer"] = {}
+    if _needs_node_ports(old_spec) and not _needs_node_ports(new_spec) \
+            and new_spec.get("externalTrafficPolicy") == old_spec.get("externalTrafficPolicy"):
+        new_spec.pop("externalTrafficPolicy", None)
+    if _needs_cluster_ip(old_spec) and not _needs_cluster_ip(new_spec) \
+            and new_spec.get("internalTrafficPolicy") == old_spec.get("internalTrafficPolicy"):
+        new_spec.pop("internalTrafficPolicy", None)
+
+
+def keep_allocations(new: dict[str, Any], old: dict[str, Any]) -> None:
+    """A Service update that leaves out its allocated clusterIP(s) or nodePorts keeps them
+    when the type still needs them (upstream's patchAllocatedValues): a PUT or apply of a
+    manifest without them must not move the Service to new values."""
+    new_spec = new.setdefault("spec", {})
+    old_spec = old.get("spec") or {}
+    if _needs_cluster_ip(old_spec) and _needs_cluster_ip(new_spec):
+        if not new_spec.get("clusterIP") and old_spec.get("clusterIP"):
+            new_spec["clusterIP"] = old_spec["clusterIP"]
+        if not new_spec.get("clusterIPs") and old_spec.get("clusterIPs"):
+            new_spec["clusterIPs"] = list(old_spec["clusterIPs"])
+    if _needs_node_ports(old_spec) and _needs_node_ports(new_spec):
+        used = {number for number in _node_ports(new_spec) if number}
+        old_ports = {(p.get("port"), p.get("protocol", "TCP")): p.get("nodePort")
+                     for p in old_spec.get("ports") or [] if isinstance(p, dict)}
+        for port in new_spec.get("ports") or []:
+            if isinstance(port, dict) and not port.get("nodePort"):
                 allocated = old_ports.get((port.get("port"), port.get("protocol", "TCP")))
-                if allocated:
+                if allocated and allocated not in used:
                     port["nodePort"] = allocated
+                    used.add(allocated)
+    if _needs_health_check_port(old_spec) and _needs_health_check_port(new_spec) \
+            and not new_spec.get("healthCheckNodePort") and old_spec.get("healthCheckNodePort"):
+        new_spec["healthCheckNodePort"] = old_spec["healthCheckNodePort"]
 
 
 def prepare_for_status_update(resource: Resource, new: dict[str, Any], old: dict[str, Any]) -> dict[str, Any]:
