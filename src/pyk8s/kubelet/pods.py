@@ -35,6 +35,7 @@ from pyk8s.kubelet import status as pod_status
 from pyk8s.kubelet.cri import CRIClient, CRIError
 from pyk8s.kubelet.cri.messages import (CONTAINER_EXITED, CONTAINER_RUNNING, NAMESPACE_CONTAINER, NAMESPACE_NODE,
                                         NAMESPACE_POD, PROTOCOLS, SANDBOX_READY)
+from pyk8s.kubelet.volumes import VolumeManager
 
 log = logging.getLogger("pyk8s.kubelet.pods")
 PODS = lookup("", "v1", "pods")
@@ -186,6 +187,7 @@ class PodManager:
         self._tasks: list[asyncio.Task] = []
         self._container_states: dict[str, int] = {}
         self._image_names: dict[str, str] = {}
+        self.volumes = VolumeManager(client, self.data_dir / "pods", wake=self.wake, event=self._event)
         self.pods.add_handlers(on_add=self._on_pod, on_update=lambda old, new: self._on_pod(new),
                                on_delete=self._on_pod_deleted)
 
@@ -207,6 +209,7 @@ class PodManager:
             task.cancel()
         await asyncio.gather(*self._tasks, *workers, return_exceptions=True)
         self._tasks = []
+        await self.volumes.stop()
 
     # ---- events ------------------------------------------------------------------------
     def _record(self, uid: str) -> PodRecord:
@@ -264,6 +267,7 @@ class PodManager:
                 record.done = True
                 await self._kill_runtime_pod(uid, grace=2)
                 await self._remove_runtime_pod(uid)
+        await self.volumes.remove_orphans(known)
 
     # ---- the worker --------------------------------------------------------------------
     async def _worker(self, record: PodRecord) -> None:
@@ -297,6 +301,9 @@ class PodManager:
         terminal = phase in ("Succeeded", "Failed")
         sandbox = sandboxes[0] if sandboxes else None
         sandbox_ready = sandbox is not None and sandbox.get("state") == SANDBOX_READY
+        if not terminal and not await self.volumes.set_up(pod):  # upstream: no sandbox before volumes mount
+            await self._write_status(record, pod, containers, sandbox_ready, record.pod_ip)
+            return
         if not terminal and not sandbox_ready:
             if sandbox is not None:
                 # The sandbox died (or containerd lost it): upstream kills every container
@@ -744,6 +751,7 @@ class PodManager:
             mounts = []
         if termination_path:
             mounts.append({"container_path": termination_path, "host_path": str(termination_file)})
+        mounts += self.volumes.container_mounts(pod, container_spec)
         resources = container_spec.get("resources") or {}
         limits, requests = resources.get("limits") or {}, resources.get("requests") or {}
         linux_resources: dict[str, Any] = {}
@@ -929,6 +937,7 @@ class PodManager:
             except CRIError as error:
                 log.warning("removing sandbox %s failed: %s", sandbox["id"][:12], error)
         remove_pod_cgroups(uid)
+        await self.volumes.tear_down(uid)  # unmounts tmpfs before the directory goes
         shutil.rmtree(self.pod_dir(uid), ignore_errors=True)
 
     async def _terminate(self, record: PodRecord) -> None:
@@ -969,6 +978,7 @@ class PodManager:
             uid = (sandbox.get("labels") or {}).get(POD_UID, "")
             await self._kill_runtime_pod(uid, grace=0)
             await self._remove_runtime_pod(uid)
+        await self.volumes.remove_orphans(set())
 
     # ---- status ------------------------------------------------------------------------
     async def _write_status(self, record: PodRecord, pod: dict[str, Any], containers: list[dict[str, Any]],
