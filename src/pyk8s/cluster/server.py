@@ -120,9 +120,16 @@ async def serve(config: ServerConfig, stop: asyncio.Event) -> None:
 
     components = []
     if not config.disable_controllers:
-        manager = ControllerManager(component_client("system:kube-controller-manager", []))
+        controller_client = component_client("system:kube-controller-manager", [])
+        manager = ControllerManager(controller_client)
         await manager.start()
         components.append(manager)
+        # Upstream's API server keeps the `kubernetes` Service; it needs our address and port.
+        from pyk8s.controllers.kubernetesservice import KubernetesServiceController
+        keeper = KubernetesServiceController(controller_client, cluster_ip=config.kubernetes_service_ip(),
+                                             address=advertise, secure_port=config.https_port)
+        await keeper.start()
+        components.append(keeper)
         scheduler = _optional_scheduler(component_client("system:kube-scheduler", []))
         if scheduler is not None:
             await scheduler.start()

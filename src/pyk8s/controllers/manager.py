@@ -18,6 +18,10 @@ CONTROLLERS = (
     "pyk8s.controllers.daemonset:DaemonSetController",
     "pyk8s.controllers.nodelifecycle:NodeLifecycleController",
     "pyk8s.controllers.eventttl:EventTTLController",
+    "pyk8s.controllers.endpoints:EndpointsController",
+    "pyk8s.controllers.endpointslice:EndpointSliceController",
+    "pyk8s.controllers.endpointslicemirroring:EndpointSliceMirroringController",
+    "pyk8s.controllers.servicelb:ServiceLBController",
 )
 
 
