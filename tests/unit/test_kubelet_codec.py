@@ -2,7 +2,8 @@
 
 from pyk8s.kubelet.cri import messages, proto
 from pyk8s.kubelet.logs import records
-from pyk8s.kubelet.pods import Backoff, expand_variables
+from pyk8s.kubelet.envvars import expand
+from pyk8s.kubelet.pods import Backoff
 
 
 def test_container_config_round_trips_through_the_codec():
@@ -32,7 +33,14 @@ def test_partial_log_records_join_into_one_line():
 
 
 def test_variable_expansion_keeps_unknown_references_and_unescapes_dollars():
-    assert expand_variables("$(A)-$(B)-$$(A)", {"A": "1"}) == "1-$(B)-$(A)"
+    assert expand("$(A)-$(B)-$$(A)", {"A": "1"}) == "1-$(B)-$(A)"
+
+
+def test_pull_image_request_carries_registry_credentials():
+    request = {"image": {"image": "127.0.0.1:5000/team/app:1"}, "auth": {"username": "u", "password": "p"}}
+    decoded = proto.decode("PullImageRequest", proto.encode("PullImageRequest", request))["auth"]
+    assert {k: v for k, v in decoded.items() if v} == \
+        {"username": "u", "password": "p"}
 
 
 def test_crash_back_off_doubles_to_five_minutes():

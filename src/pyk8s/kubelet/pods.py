@@ -20,8 +20,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import re
 import shutil
 import time
 from pathlib import Path
@@ -31,6 +29,7 @@ from pyk8s.api import errors
 from pyk8s.api.resources import lookup
 from pyk8s.client.events import EventRecorder
 from pyk8s.client.informer import Informer
+from pyk8s.kubelet import credentials, envvars
 from pyk8s.kubelet import status as pod_status
 from pyk8s.kubelet.cri import CRIClient, CRIError
 from pyk8s.kubelet.cri.messages import (CONTAINER_EXITED, CONTAINER_RUNNING, NAMESPACE_CONTAINER, NAMESPACE_NODE,
@@ -55,7 +54,9 @@ IMAGE_BACKOFF_INITIAL, IMAGE_BACKOFF_MAX = 10.0, 300.0
 PLEG_PERIOD = 1.0
 RESYNC_PERIOD = 10.0
 EVENT_QUEUE_LIMIT = 1000  # upstream's maxQueuedEvents: events beyond it are dropped
-_VAR_REFERENCE = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)|\$\$")
+# A container whose ConfigMap / Secret reference cannot be resolved is tried again this soon
+# (upstream's pod worker requeues it too): it starts by itself once the object appears.
+CONFIG_ERROR_RETRY = 2.0
 
 
 class Backoff:
@@ -103,16 +104,6 @@ def container_hash(container_spec: dict[str, Any]) -> str:
     for byte in picked.encode():
         value = ((value ^ byte) * 0x01000193) & 0xFFFFFFFF
     return format(value, "x")
-
-
-def expand_variables(text: str, env: dict[str, str]) -> str:
-    """`$(VAR)` expansion as in upstream's expansion package: unknown references stay as
-    written, `$$` escapes a dollar."""
-    def replace(match: re.Match) -> str:
-        if match.group(0) == "$$":
-            return "$"
-        return env.get(match.group(1), match.group(0))
-    return _VAR_REFERENCE.sub(replace, text)
 
 
 def service_env(services: list[dict[str, Any]]) -> dict[str, str]:
@@ -187,6 +178,7 @@ class PodManager:
         self._tasks: list[asyncio.Task] = []
         self._container_states: dict[str, int] = {}
         self._image_names: dict[str, str] = {}
+        self._allocatable: dict[str, str] | None = None
         self.volumes = VolumeManager(client, self.data_dir / "pods", wake=self.wake, event=self._event)
         self.pods.add_handlers(on_add=self._on_pod, on_update=lambda old, new: self._on_pod(new),
                                on_delete=self._on_pod_deleted)
@@ -638,8 +630,7 @@ class PodManager:
         self._event(pod, "Normal", "Pulling", f'Pulling image "{image}"', name)
         pull_started = time.monotonic()
         try:
-            reference = (await self.cri.call("PullImage", {"image": {"image": image},
-                                                           "sandbox_config": record.sandbox_config}))["image_ref"]
+            reference = await self._pull_image(pod, image, record.sandbox_config)
         except CRIError as error:
             self.image_backoff.next(key, time.time())
             record.waiting[name] = {"reason": "ErrImagePull",
@@ -654,93 +645,82 @@ class PodManager:
                                              f'({took:.3f}s including waiting)', name)
         return reference
 
-    def _environment(self, pod: dict[str, Any], container_spec: dict[str, Any], pod_ip: str) -> list[tuple[str, str]]:
+    async def _container_env(self, record: PodRecord, pod: dict[str, Any],
+                             container_spec: dict[str, Any]) -> list[tuple[str, str]] | None:
+        """The container's environment (kubelet/envvars.py) with the ConfigMaps and Secrets it
+        refers to read through the API; None after marking the container
+        CreateContainerConfigError (and a retry soon) when a reference cannot be resolved."""
         meta, spec = pod["metadata"], pod["spec"]
-        env: dict[str, str] = {}
+        services: dict[str, str] = {}
         if spec.get("enableServiceLinks", True):
-            namespace = meta["namespace"]
-            services = [s for s in self.services.list() if s["metadata"]["namespace"] == namespace]
-            env.update(service_env(services))
+            services.update(service_env([s for s in self.services.list() if s["metadata"]["namespace"] == meta["namespace"]]))
         master = [s for s in self.services.list(namespace="default") if s["metadata"]["name"] == "kubernetes"]
-        env.update({k: v for k, v in service_env(master).items()})
-        ordered: dict[str, str] = {}
-        for item in container_spec.get("env") or []:
-            name = item["name"]
-            if "value" in item or not item.get("valueFrom"):
-                ordered[name] = expand_variables(item.get("value", ""), {**env, **ordered})
-                continue
-            source = item["valueFrom"]
-            value = ""
-            if source.get("fieldRef"):
-                path = source["fieldRef"]["fieldPath"]
-                value = {"metadata.name": meta["name"], "metadata.namespace": meta["namespace"],
-                         "metadata.uid": meta["uid"], "spec.nodeName": self.node_name,
-                         "spec.serviceAccountName": spec.get("serviceAccountName", "default"),
-                         "status.podIP": pod_ip, "status.podIPs": pod_ip, "status.hostIP": self.node_ip,
-                         "status.hostIPs": self.node_ip}.get(path, "")
-                match = re.match(r"metadata\.(labels|annotations)\['(.+)'\]", path)
-                if match:
-                    value = (meta.get(match.group(1)) or {}).get(match.group(2), "")
-            elif source.get("resourceFieldRef"):
-                ref = source["resourceFieldRef"]
-                resources = container_spec.get("resources") or {}
-                kind, _, resource = ref["resource"].partition(".")
-                quantity = (resources.get(kind) or {}).get(resource)
-                if quantity is None:
-                    value = str(os.cpu_count() or 1) if resource == "cpu" else "0"
-                else:
-                    divisor = parse_quantity(ref.get("divisor", "1"))
-                    import math
-                    value = str(int(math.ceil(parse_quantity(quantity) / divisor)))
-            ordered[name] = value
-        return list({**env, **ordered}.items())
-
-    async def _resolve_env_sources(self, pod: dict[str, Any], container_spec: dict[str, Any]) -> dict[str, str]:
-        """configMapKeyRef / secretKeyRef / envFrom values, read through the API."""
-        namespace = pod["metadata"]["namespace"]
-        values: dict[str, str] = {}
-        import base64
-        cache: dict[tuple[str, str], dict[str, str] | None] = {}
-
-        async def data_of(kind: str, name: str) -> dict[str, str] | None:
-            if (kind, name) not in cache:
-                resource = lookup("", "v1", kind)
+        services.update(service_env(master))
+        name = container_spec["name"]
+        try:
+            objects: envvars.ObjectData = {}
+            for kind, object_name in envvars.referenced_objects(container_spec):
                 try:
-                    obj = await self.client.get(resource, name, namespace)
-                    data = obj.get("data") or {}
-                    if kind == "secrets":
-                        data = {k: base64.b64decode(v).decode(errors="replace") for k, v in data.items()}
-                    cache[(kind, name)] = data
+                    obj = await self.client.get(lookup("", "v1", kind), object_name, meta["namespace"])
+                    objects[(kind, object_name)] = envvars.object_data(kind, obj)
                 except errors.NotFound:
-                    cache[(kind, name)] = None
-            return cache[(kind, name)]
+                    objects[(kind, object_name)] = None
+            if self._allocatable is None:
+                self._allocatable = envvars.node_allocatable(self.data_dir)
+            host_network = bool(spec.get("hostNetwork"))
+            pod_ip = self.node_ip if host_network else record.pod_ip
+            return envvars.make_environment(
+                pod, container_spec, objects=objects, service_env=services, pod_ips=[pod_ip] if pod_ip else [],
+                host_ips=[self.node_ip], node_allocatable=self._allocatable,
+                warn=lambda reason, message: self._event(pod, "Warning", reason, message))
+        except envvars.EnvConfigError as error:
+            record.waiting[name] = {"reason": "CreateContainerConfigError", "message": str(error)}
+            self._event(pod, "Warning", "Failed", f"Error: {error}", name)
+            asyncio.get_running_loop().call_later(CONFIG_ERROR_RETRY, self.wake, record.uid)
+            return None
 
-        for source in container_spec.get("envFrom") or []:
-            for field, kind in (("configMapRef", "configmaps"), ("secretRef", "secrets")):
-                if source.get(field):
-                    data = await data_of(kind, source[field]["name"])
-                    if data is None and not source[field].get("optional"):
-                        raise ValueError(f'{kind[:-1]} "{source[field]["name"]}" not found')
-                    for key, value in (data or {}).items():
-                        values[source.get("prefix", "") + key] = value
-        for item in container_spec.get("env") or []:
-            source = item.get("valueFrom") or {}
-            for field, kind in (("configMapKeyRef", "configmaps"), ("secretKeyRef", "secrets")):
-                if source.get(field):
-                    ref = source[field]
-                    data = await data_of(kind, ref["name"])
-                    if (data is None or ref["key"] not in data) and not ref.get("optional"):
-                        raise ValueError(f'couldn\'t find key {ref["key"]} in {kind[:-1]} {namespace}/{ref["name"]}')
-                    values[item["name"]] = (data or {}).get(ref["key"], "")
-        return values
+    async def _pull_secrets(self, pod: dict[str, Any]) -> list[dict[str, Any]]:
+        """The pod's imagePullSecrets, else its ServiceAccount's (what upstream's
+        ServiceAccount admission copies into the pod); missing ones are skipped, as upstream."""
+        namespace = pod["metadata"]["namespace"]
+        names = [ref.get("name") for ref in pod["spec"].get("imagePullSecrets") or [] if ref.get("name")]
+        if not names:
+            try:
+                account = await self.client.get(lookup("", "v1", "serviceaccounts"),
+                                                pod["spec"].get("serviceAccountName") or "default", namespace)
+                names = [ref.get("name") for ref in account.get("imagePullSecrets") or [] if ref.get("name")]
+            except errors.NotFound:
+                names = []
+        secrets = []
+        for secret_name in names:
+            try:
+                secrets.append(await self.client.get(lookup("", "v1", "secrets"), secret_name, namespace))
+            except errors.NotFound:
+                log.info("pull secret %s/%s of pod %s not found, the image pull may not succeed", namespace,
+                         secret_name, pod["metadata"]["name"])
+        return secrets
+
+    async def _pull_image(self, pod: dict[str, Any], image: str, sandbox_config: dict[str, Any] | None) -> str:
+        """CRI PullImage with each matching pull-secret credential in turn, anonymously when
+        none matches (upstream's kuberuntime PullImage). Raises the last CRIError."""
+        request: dict[str, Any] = {"image": {"image": image}, "sandbox_config": sandbox_config}
+        keyring = credentials.keyring_from_secrets(await self._pull_secrets(pod))
+        found = credentials.lookup(keyring, image)
+        if not found:
+            return (await self.cri.call("PullImage", request))["image_ref"]
+        failure: CRIError | None = None
+        for credential in found:
+            try:
+                return (await self.cri.call("PullImage", {**request, "auth": credential.auth_config()}))["image_ref"]
+            except CRIError as error:
+                failure = error
+        raise failure
 
     def _container_config(self, pod: dict[str, Any], container_spec: dict[str, Any], image_ref: str,
                           restart_count: int, env: list[tuple[str, str]], init_container: bool) -> dict[str, Any]:
         meta, spec = pod["metadata"], pod["spec"]
         name = container_spec["name"]
-        env_map = dict(env)
-        command = [expand_variables(part, env_map) for part in container_spec.get("command") or []]
-        args = [expand_variables(part, env_map) for part in container_spec.get("args") or []]
+        command, args = envvars.expand_command(container_spec, env)
         container_dir = self.pod_dir(meta["uid"]) / "containers" / name
         container_dir.mkdir(parents=True, exist_ok=True)
         termination_path = container_spec.get("terminationMessagePath", "/dev/termination-log")
@@ -830,13 +810,9 @@ class PodManager:
         image_ref = await self._ensure_image(record, pod, container_spec)
         if image_ref is None:
             return
-        try:
-            sourced = await self._resolve_env_sources(pod, container_spec)
-        except ValueError as error:
-            record.waiting[name] = {"reason": "CreateContainerConfigError", "message": str(error)}
+        env = await self._container_env(record, pod, container_spec)
+        if env is None:
             return
-        env = self._environment(pod, container_spec, record.pod_ip)
-        env = [(k, sourced.get(k, v)) for k, v in env] + [(k, v) for k, v in sourced.items() if k not in dict(env)]
         config = self._container_config(pod, container_spec, image_ref, restart_count, env, init_container)
         backoff_entry = self.crash_backoff.entries.get(f"{record.uid}/{name}")
         if backoff_entry is not None:

@@ -108,7 +108,9 @@ message("Image", id=F(1, S), repo_tags=R(2, S), repo_digests=R(3, S), size=F(4, 
 message("ListImagesResponse", images=M(1, "Image", True))
 message("ImageStatusRequest", image=M(1, "ImageSpec"), verbose=F(2, B))
 message("ImageStatusResponse", image=M(1, "Image"), info=F(2, "map"))
-message("PullImageRequest", image=M(1, "ImageSpec"), sandbox_config=M(3, "PodSandboxConfig"))
+message("AuthConfig", username=F(1, S), password=F(2, S), auth=F(3, S), server_address=F(4, S),
+        identity_token=F(5, S), registry_token=F(6, S))
+message("PullImageRequest", image=M(1, "ImageSpec"), auth=M(2, "AuthConfig"), sandbox_config=M(3, "PodSandboxConfig"))
 message("PullImageResponse", image_ref=F(1, S))
 message("RemoveImageRequest", image=M(1, "ImageSpec"))
 message("NetworkConfig", pod_cidr=F(1, S))

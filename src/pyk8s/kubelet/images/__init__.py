@@ -151,6 +151,17 @@ def _busybox_files(layer: LayerBuilder) -> None:
         if applet == "bin/busybox":
             continue
         layer.symlink(applet, "/bin/busybox")
+    if "usr/bin/printenv" not in busybox_applets():
+        layer.file("usr/bin/printenv", PRINTENV_SCRIPT, 0o755)
+
+
+# Debian's busybox-static has no printenv applet, and the book's chapter 4 reads variables
+# with it: coreutils' behaviour (values of the named variables, exit 1 when one is unset;
+# every NAME=value without arguments) with busybox awk.
+PRINTENV_SCRIPT = b'''#!/bin/sh
+[ $# -eq 0 ] && exec env
+exec awk 'BEGIN { missing = 0; for (i = 1; i < ARGC; i++) { if (ARGV[i] in ENVIRON) print ENVIRON[ARGV[i]]; else missing = 1 } exit missing }' "$@"
+'''
 
 
 def build_busybox_layer() -> bytes:
