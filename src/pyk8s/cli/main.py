@@ -7,6 +7,7 @@
     pyk8s reset    stop it and delete everything it wrote (data dir, kubeconfig entries, netns)
     pyk8s kubectl  kubectl with the cluster's admin kubeconfig (inside its netns if isolated)
     pyk8s images   import, list and remove the cluster's container images
+    pyk8s secrets-encrypt  status / rotate the key Secrets are encrypted with at rest
 
 Every command takes `--data-dir` (default $PYK8S_DATA_DIR, else /var/lib/pyk8s): that is how
 the later commands find the cluster an earlier `up` started. Parsing builds a ServerConfig
@@ -70,6 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_dir_flag(reset)
     reset.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
 
+    encrypt = commands.add_parser("secrets-encrypt", help="status of Secrets encryption at rest, key rotation")
+    encrypt.add_argument("action", choices=["status", "rotate"],
+                         help="status: keys and how many Secrets each holds; rotate: add a new key and "
+                              "rewrite every Secret with it")
+    _add_data_dir_flag(encrypt)
+    encrypt.add_argument("--datastore", default=_DEFAULTS.datastore, help="sqlite:PATH, as given to the server")
+
     # Listed for --help; `main` hands its arguments to kubectl untouched (see split_kubectl_args).
     commands.add_parser("kubectl", help="run kubectl against the cluster: pyk8s kubectl [--data-dir D] ARGS...",
                         add_help=False)
@@ -101,6 +109,8 @@ def _add_server_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--registry-mirror", action="append", default=[], metavar="HOST=URL",
                         help="pull images of registry HOST through URL, e.g. docker.io=http://127.0.0.1:5000 "
                              "(repeatable; the embedded agent writes containerd hosts.toml)")
+    parser.add_argument("--secrets-encryption", action="store_true",
+                        help="encrypt Secrets at rest (AES-CBC, key in <data-dir>/server/cred, mode 0600)")
 
 
 def server_config_from_args(args: argparse.Namespace) -> ServerConfig:
@@ -121,6 +131,7 @@ def server_config_from_args(args: argparse.Namespace) -> ServerConfig:
         # k3s's --tls-san is a string slice: "a,b" means two names.
         extra_sans=[name for value in args.tls_san for name in value.split(",") if name],
         registry_mirrors=parse_registry_mirrors(getattr(args, "registry_mirror", [])),
+        secrets_encryption=getattr(args, "secrets_encryption", False),
     )
 
 
@@ -155,6 +166,8 @@ def server_argv(config: ServerConfig) -> list[str]:
         argv += ["--tls-san", name]
     for host, url in config.registry_mirrors.items():
         argv += ["--registry-mirror", f"{host}={url}"]
+    if config.secrets_encryption:
+        argv.append("--secrets-encryption")
     return argv
 
 
@@ -199,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     from pyk8s.cli.images_command import run_images
 
     handlers = {"server": run_server_foreground, "agent": run_agent, "images": run_images, "up": up, "down": down,
-                "status": status, "reset": reset}
+                "status": status, "reset": reset, "secrets-encrypt": secrets_encrypt}
     return handlers[args.command](args)
 
 
@@ -220,6 +233,17 @@ def run_server_foreground(args: argparse.Namespace) -> int:
         sys.stderr.flush()
         os.execvp(command[0], command)
     run_server(config)
+    return 0
+
+
+def secrets_encrypt(args: argparse.Namespace) -> int:
+    from pyk8s.cluster import secretsencryption
+
+    config = ServerConfig(data_dir=(args.data_dir or default_data_dir()).absolute(), datastore=args.datastore)
+    if args.action == "status":
+        print(secretsencryption.status(config.data_dir, config.datastore_path))
+    else:
+        print(secretsencryption.rotate(config.data_dir, config.datastore_path))
     return 0
 
 

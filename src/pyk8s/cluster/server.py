@@ -34,6 +34,7 @@ class ServerConfig:
     disable_controllers: bool = False  # API only: no controllers, no scheduler (tests of the API alone)
     extra_sans: list[str] = field(default_factory=list)
     registry_mirrors: dict[str, str] = field(default_factory=dict)  # registry host -> mirror URL
+    secrets_encryption: bool = False  # k3s's flag: Secrets encrypted at rest (cluster/secretsencryption.py)
 
     @property
     def kubeconfig_path(self) -> Path:
@@ -88,7 +89,8 @@ async def serve(config: ServerConfig, stop: asyncio.Event) -> None:
     pki = ensure_pki(config.data_dir / "server" / "tls", hosts)
 
     config.datastore_path.parent.mkdir(parents=True, exist_ok=True)
-    store = SQLiteStore(str(config.datastore_path))
+    from pyk8s.cluster.secretsencryption import wrap_store
+    store = wrap_store(SQLiteStore(str(config.datastore_path)), config.data_dir, config.secrets_encryption)
     await store.start()
     log.info("storage started: sqlite %s (revision %d)", config.datastore_path, store.revision)
 
