@@ -1,10 +1,11 @@
 #!/bin/sh
 # Debian packages the node agent needs (containerd, runc, CNI plugins, busybox for the test
-# images, gcc for the static pause binary, iptables for hostPort/portmap, docker-registry for
-# the registry-mirror tests). Idempotent: prints
-# nothing when everything is installed. Never starts a service (containerd is run by pyk8s).
+# images, gcc for the static pause binary, iptables for hostPort/portmap and the service
+# proxy, conntrack to flush stale UDP entries of removed Service endpoints, docker-registry
+# for the registry-mirror tests). Idempotent: prints nothing when everything is installed.
+# Never starts a service (containerd is run by pyk8s).
 set -e
-PACKAGES="containerd runc containernetworking-plugins busybox-static iptables gcc libc6-dev openssl docker-registry"
+PACKAGES="containerd runc containernetworking-plugins busybox-static iptables conntrack gcc libc6-dev openssl docker-registry"
 missing=""
 for package in $PACKAGES; do
     dpkg -s "$package" >/dev/null 2>&1 || missing="$missing $package"

@@ -295,7 +295,8 @@ def up(args: argparse.Namespace) -> int:
         # The server listens on 127.0.0.1:<port> inside the namespace; the relay listens on
         # the same address here, so the kubeconfig's URL (and certificate) is right as is.
         try:
-            state.relay_pid = start_relay(data_dir, config.https_port, netns, config.https_port)
+            state.relay_pid = start_relay(data_dir, config.https_port, netns, config.https_port,
+                                          services_kubeconfig=kubeconfig)
         except RelayFailed as failed:
             print(f"pyk8s runs in network namespace {netns!r}, but the relay on this host's "
                   f"127.0.0.1:{config.https_port} failed:\n{failed}\nUse: pyk8s kubectl{_data_dir_flag(data_dir)} "

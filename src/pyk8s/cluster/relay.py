@@ -11,6 +11,14 @@ Only loopback is ever listened on and connected to, so nothing leaves either nam
 
     python -m pyk8s.cluster.relay --listen 127.0.0.1:6443 --netns pyk8s --target 127.0.0.1:6443
 
+With `--services KUBECONFIG` it also publishes the cluster's LoadBalancer Services on host
+loopback, as a single-node cluster's load balancer is reachable on localhost: it watches
+Services through the API (through its own listener) and, for each TCP port of a
+LoadBalancer Service, listens on host 127.0.0.1:<port> and connects inside the namespace to
+127.0.0.1:<nodePort>, where the service proxy's rules take it to an endpoint (to
+127.0.0.1:<port>, the load-balancer address, when the port has no nodePort). A port
+that is taken on the host is skipped with a warning.
+
 `start_relay` runs that detached (its own session, log appended to the data dir's relay.log)
 and waits for the `listening` line it prints on stdout once bound (a connect probe would be
 fooled by another process holding the port); the caller records the pid (server.json).
@@ -57,10 +65,7 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
         writer.close()
 
 
-async def relay(listen: tuple[str, int], netns: str | None, target: tuple[str, int], ready: asyncio.Event | None = None,
-                stop: asyncio.Event | None = None) -> None:
-    """Serve until `stop` is set (forever without one)."""
-
+def _handler(netns: str | None, target: tuple[str, int]):
     async def handle(client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
         try:
             inner = await asyncio.to_thread(connect_in_netns, netns, target[0], target[1], 5.0)
@@ -76,8 +81,13 @@ async def relay(listen: tuple[str, int], netns: str | None, target: tuple[str, i
         finally:
             for writer in (client_writer, server_writer):
                 writer.close()
+    return handle
 
-    server = await asyncio.start_server(handle, listen[0], listen[1], reuse_address=True)
+
+async def relay(listen: tuple[str, int], netns: str | None, target: tuple[str, int], ready: asyncio.Event | None = None,
+                stop: asyncio.Event | None = None) -> None:
+    """Serve until `stop` is set (forever without one)."""
+    server = await asyncio.start_server(_handler(netns, target), listen[0], listen[1], reuse_address=True)
     log.info("relaying %s:%d to %s:%d in network namespace %s", *listen, *target, netns)
     if ready is not None:
         ready.set()
@@ -88,11 +98,68 @@ async def relay(listen: tuple[str, int], netns: str | None, target: tuple[str, i
             await stop.wait()
 
 
+def load_balancer_targets(service: dict) -> dict[int, int]:
+    """Host loopback port → port to connect to inside the namespace, for each TCP port of
+    a LoadBalancer Service."""
+    spec = service.get("spec") or {}
+    if spec.get("type") != "LoadBalancer":
+        return {}
+    return {int(port["port"]): int(port.get("nodePort") or port["port"])
+            for port in spec.get("ports") or () if (port.get("protocol") or "TCP") == "TCP"}
+
+
+async def publish_load_balancers(kubeconfig: Path, netns: str | None, stop: asyncio.Event) -> None:
+    """Keep one loopback listener per LoadBalancer Service port until `stop` is set."""
+    from pyk8s.api.resources import lookup
+    from pyk8s.client import Client
+    from pyk8s.client.informer import Informer
+
+    listeners: dict[int, tuple[int, asyncio.base_events.Server]] = {}  # host port -> (target, server)
+    changed = asyncio.Event()
+    async with Client.from_kubeconfig(kubeconfig) as client:
+        informer = Informer(client, lookup("", "v1", "services"))
+        informer.add_handlers(on_add=lambda _: changed.set(), on_update=lambda *_: changed.set(),
+                              on_delete=lambda _: changed.set())
+        watching = asyncio.create_task(informer.run())
+        stopping = asyncio.create_task(stop.wait())
+        try:
+            while not stop.is_set():
+                await asyncio.wait([stopping, asyncio.create_task(changed.wait())],
+                                   return_when=asyncio.FIRST_COMPLETED)
+                changed.clear()
+                wanted: dict[int, int] = {}
+                for service in informer.list():
+                    wanted.update(load_balancer_targets(service))
+                for port in [p for p, (target, _) in listeners.items() if wanted.get(p) != target]:
+                    listeners.pop(port)[1].close()
+                    log.info("stopped publishing 127.0.0.1:%d", port)
+                for port, target in wanted.items():
+                    if port in listeners or stop.is_set():
+                        continue
+                    try:
+                        server = await asyncio.start_server(_handler(netns, ("127.0.0.1", target)), "127.0.0.1", port,
+                                                            reuse_address=True)
+                    except OSError as error:
+                        log.warning("cannot publish LoadBalancer port %d on 127.0.0.1: %s", port, error)
+                        continue
+                    listeners[port] = (target, server)
+                    log.info("publishing LoadBalancer port 127.0.0.1:%d (127.0.0.1:%d in network namespace %s)",
+                             port, target, netns)
+        finally:
+            for _, server in listeners.values():
+                server.close()
+            for task in (watching, stopping):
+                task.cancel()
+            await asyncio.gather(watching, stopping, return_exceptions=True)
+
+
 def run(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pyk8s.cluster.relay", description=__doc__.split("\n\n")[0])
     parser.add_argument("--listen", required=True, help="HOST:PORT to listen on, in this namespace")
     parser.add_argument("--netns", default=None, help="network namespace to connect from (default: this one)")
     parser.add_argument("--target", required=True, help="HOST:PORT to connect to inside --netns")
+    parser.add_argument("--services", type=Path, default=None, metavar="KUBECONFIG",
+                        help="also publish LoadBalancer Service ports on 127.0.0.1 (watched with this kubeconfig)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -107,7 +174,12 @@ def run(argv: list[str] | None = None) -> int:
         await asyncio.wait([serving, asyncio.create_task(ready.wait())], return_when=asyncio.FIRST_COMPLETED)
         if ready.is_set():
             _announce_listening()
+        publishing = None
+        if args.services is not None and ready.is_set():
+            publishing = asyncio.create_task(publish_load_balancers(args.services, args.netns, stop))
         await serving
+        if publishing is not None:
+            await asyncio.gather(publishing, return_exceptions=True)
 
     try:
         asyncio.run(main())
@@ -126,12 +198,15 @@ def _announce_listening() -> None:
     os.close(devnull)
 
 
-def start_relay(data_dir: Path, listen_port: int, netns: str, target_port: int, timeout: float = 10.0) -> int:
+def start_relay(data_dir: Path, listen_port: int, netns: str, target_port: int, timeout: float = 10.0,
+                services_kubeconfig: Path | None = None) -> int:
     """Start the relay detached and wait until it accepts connections; returns its pid.
     Raises RelayFailed (with its log) if it exits first or never listens."""
     log_path = Path(data_dir) / LOG_FILE
     command = [sys.executable, "-m", "pyk8s.cluster.relay", "--listen", f"127.0.0.1:{listen_port}",
                "--netns", netns, "--target", f"127.0.0.1:{target_port}"]
+    if services_kubeconfig is not None:
+        command += ["--services", str(services_kubeconfig)]
     with open(log_path, "ab") as log_file:
         offset = log_file.tell()
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log_file,

@@ -2,9 +2,11 @@
 
 `Agent.start()` brings the node up in this order: the CNI conflist for the node's podCIDR,
 our own containerd (supervised), the project images imported into it, the kubelet's HTTPS
-endpoint (logs), the Node object with its status and Lease, then the pod workers. `stop()`
-stops the agent but leaves containerd's containers running (a restarted agent adopts
-them); `stop(remove_pods=True)` also removes every pod sandbox (tests, reset).
+endpoint (logs), the Node object with its status and Lease, the pod workers, then the
+service proxy (pyk8s.proxy: a component of its own beside the kubelet, as kube-proxy is).
+`stop()` stops the agent but leaves containerd's containers and the proxy's rules in place
+(a restarted agent adopts them); `stop(remove_pods=True)` also removes every pod sandbox
+(tests, reset).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pyk8s.kubelet.logs import KubeletServer
 from pyk8s.kubelet.node import NODES, NodeStatusManager, default_node_ip, first_pod_cidr
 from pyk8s.kubelet.pods import CONTAINER_NAME, POD_UID, PodManager
 from pyk8s.kubelet.probes import Prober
+from pyk8s.proxy import ServiceProxy
 
 log = logging.getLogger("pyk8s.kubelet")
 
@@ -54,6 +57,7 @@ class Agent:
         self.pods: PodManager | None = None
         self.node: NodeStatusManager | None = None
         self.server: KubeletServer | None = None
+        self.proxy: ServiceProxy | None = None
         self._runtime_version = ""
 
     async def _pod_cidr(self) -> str:
@@ -93,6 +97,8 @@ class Agent:
                                data_dir=self.data_dir, log_root=self.log_root, cluster_dns=self.cluster_dns,
                                cluster_domain=self.cluster_domain, prober=self.prober)
         await self.pods.start()
+        self.proxy = ServiceProxy(self.client, node_name=self.node_name, cluster_cidr=self.cluster_cidr)
+        await self.proxy.start()
         log.info("node %s ready: ip %s, podCIDR %s, kubelet port %d", self.node_name, self.node_ip,
                  self.pod_cidr, self.kubelet_port)
 
@@ -142,6 +148,8 @@ class Agent:
         return path, still_running
 
     async def stop(self, *, remove_pods: bool = False) -> None:
+        if self.proxy is not None:
+            await self.proxy.stop()
         if self.pods is not None:
             await self.pods.stop()
             if remove_pods:

@@ -1,5 +1,5 @@
 """Removing everything a node left on the machine: its pods (containers, shims, sandbox
-network namespaces, mounts, cgroups) and its containerd. Pods outlive the agent on purpose
+network namespaces, mounts, cgroups), its containerd and the service proxy's iptables rules. Pods outlive the agent on purpose
 (a restart adopts them); `pyk8s reset` and test teardown use this to end them for good.
 
 Run as `python -m pyk8s.kubelet.cleanup AGENT_DATA_DIR`, inside the cluster's network
@@ -20,6 +20,7 @@ from pyk8s.kubelet import cni
 from pyk8s.kubelet.containerd import Containerd
 from pyk8s.kubelet.cri import CRIClient, CRIError
 from pyk8s.kubelet.pods import remove_pod_cgroups
+from pyk8s.proxy.iptables import RestoreFailed, remove_all_rules
 
 log = logging.getLogger("pyk8s.kubelet.cleanup")
 
@@ -31,6 +32,7 @@ async def remove_node_state(agent_data_dir: Path) -> int:
     sandbox, stops containerd, unmounts what is left under the data dir. Returns the
     number of sandboxes removed."""
     agent_data_dir = Path(agent_data_dir)
+    remove_proxy_rules()
     if not (agent_data_dir / "containerd").exists():
         remove_bridge(agent_data_dir)
         return 0
@@ -63,6 +65,13 @@ async def remove_node_state(agent_data_dir: Path) -> int:
     remove_empty_qos_cgroups()
     remove_bridge(agent_data_dir)
     return removed
+
+
+def remove_proxy_rules() -> None:
+    try:
+        remove_all_rules()
+    except RestoreFailed as error:
+        log.warning("removing the service proxy's iptables rules failed: %s", error)
 
 
 def shims_of(containerd_socket: str) -> list[int]:
