@@ -283,3 +283,60 @@ def test_secret_volume_is_a_tmpfs_removed_at_tear_down(tmp_path):
     finally:
         run(manager.remove_orphans(set()))
     assert not os.path.ismount(volume) and not volume.exists()
+
+
+def test_node_cleanup_unmounts_secret_tmpfs_left_by_a_dead_agent(tmp_path):
+    from pyk8s.kubelet.cleanup import unmount_under
+    from pyk8s.kubelet.volumes.base import mount_tmpfs
+
+    volume = tmp_path / "pods/uid-9/volumes/kubernetes.io~secret/s"
+    volume.mkdir(parents=True)
+    mount_tmpfs(volume)
+    assert os.path.ismount(volume)
+    unmount_under(tmp_path)
+    assert not os.path.ismount(volume)
+
+
+# -- the watched objects ----------------------------------------------------------------
+
+class FakeClient:
+    """list answers from a dict; watch blocks until cancelled."""
+
+    def __init__(self, items):
+        self.items = items
+        self.watches = 0
+
+    async def list(self, resource, namespace=None, **params):
+        return {"metadata": {"resourceVersion": "1"},
+                "items": [dict(obj) for obj in self.items if obj["metadata"]["namespace"] == namespace]}
+
+    async def watch(self, *args, **kwargs):
+        self.watches += 1
+        await asyncio.Event().wait()
+        yield {}
+
+
+def test_immutable_objects_are_read_once_and_not_watched():
+    from pyk8s.kubelet.volumes.objects import ReferencedObjects
+
+    async def scenario():
+        client = FakeClient([{"metadata": {"name": "frozen", "namespace": "ns", "resourceVersion": "1"},
+                              "immutable": True, "data": {"a": "1"}},
+                             {"metadata": {"name": "live", "namespace": "other", "resourceVersion": "1"},
+                              "data": {"a": "1"}}])
+        changes = []
+        objects = ReferencedObjects(client, lambda *key: changes.append(key))
+        objects.use("pod-1", {("configmaps", "ns", "frozen"), ("configmaps", "other", "live")})
+        assert (await objects.get("configmaps", "ns", "frozen"))["data"] == {"a": "1"}
+        assert (await objects.get("configmaps", "other", "live"))["data"] == {"a": "1"}
+        assert set(objects.informers) == {("configmaps", "other")}  # the immutable one's watch stopped
+        assert (await objects.get("configmaps", "ns", "frozen"))["data"] == {"a": "1"}
+        informer = objects.informers[("configmaps", "other")][0]
+        changes.clear()  # the initial lists announce what they found
+        informer._apply({"type": "MODIFIED", "object": {"metadata": {"name": "live", "namespace": "other",
+                                                                     "resourceVersion": "2"}, "data": {"a": "2"}}})
+        assert changes == [("configmaps", "other", "live")]
+        objects.release("pod-1")
+        assert objects.informers == {} and objects.users == {} and objects.frozen == {}
+        await objects.stop()
+    run(scenario())
