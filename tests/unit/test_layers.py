@@ -17,11 +17,12 @@ ALLOWED = {
                   "cluster"},  # cluster.pki only, for its serving and kubelet-client TLS contexts
     "controllers": {"controllers", "client", "api"},
     "scheduler": {"scheduler", "client", "api"},
+    "dns": {"dns", "client", "api"},
     "kubelet": {"kubelet", "client", "api", "httpstream", "spdy", "hostnet",
                 "proxy"},  # the agent starts the service proxy beside the kubelet; cleanup removes its rules
     "proxy": {"proxy", "client", "api"},
     "cluster": {"cluster", "client", "api", "apiserver", "storage", "controllers", "scheduler", "kubelet",
-                "hostnet"},
+                "hostnet", "dns"},
     "cli": {"cli", "cluster", "client", "api", "kubelet"},
 }
 

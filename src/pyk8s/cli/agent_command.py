@@ -32,7 +32,9 @@ def add_agent_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--node-ip", default="", help="default: address of the default-route interface")
     parser.add_argument("--pod-cidr", default="", help="default: the Node's podCIDR, else the first /24")
     parser.add_argument("--cluster-cidr", default="10.42.0.0/16")
-    parser.add_argument("--cluster-dns", default="")
+    parser.add_argument("--cluster-dns", default="10.43.0.10", help="the nameserver of ClusterFirst pods (k3s's default)")
+    parser.add_argument("--resolv-conf", default="", metavar="FILE",
+                        help="resolvers for dnsPolicy Default pods and cluster DNS upstreams (default /etc/resolv.conf)")
     parser.add_argument("--log-root", type=Path, default=None, help="default: <data-dir>/logs")
     parser.add_argument("--kubelet-port", type=int, default=10250, help="0 = any free port")
     parser.add_argument("--registry-mirror", action="append", default=[], metavar="HOST=URL")
@@ -67,7 +69,7 @@ def run_agent(args: argparse.Namespace) -> int:
             logging.getLogger("pyk8s.kubelet").warning(
                 "the kubeconfig names no cluster CA: the kubelet endpoint accepts any client")
         agent = Agent(client, node_name=args.node_name, node_ip=args.node_ip, data_dir=args.data_dir,
-                      pod_cidr=args.pod_cidr, cluster_cidr=args.cluster_cidr, cluster_dns=args.cluster_dns,
+                      pod_cidr=args.pod_cidr, cluster_cidr=args.cluster_cidr, cluster_dns=args.cluster_dns, resolv_conf=args.resolv_conf,
                       log_root=args.log_root, kubelet_port=args.kubelet_port, registry_mirrors=mirrors,
                       client_ca=client_ca)
         stop = asyncio.Event()

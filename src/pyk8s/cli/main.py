@@ -109,6 +109,9 @@ def _add_server_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--registry-mirror", action="append", default=[], metavar="HOST=URL",
                         help="pull images of registry HOST through URL, e.g. docker.io=http://127.0.0.1:5000 "
                              "(repeatable; the embedded agent writes containerd hosts.toml)")
+    parser.add_argument("--resolv-conf", default="", metavar="FILE",
+                        help="resolvers for dnsPolicy Default pods and the cluster DNS's upstreams "
+                             "(default /etc/resolv.conf; none in a namespace without a default route)")
     parser.add_argument("--secrets-encryption", action="store_true",
                         help="encrypt Secrets at rest (AES-CBC, key in <data-dir>/server/cred, mode 0600)")
 
@@ -131,6 +134,7 @@ def server_config_from_args(args: argparse.Namespace) -> ServerConfig:
         # k3s's --tls-san is a string slice: "a,b" means two names.
         extra_sans=[name for value in args.tls_san for name in value.split(",") if name],
         registry_mirrors=parse_registry_mirrors(getattr(args, "registry_mirror", [])),
+        resolv_conf=getattr(args, "resolv_conf", "") or "",
         secrets_encryption=getattr(args, "secrets_encryption", False),
     )
 
@@ -166,6 +170,8 @@ def server_argv(config: ServerConfig) -> list[str]:
         argv += ["--tls-san", name]
     for host, url in config.registry_mirrors.items():
         argv += ["--registry-mirror", f"{host}={url}"]
+    if config.resolv_conf:
+        argv += ["--resolv-conf", config.resolv_conf]
     if config.secrets_encryption:
         argv.append("--secrets-encryption")
     return argv

@@ -34,6 +34,7 @@ class ServerConfig:
     disable_controllers: bool = False  # API only: no controllers, no scheduler (tests of the API alone)
     extra_sans: list[str] = field(default_factory=list)
     registry_mirrors: dict[str, str] = field(default_factory=dict)  # registry host -> mirror URL
+    resolv_conf: str = ""  # k3s's --resolv-conf: upstream resolvers of pods and cluster DNS
     secrets_encryption: bool = False  # k3s's flag: Secrets encrypted at rest (cluster/secretsencryption.py)
 
     @property
@@ -65,6 +66,16 @@ class ServerConfig:
         network = ipaddress.ip_network(self.service_cidr, strict=False)
         return str(network.network_address + 1)
 
+    def cluster_dns_ip(self) -> str:
+        """The tenth address of the service CIDR: the `kube-dns` Service (10.43.0.10, k3s's)."""
+        network = ipaddress.ip_network(self.service_cidr, strict=False)
+        return str(network.network_address + 10)
+
+    def pod_gateway_ip(self) -> str:
+        """The embedded node's side of its pod bridge (first /24 of the cluster CIDR, .1)."""
+        network = ipaddress.ip_network(self.cluster_cidr, strict=False)
+        return str(network.network_address + 1)
+
 
 async def serve(config: ServerConfig, stop: asyncio.Event) -> None:
     """Start every control-plane component, wait for `stop`, stop them in reverse order."""
@@ -86,6 +97,9 @@ async def serve(config: ServerConfig, stop: asyncio.Event) -> None:
              "kubernetes.default.svc.cluster.local", socket.gethostname(), *config.extra_sans]
     if config.bind_address not in ("0.0.0.0", "::", ""):
         hosts.append(config.bind_address)
+    pods_use_relay = ipaddress.ip_address(advertise).is_loopback and not config.disable_agent
+    if pods_use_relay:
+        hosts.append(config.pod_gateway_ip())  # how DNS pods reach a loopback-only API (cluster/addons.py)
     pki = ensure_pki(config.data_dir / "server" / "tls", hosts)
 
     config.datastore_path.parent.mkdir(parents=True, exist_ok=True)
@@ -145,10 +159,13 @@ async def serve(config: ServerConfig, stop: asyncio.Event) -> None:
         agent = Agent(component_client(f"system:node:{node_name}", ["system:nodes"]),
                       node_name=node_name, data_dir=config.data_dir / "agent",
                       cluster_cidr=config.cluster_cidr, client_ca=pki.ca_cert, registry_mirrors=config.registry_mirrors,
-                      node_labels={"node-role.kubernetes.io/control-plane": "true"})
+                      node_labels={"node-role.kubernetes.io/control-plane": "true"},
+                      cluster_dns=config.cluster_dns_ip(), resolv_conf=config.resolv_conf)
         await agent.start()
         log.info("agent started: node %s", node_name)
         components.append(agent)
+        if not config.disable_controllers:
+            components += await _start_dns_addon(config, pki, component_client, pods_use_relay, advertise)
 
     write_kubeconfig(config.kubeconfig_path, api_url, pki)
     log.info("kubeconfig written: %s", config.kubeconfig_path)
@@ -165,6 +182,32 @@ async def serve(config: ServerConfig, stop: asyncio.Event) -> None:
         await apiserver.stop()
         await store.close()
         log.info("stopped")
+
+
+async def _start_dns_addon(config: ServerConfig, pki, component_client, pods_use_relay: bool,
+                           advertise: str) -> list:
+    """Apply the cluster DNS add-on (cluster/addons.py); returns what must be stopped."""
+    from pyk8s.cluster.addons import DNS_GROUPS, DNS_USER, LoopbackRelay, apply_objects, dns_objects
+    from pyk8s.cluster.pki import issue_client_cert
+    from pyk8s.kubelet.images.python import dns_image_name
+
+    started = []
+    api_host = config.pod_gateway_ip() if pods_use_relay else advertise
+    if pods_use_relay:
+        relay = LoopbackRelay(config.pod_gateway_ip(), config.https_port, config.https_port,
+                              target_host="127.0.0.1" if config.bind_address in ("0.0.0.0", "::", "")
+                              else config.bind_address)
+        await relay.start()
+        started.append(relay)
+    cert, key = issue_client_cert(pki, DNS_USER, DNS_GROUPS, config.data_dir / "server" / "tls")
+    try:
+        await apply_objects(component_client("system:pyk8s:addons", []), dns_objects(
+            image=await asyncio.to_thread(dns_image_name), dns_ip=config.cluster_dns_ip(), zone="cluster.local",
+            api_url=f"https://{_url_host(api_host)}:{config.https_port}", ca_pem=pki.ca_cert.read_bytes(),
+            cert_pem=cert.read_bytes(), key_pem=key.read_bytes()))
+    except Exception:  # noqa: BLE001 - a cluster without DNS still serves its API
+        log.exception("applying the cluster DNS add-on failed")
+    return started
 
 
 def _optional_scheduler(client):

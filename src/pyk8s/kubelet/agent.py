@@ -37,7 +37,7 @@ class Agent:
                  pod_cidr: str = "", cluster_cidr: str = "10.42.0.0/16", cluster_dns: str = "",
                  cluster_domain: str = "cluster.local", log_root: Path | None = None, kubelet_port: int = 10250,
                  registry_mirrors: dict[str, str] | None = None, client_ca: Path | None = None,
-                 node_labels: dict[str, str] | None = None):
+                 node_labels: dict[str, str] | None = None, resolv_conf: str = ""):
         self.client = client
         self.node_name = (node_name or socket.gethostname()).lower()
         self.node_ip = node_ip
@@ -50,6 +50,7 @@ class Agent:
         self.kubelet_port = kubelet_port
         self.client_ca = client_ca
         self.node_labels = node_labels or {}
+        self.resolv_conf = resolv_conf  # k3s's --resolv-conf: the node's resolvers for pods
         self.containerd = Containerd(self.data_dir, cni_conf_dir=self.data_dir / "cni" / "net.d",
                                      registry_mirrors=registry_mirrors)
         self.cri: CRIClient | None = None
@@ -95,7 +96,7 @@ class Agent:
         await self.node.start()
         self.pods = PodManager(self.client, self.cri, node_name=self.node_name, node_ip=self.node_ip,
                                data_dir=self.data_dir, log_root=self.log_root, cluster_dns=self.cluster_dns,
-                               cluster_domain=self.cluster_domain, prober=self.prober)
+                               cluster_domain=self.cluster_domain, prober=self.prober, resolv_conf=self.resolv_conf)
         await self.pods.start()
         self.proxy = ServiceProxy(self.client, node_name=self.node_name, cluster_cidr=self.cluster_cidr)
         await self.proxy.start()

@@ -143,6 +143,58 @@ def parse_quantity(value: Any) -> float:
     return float(text)
 
 
+MAX_DNS_NAMESERVERS = 3  # upstream's validation.MaxDNSNameservers (glibc reads no more)
+MAX_DNS_SEARCHES = 32  # upstream's validation.MaxDNSSearchPaths
+
+
+def _unique(values: list[str]) -> list[str]:
+    return list(dict.fromkeys(values))
+
+
+def merge_dns_options(existing: list[str], added: list[dict[str, Any]]) -> list[str]:
+    """Upstream's mergeDNSOptions: dnsConfig options override same-named ones."""
+    merged: dict[str, str | None] = {}
+    for option in existing:
+        name, separator, value = option.partition(":")
+        merged[name] = value if separator else None
+    for option in added:
+        merged[option["name"]] = option.get("value")
+    return [name if value in (None, "") else f"{name}:{value}" for name, value in merged.items()]
+
+
+def node_resolv_conf(path: str = "") -> dict[str, list[str]]:
+    """The node's resolvers for dnsPolicy Default (and the searches ClusterFirst appends):
+    `path` (the agent's --resolv-conf, k3s's flag) else /etc/resolv.conf. Loopback
+    nameservers are dropped (a pod cannot reach the node's 127.0.0.53), and without
+    --resolv-conf a node with no default route (an isolated namespace) has none at all:
+    pods then fail fast instead of waiting on servers they can never reach."""
+    servers, searches, options = [], [], []
+    try:
+        text = Path(path or "/etc/resolv.conf").read_text()
+    except OSError:
+        text = ""
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) >= 2 and fields[0] == "nameserver":
+            servers.append(fields[1])
+        elif fields and fields[0] in ("search", "domain"):
+            searches = fields[1:]
+        elif fields and fields[0] == "options":
+            options.extend(fields[1:])
+    servers = [s for s in servers if not s.startswith("127.") and s != "::1"]
+    if not path and not _has_default_route():
+        servers = []
+    return {"servers": servers, "searches": searches, "options": options}
+
+
+def _has_default_route() -> bool:
+    try:
+        with open("/proc/net/route") as routes:
+            return any(line.split()[1] == "00000000" for line in list(routes)[1:] if len(line.split()) > 1)
+    except OSError:
+        return True
+
+
 class PodRecord:
     def __init__(self, uid: str):
         self.uid = uid
@@ -157,8 +209,9 @@ class PodRecord:
 
 class PodManager:
     def __init__(self, client, cri: CRIClient, *, node_name: str, node_ip: str, data_dir: Path, log_root: Path,
-                 cluster_dns: str = "", cluster_domain: str = "cluster.local", prober=None):
+                 cluster_dns: str = "", cluster_domain: str = "cluster.local", prober=None, resolv_conf: str = ""):
         self.client = client
+        self.resolv_conf = resolv_conf
         self.cri = cri
         self.node_name = node_name
         self.node_ip = node_ip
@@ -360,34 +413,33 @@ class PodManager:
         meta = pod["metadata"]
         return self.log_root / "pods" / f"{meta['namespace']}_{meta['name']}_{meta['uid']}"
 
-    def _dns_config(self, pod: dict[str, Any]) -> dict[str, Any] | None:
+    def _dns_config(self, pod: dict[str, Any]) -> dict[str, Any]:
+        """The sandbox's resolv.conf (CRI DNSConfig) for the pod's dnsPolicy and dnsConfig,
+        as upstream's kubelet dns configurer builds it."""
         spec = pod["spec"]
-        policy = spec.get("dnsPolicy", "ClusterFirst")
-        if spec.get("hostNetwork") and policy == "ClusterFirst":
-            policy = "Default"
+        policy = spec.get("dnsPolicy") or "ClusterFirst"
+        if policy == "ClusterFirst" and spec.get("hostNetwork"):
+            policy = "Default"  # upstream: host-network pods use ClusterFirstWithHostNet to get cluster DNS
+        if policy in ("ClusterFirst", "ClusterFirstWithHostNet") and not self.cluster_dns:
+            policy = "Default"  # upstream falls back too (its MissingClusterDNS event)
+        host = node_resolv_conf(self.resolv_conf)
         if policy == "None":
-            config = spec.get("dnsConfig") or {}
-            return {"servers": config.get("nameservers") or [], "searches": config.get("searches") or [],
-                    "options": [o["name"] + (f":{o['value']}" if o.get("value") else "") for o in config.get("options") or []]}
-        if policy in ("ClusterFirst", "ClusterFirstWithHostNet") and self.cluster_dns:
-            namespace = pod["metadata"]["namespace"]
+            servers, searches, options = [], [], []
+        elif policy == "Default":
+            servers, searches, options = list(host["servers"]), list(host["searches"]), list(host["options"])
+        else:
             domain = self.cluster_domain
-            return {"servers": [self.cluster_dns],
-                    "searches": [f"{namespace}.svc.{domain}", f"svc.{domain}", domain],
-                    "options": ["ndots:5"]}
-        # Until cluster DNS exists: the node's resolvers (upstream's "Default" policy).
-        servers, searches, options = [], [], []
-        try:
-            for line in Path("/etc/resolv.conf").read_text().splitlines():
-                fields = line.split()
-                if len(fields) >= 2 and fields[0] == "nameserver":
-                    servers.append(fields[1])
-                elif fields and fields[0] in ("search", "domain"):
-                    searches.extend(fields[1:])
-                elif fields and fields[0] == "options":
-                    options.extend(fields[1:])
-        except OSError:
-            pass
+            servers = [self.cluster_dns]
+            searches = [f"{pod['metadata']['namespace']}.svc.{domain}", f"svc.{domain}", domain, *host["searches"]]
+            options = ["ndots:5"]
+        extra = spec.get("dnsConfig") or {}
+        servers = _unique(servers + list(extra.get("nameservers") or []))[:MAX_DNS_NAMESERVERS]
+        searches = _unique(searches + list(extra.get("searches") or []))[:MAX_DNS_SEARCHES]
+        options = merge_dns_options(options, extra.get("options") or [])
+        if not (servers or searches or options):
+            # containerd copies the node's /etc/resolv.conf for an empty DNSConfig: say
+            # "no resolvers" with glibc's default option instead.
+            options = ["ndots:1"]
         return {"servers": servers, "searches": searches, "options": options}
 
     def _sandbox_config(self, pod: dict[str, Any], attempt: int) -> dict[str, Any]:
@@ -467,8 +519,11 @@ class PodManager:
                 lines.append(f"{pod_ip}\t{fqdn}\t{hostname}")
             else:
                 lines.append(f"{pod_ip}\t{hostname}")
-        for alias in pod["spec"].get("hostAliases") or []:
-            lines.append(f"# Entries added by HostAliases.\n{alias['ip']}\t" + "\t".join(alias.get("hostnames") or []))
+        aliases = pod["spec"].get("hostAliases") or []
+        if aliases:
+            lines.append("\n# Entries added by HostAliases.")
+            for alias in aliases:
+                lines.append(f"{alias['ip']}\t" + "\t".join(alias.get("hostnames") or []))
         path.parent.mkdir(parents=True, exist_ok=True)
         text = "\n".join(lines) + "\n"
         if not path.exists() or path.read_text() != text:

@@ -5,7 +5,8 @@
 - `pyk8s/busybox:1.35`: Debian's busybox-static with every applet linked (sh, httpd, wget,
   nslookup, nc, ping, ...), /etc/passwd and /etc/group, default command `sh`;
 - `pyk8s/whoami:1`: the same busybox, serving on port 80 (busybox httpd) a page with the
-  pod's hostname (= pod name): the book's "which pod answered?" web server.
+  pod's hostname (= pod name): the book's "which pod answered?" web server;
+- `pyk8s/dns:<python>-<fingerprint>`: this node's Python with the cluster DNS (images/python.py).
 Tarballs are deterministic (fixed mtimes), so rebuilding gives the same image IDs and an
 agent restart re-imports nothing. Import more images with
 `ctr --address <data-dir>/containerd/containerd.sock -n k8s.io images import FILE.tar`
@@ -188,6 +189,10 @@ def build_images(out_dir: Path) -> dict[str, Path]:
         WHOAMI_IMAGE: (out_dir / "whoami.tar", build_whoami_layer,
                        {"Entrypoint": ["/whoami.sh"], "Env": [_PATH], "ExposedPorts": {"80/tcp": {}}}),
     }
+    from pyk8s.kubelet.images.python import build_dns_layer, dns_image_config, dns_image_name
+
+    dns_image = dns_image_name()
+    images[dns_image] = (out_dir / f"dns-{dns_image.rpartition(':')[2]}.tar", build_dns_layer, dns_image_config())
     built = {}
     for name, (path, build_layer, config) in images.items():
         if not path.exists():
