@@ -57,6 +57,8 @@ EVENT_QUEUE_LIMIT = 1000  # upstream's maxQueuedEvents: events beyond it are dro
 # A container whose ConfigMap / Secret reference cannot be resolved is tried again this soon
 # (upstream's pod worker requeues it too): it starts by itself once the object appears.
 CONFIG_ERROR_RETRY = 2.0
+# How long a failed pull shows ErrImagePull (with the registry's reason) before ImagePullBackOff.
+ERR_IMAGE_PULL_SHOWN = 5.0
 
 
 class Backoff:
@@ -104,6 +106,11 @@ def container_hash(container_spec: dict[str, Any]) -> str:
     for byte in picked.encode():
         value = ((value ^ byte) * 0x01000193) & 0xFFFFFFFF
     return format(value, "x")
+
+
+def _grpc_code_name(code: str) -> str:
+    """`NOT_FOUND` -> `NotFound`, as Go's codes.Code prints."""
+    return "".join(part.capitalize() for part in code.split("_")) or "Unknown"
 
 
 def service_env(services: list[dict[str, Any]]) -> dict[str, str]:
@@ -676,6 +683,12 @@ class PodManager:
         if left > 0 and key in self.image_backoff.entries:
             entry_delay, updated = self.image_backoff.entries[key]
             if now - updated < entry_delay:
+                shown = min(entry_delay / 2, ERR_IMAGE_PULL_SHOWN)
+                if (record.waiting.get(name) or {}).get("reason") == "ErrImagePull" and now - updated < shown:
+                    # Our own status write woke this sync: upstream's next sync (and its
+                    # ImagePullBackOff) comes later, so the pull error stays readable a while.
+                    asyncio.get_running_loop().call_later(shown - (now - updated) + 0.05, self.wake, record.uid)
+                    return None
                 record.waiting[name] = {"reason": "ImagePullBackOff", "message": f'Back-off pulling image "{image}"'}
                 self._event(pod, "Normal", "BackOff", f'Back-off pulling image "{image}"', name)
                 self._event(pod, "Warning", "Failed", "Error: ImagePullBackOff", name)
@@ -689,7 +702,8 @@ class PodManager:
         except CRIError as error:
             self.image_backoff.next(key, time.time())
             record.waiting[name] = {"reason": "ErrImagePull",
-                                    "message": f'failed to pull and unpack image "{image}": {error.details}'}
+                                    # upstream's evalCRIPullErr: the CRI error as gRPC prints it
+                                    "message": f"rpc error: code = {_grpc_code_name(error.code)} desc = {error.details}"}
             self._event(pod, "Warning", "Failed", f'Failed to pull image "{image}": {error.details}', name)
             self._event(pod, "Warning", "Failed", "Error: ErrImagePull", name)
             asyncio.get_running_loop().call_later(self.image_backoff.delay(key) + 0.05, self.wake, record.uid)
