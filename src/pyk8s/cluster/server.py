@@ -135,6 +135,17 @@ async def serve(config: ServerConfig, stop: asyncio.Event) -> None:
         return client
 
     components = []
+    # The address pods reach the API at (the `kubernetes` Service's endpoint, the DNS pods'
+    # API URL): the advertise address, or, when the API listens on loopback only (isolated
+    # namespaces, tests), the node's pod gateway relayed to it (cluster/addons.py).
+    pod_facing_address = advertise
+    if pods_use_relay:
+        from pyk8s.cluster.addons import LoopbackRelay
+
+        pod_facing_address = config.pod_gateway_ip()
+        relay = LoopbackRelay(pod_facing_address, config.https_port, config.https_port, target_host=local)
+        await relay.start()
+        components.append(relay)
     if not config.disable_controllers:
         controller_client = component_client("system:kube-controller-manager", [])
         manager = ControllerManager(controller_client)
@@ -143,7 +154,7 @@ async def serve(config: ServerConfig, stop: asyncio.Event) -> None:
         # Upstream's API server keeps the `kubernetes` Service; it needs our address and port.
         from pyk8s.controllers.kubernetesservice import KubernetesServiceController
         keeper = KubernetesServiceController(controller_client, cluster_ip=config.kubernetes_service_ip(),
-                                             address=advertise, secure_port=config.https_port)
+                                             address=pod_facing_address, secure_port=config.https_port)
         await keeper.start()
         components.append(keeper)
         scheduler = _optional_scheduler(component_client("system:kube-scheduler", []))
@@ -165,7 +176,7 @@ async def serve(config: ServerConfig, stop: asyncio.Event) -> None:
         log.info("agent started: node %s", node_name)
         components.append(agent)
         if not config.disable_controllers:
-            components += await _start_dns_addon(config, pki, component_client, pods_use_relay, advertise)
+            await _start_dns_addon(config, pki, component_client, pod_facing_address)
 
     write_kubeconfig(config.kubeconfig_path, api_url, pki)
     log.info("kubeconfig written: %s", config.kubeconfig_path)
@@ -184,21 +195,12 @@ async def serve(config: ServerConfig, stop: asyncio.Event) -> None:
         log.info("stopped")
 
 
-async def _start_dns_addon(config: ServerConfig, pki, component_client, pods_use_relay: bool,
-                           advertise: str) -> list:
-    """Apply the cluster DNS add-on (cluster/addons.py); returns what must be stopped."""
-    from pyk8s.cluster.addons import DNS_GROUPS, DNS_USER, LoopbackRelay, apply_objects, dns_objects
+async def _start_dns_addon(config: ServerConfig, pki, component_client, api_host: str) -> None:
+    """Apply the cluster DNS add-on (cluster/addons.py): its pods reach the API at `api_host`."""
+    from pyk8s.cluster.addons import DNS_GROUPS, DNS_USER, apply_objects, dns_objects
     from pyk8s.cluster.pki import issue_client_cert
     from pyk8s.kubelet.images.python import dns_image_name
 
-    started = []
-    api_host = config.pod_gateway_ip() if pods_use_relay else advertise
-    if pods_use_relay:
-        relay = LoopbackRelay(config.pod_gateway_ip(), config.https_port, config.https_port,
-                              target_host="127.0.0.1" if config.bind_address in ("0.0.0.0", "::", "")
-                              else config.bind_address)
-        await relay.start()
-        started.append(relay)
     cert, key = issue_client_cert(pki, DNS_USER, DNS_GROUPS, config.data_dir / "server" / "tls")
     try:
         await apply_objects(component_client("system:pyk8s:addons", []), dns_objects(
@@ -207,7 +209,6 @@ async def _start_dns_addon(config: ServerConfig, pki, component_client, pods_use
             cert_pem=cert.read_bytes(), key_pem=key.read_bytes()))
     except Exception:  # noqa: BLE001 - a cluster without DNS still serves its API
         log.exception("applying the cluster DNS add-on failed")
-    return started
 
 
 def _optional_scheduler(client):
