@@ -35,6 +35,7 @@ from pyk8s.kubelet.cri import CRIClient, CRIError
 from pyk8s.kubelet.cri.messages import (CONTAINER_EXITED, CONTAINER_RUNNING, NAMESPACE_CONTAINER, NAMESPACE_NODE,
                                         NAMESPACE_POD, PROTOCOLS, SANDBOX_READY)
 from pyk8s.kubelet.volumes import VolumeManager
+from pyk8s.kubelet.volumes.manager import ContainerMountError
 
 log = logging.getLogger("pyk8s.kubelet.pods")
 PODS = lookup("", "v1", "pods")
@@ -212,6 +213,7 @@ class PodRecord:
         self.sandbox_config: dict[str, Any] | None = None
         self.pod_ip = ""
         self.done = False
+        self.eviction: str | None = None  # the message, once the kubelet decided to evict it
 
 
 class PodManager:
@@ -239,7 +241,8 @@ class PodManager:
         self._container_states: dict[str, int] = {}
         self._image_names: dict[str, str] = {}
         self._allocatable: dict[str, str] | None = None
-        self.volumes = VolumeManager(client, self.data_dir / "pods", wake=self.wake, event=self._event)
+        self.volumes = VolumeManager(client, self.data_dir / "pods", wake=self.wake, event=self._event,
+                                     evict=self.evict)
         self.pods.add_handlers(on_add=self._on_pod, on_update=lambda old, new: self._on_pod(new),
                                on_delete=self._on_pod_deleted)
 
@@ -281,6 +284,14 @@ class PodManager:
         record = self.records.get(pod["metadata"]["uid"])
         if record is not None:
             record.pod = None
+            record.wake.set()
+
+    def evict(self, uid: str, message: str) -> None:
+        """Have pod `uid` evicted by its worker (upstream's eviction manager: an emptyDir over
+        its sizeLimit)."""
+        record = self.records.get(uid)
+        if record is not None and record.eviction is None:
+            record.eviction = message
             record.wake.set()
 
     def wake(self, uid: str) -> None:
@@ -353,6 +364,13 @@ class PodManager:
         terminal = phase in ("Succeeded", "Failed")
         sandbox = sandboxes[0] if sandboxes else None
         sandbox_ready = sandbox is not None and sandbox.get("state") == SANDBOX_READY
+        if record.eviction is not None and not terminal:
+            # upstream's evictPod: no grace for local storage, the pod ends Failed/Evicted.
+            self._event(pod, "Warning", "Evicted", record.eviction)
+            await self._kill_runtime_pod(uid, grace=0, pod=pod)
+            await self.volumes.tear_down(uid)  # upstream unmounts a terminated pod's volumes
+            await self._write_status(record, pod, await self._containers_of(uid), False, record.pod_ip)
+            return
         if not terminal and not await self.volumes.set_up(pod):  # upstream: no sandbox before volumes mount
             await self._write_status(record, pod, containers, sandbox_ready, record.pod_ip)
             return
@@ -800,7 +818,7 @@ class PodManager:
             mounts = []
         if termination_path:
             mounts.append({"container_path": termination_path, "host_path": str(termination_file)})
-        mounts += self.volumes.container_mounts(pod, container_spec)
+        mounts += self.volumes.container_mounts(pod, container_spec, env)
         resources = container_spec.get("resources") or {}
         limits, requests = resources.get("limits") or {}, resources.get("requests") or {}
         linux_resources: dict[str, Any] = {}
@@ -882,7 +900,13 @@ class PodManager:
         env = await self._container_env(record, pod, container_spec)
         if env is None:
             return
-        config = self._container_config(pod, container_spec, image_ref, restart_count, env, init_container)
+        try:
+            config = self._container_config(pod, container_spec, image_ref, restart_count, env, init_container)
+        except ContainerMountError as error:  # a refused subPath (upstream's makeMounts)
+            record.waiting[name] = {"reason": "CreateContainerConfigError", "message": str(error)}
+            self._event(pod, "Warning", "Failed", f"Error: {error}", name)
+            asyncio.get_running_loop().call_later(CONFIG_ERROR_RETRY, self.wake, record.uid)
+            return
         backoff_entry = self.crash_backoff.entries.get(f"{record.uid}/{name}")
         if backoff_entry is not None:
             config["annotations"][CRASH_BACKOFF] = f"{backoff_entry[0]:g}"
@@ -1051,6 +1075,8 @@ class PodManager:
         container_statuses = statuses(pod["spec"].get("containers") or [], False)
         status = pod_status.generate_status(pod, init_statuses=init_statuses, statuses=container_statuses,
                                             sandbox_ready=sandbox_ready, pod_ip=pod_ip, host_ip=self.node_ip)
+        if record.eviction is not None and status["phase"] not in ("Succeeded", "Failed"):
+            status.update(phase="Failed", reason="Evicted", message=record.eviction)
         written = await self.writer.write(pod, status)
         if written is not None and record.pod is not None and \
                 written["metadata"].get("resourceVersion") != record.pod["metadata"].get("resourceVersion"):

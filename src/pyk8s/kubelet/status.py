@@ -207,6 +207,10 @@ def generate_status(pod: dict[str, Any], *, init_statuses: list[dict[str, Any]],
         status["podIP"], status["podIPs"] = old["podIP"], old.get("podIPs") or [{"ip": old["podIP"]}]
     if init_statuses:
         status["initContainerStatuses"] = init_statuses
+    if phase in ("Succeeded", "Failed"):
+        for field in ("reason", "message"):  # an eviction's reason stays with the ended pod
+            if old.get(field):
+                status[field] = old[field]
     return status
 
 

@@ -8,7 +8,8 @@ A plugin handles one volume source field of the pod spec (`configMap`, `secret`,
   the volume in place;
 - `tear_down(path)`: remove it (unmounting what it mounted).
 The volume lives in `<pod dir>/volumes/<plugin name with ~ for />/<volume name>` as upstream.
-Plugins for emptyDir, hostPath and claims (the storage issue) implement the same four calls.
+emptyDir, hostPath and persistentVolumeClaim implement the same calls; their `set_up` may
+return the host path containers mount instead (`refresh = False`: set up once per pod).
 """
 
 from __future__ import annotations
@@ -30,6 +31,11 @@ class MountError(Exception):
     """A volume could not be set up; str() is upstream's reason (`configmap "x" not found`)."""
 
 
+class VolumeNotReady(MountError):
+    """A volume that cannot be set up yet for a reason outside the plugin (an unbound claim);
+    str() is the whole FailedMount event message."""
+
+
 class VolumeContext:
     """What plugins may ask the node for: API objects of the pod's namespace (from the
     watch-fed cache), node allocatable resources, and API calls for sources that need one
@@ -46,6 +52,9 @@ class VolumePlugin:
     plugin_name = ""        # upstream's name: kubernetes.io/configmap
     source_field = ""       # the pod volume's source field: configMap
     read_only = True        # container mounts of it are read-only whatever the pod says
+    # Set up again on every sync (API-data volumes refresh their files); False: set up once
+    # per pod (emptyDir, hostPath, claims), later syncs leave it as it is.
+    refresh = True
 
     def directory_name(self) -> str:
         return self.plugin_name.replace("/", "~")
@@ -53,7 +62,14 @@ class VolumePlugin:
     def references(self, volume: dict[str, Any]) -> set[tuple[str, str]]:
         return set()
 
-    async def set_up(self, context: VolumeContext, pod: dict[str, Any], volume: dict[str, Any], path: Path) -> None:
+    def mount_read_only(self, volume: dict[str, Any]) -> bool:
+        """Whether every container mount of this volume is read-only."""
+        return self.read_only
+
+    async def set_up(self, context: VolumeContext, pod: dict[str, Any], volume: dict[str, Any],
+                     path: Path) -> Path | None:
+        """Make the volume ready; returns the host path containers mount when it is not
+        `path` (a hostPath, a claim's PersistentVolume), else None."""
         raise NotImplementedError
 
     def is_set_up(self, path: Path) -> bool:
@@ -109,10 +125,11 @@ def _mount_call():
     return _libc
 
 
-def mount_tmpfs(path: Path) -> None:
-    """A private tmpfs at `path`: its contents never touch the node's disk."""
+def mount_tmpfs(path: Path, size: int | None = None) -> None:
+    """A private tmpfs at `path` (at most `size` bytes): its contents never touch the node's disk."""
     libc = _mount_call()
-    if libc.mount(b"tmpfs", os.fsencode(str(path)), b"tmpfs", 0, b"mode=1777") != 0:
+    options = b"mode=1777" + (f",size={size}".encode() if size else b"")
+    if libc.mount(b"tmpfs", os.fsencode(str(path)), b"tmpfs", 0, options) != 0:
         code = ctypes.get_errno()
         raise MountError(f"mount of tmpfs at {path} failed: {os.strerror(code)}")
 

@@ -1,4 +1,4 @@
-"""The ConfigMaps and Secrets this node's pods use, kept current by watches.
+"""The ConfigMaps, Secrets and PersistentVolumeClaims this node's pods use, kept current by watches.
 
 Upstream's kubelet watches each referenced object (its watch-based configmap/secret
 manager). One watch per object costs one HTTP/1.1 connection per object here, so objects
@@ -23,7 +23,11 @@ from pyk8s.client.informer import Informer
 from pyk8s.kubelet.volumes.base import MountError
 
 log = logging.getLogger("pyk8s.kubelet.volumes")
-RESOURCES = {"configmaps": lookup("", "v1", "configmaps"), "secrets": lookup("", "v1", "secrets")}
+RESOURCES = {"configmaps": lookup("", "v1", "configmaps"), "secrets": lookup("", "v1", "secrets"),
+             "persistentvolumeclaims": lookup("", "v1", "persistentvolumeclaims")}
+# What must change for a pod to care: files for ConfigMaps and Secrets, binding for claims.
+WATCHED_FIELDS = {"configmaps": ("data", "binaryData"), "secrets": ("data", "binaryData"),
+                  "persistentvolumeclaims": ("spec", "status")}
 SYNC_TIMEOUT = 10.0
 
 Key = tuple[str, str, str]  # kind, namespace, name
@@ -111,8 +115,9 @@ class ReferencedObjects:
         key = (kind, meta.get("namespace", ""), meta["name"])
         if key not in self.users or key in self.frozen:
             return
-        if old is not None and all(old.get(field) == obj.get(field) for field in ("data", "binaryData")):
-            return  # metadata only: no file changes
+        if old is not None and all(old.get(field) == obj.get(field) for field in WATCHED_FIELDS[kind]) and \
+                bool(old["metadata"].get("deletionTimestamp")) == bool(meta.get("deletionTimestamp")):
+            return  # metadata only: nothing a volume shows changed
         self.on_change(*key)
 
     async def stop(self) -> None:
