@@ -19,8 +19,10 @@ ALLOWED = {
     "scheduler": {"scheduler", "client", "api"},
     "dns": {"dns", "client", "api"},
     "kubelet": {"kubelet", "client", "api", "httpstream", "spdy", "hostnet",
-                "proxy"},  # the agent starts the service proxy beside the kubelet; cleanup removes its rules
+                "proxy",  # the agent starts the service proxy beside the kubelet; cleanup removes its rules
+                "provisioner"},  # and the local-path provisioner
     "proxy": {"proxy", "client", "api"},
+    "provisioner": {"provisioner", "client", "api"},
     "cluster": {"cluster", "client", "api", "apiserver", "storage", "controllers", "scheduler", "kubelet",
                 "hostnet", "dns"},
     "cli": {"cli", "cluster", "client", "api", "kubelet"},

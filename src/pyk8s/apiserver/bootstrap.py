@@ -1,6 +1,7 @@
 """Objects every cluster has from the start, created at API server start when missing:
 the system namespaces and the `kubernetes` Service in `default` with its endpoints
-(upstream's bootstrap controllers do the same). The control-plane process then adds what
+(upstream's bootstrap controllers do the same), and the default StorageClass `local-path`
+(k3s's bundled local-storage manifest). The control-plane process then adds what
 nodes join with (`ensure_cluster_info`, `ensure_node_join_token`), as `kubeadm init` does."""
 
 from __future__ import annotations
@@ -61,6 +62,24 @@ async def bootstrap(registry, config) -> None:
         "endpoints": [{"addresses": [address], "conditions": {"ready": True}}],
         "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
     })
+    await _ensure(registry, lookup("storage.k8s.io", "v1", "storageclasses"), None, default_storage_class())
+
+
+# The built-in dynamic provisioner, run by every node's agent (pyk8s.provisioner). Not k3s's
+# `rancher.io/local-path`: Rancher's own local-path-provisioner, which people install on
+# clusters, would then act on the same claims as ours.
+LOCAL_PATH_PROVISIONER = "pyk8s.io/local-path"
+DEFAULT_STORAGE_CLASS = "local-path"
+
+
+def default_storage_class() -> dict[str, Any]:
+    """The one default class, as k3s's local-storage manifest makes it (created when missing:
+    a class the user changed or un-defaulted is left as it is)."""
+    return {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+            "metadata": {"name": DEFAULT_STORAGE_CLASS,
+                         "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+            "provisioner": LOCAL_PATH_PROVISIONER, "reclaimPolicy": "Delete",
+            "volumeBindingMode": "WaitForFirstConsumer"}
 
 
 # --- what nodes join with ---------------------------------------------------------------

@@ -25,7 +25,7 @@ from pyk8s.api.defaults import apply_defaults
 from pyk8s.api.resources import Resource, lookup
 from pyk8s.api.selectors import FieldSelector, LabelSelector, object_field
 from pyk8s.api.validation import validate_create, validate_update
-from pyk8s.apiserver import strategies
+from pyk8s.apiserver import admission, strategies
 from pyk8s.apiserver.serviceallocation import ServiceAllocator
 from pyk8s.storage.interface import (Compacted, KeyExists, KeyNotFound, KeyValue, RevisionMismatch,
                                      RevisionTooNew, Store)
@@ -305,6 +305,8 @@ class Registry:
         meta["uid"] = str(uuid.uuid4())
         apply_defaults(resource, obj)
         strategies.prepare_for_create(resource, obj)
+        if resource.kind in admission.KINDS:
+            await admission.admit_create(self, resource, obj)
         validate_create(resource, obj)
         if field_manager is not None:
             managedfields.update(resource, None, obj, field_manager)
@@ -399,6 +401,8 @@ class Registry:
             for field in ("uid", "creationTimestamp"):
                 if field in old["metadata"]:
                     obj["metadata"][field] = old["metadata"][field]
+            if resource.kind in admission.KINDS:
+                await admission.admit_update(self, resource, obj, old)
             validate_update(resource, obj, old)
         if field_manager is not None:
             managedfields.update(resource, old, obj, field_manager, subresource=subresource)

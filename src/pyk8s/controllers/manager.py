@@ -22,6 +22,9 @@ CONTROLLERS = (
     "pyk8s.controllers.endpointslice:EndpointSliceController",
     "pyk8s.controllers.endpointslicemirroring:EndpointSliceMirroringController",
     "pyk8s.controllers.servicelb:ServiceLBController",
+    "pyk8s.controllers.persistentvolume:PersistentVolumeController",
+    "pyk8s.controllers.persistentvolume:PVCProtectionController",
+    "pyk8s.controllers.persistentvolume:PVProtectionController",
 )
 
 

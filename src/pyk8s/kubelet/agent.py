@@ -27,6 +27,7 @@ from pyk8s.kubelet.logs import KubeletServer
 from pyk8s.kubelet.node import NODES, NodeStatusManager, default_node_ip, first_pod_cidr
 from pyk8s.kubelet.pods import CONTAINER_NAME, POD_UID, PodManager
 from pyk8s.kubelet.probes import Prober
+from pyk8s.provisioner import LocalPathProvisioner
 from pyk8s.proxy import ServiceProxy
 
 log = logging.getLogger("pyk8s.kubelet")
@@ -59,6 +60,7 @@ class Agent:
         self.node: NodeStatusManager | None = None
         self.server: KubeletServer | None = None
         self.proxy: ServiceProxy | None = None
+        self.provisioner: LocalPathProvisioner | None = None
         self._runtime_version = ""
 
     async def _pod_cidr(self) -> str:
@@ -100,6 +102,10 @@ class Agent:
         await self.pods.start()
         self.proxy = ServiceProxy(self.client, node_name=self.node_name, cluster_cidr=self.cluster_cidr)
         await self.proxy.start()
+        # Dynamic local volumes live on this node's disk: its own provisioner makes them.
+        self.provisioner = LocalPathProvisioner(self.client, node_name=self.node_name,
+                                                storage_dir=self.data_dir / "storage")
+        await self.provisioner.start()
         log.info("node %s ready: ip %s, podCIDR %s, kubelet port %d", self.node_name, self.node_ip,
                  self.pod_cidr, self.kubelet_port)
 
@@ -149,6 +155,8 @@ class Agent:
         return path, still_running
 
     async def stop(self, *, remove_pods: bool = False) -> None:
+        if self.provisioner is not None:
+            await self.provisioner.stop()
         if self.proxy is not None:
             await self.proxy.stop()
         if self.pods is not None:

@@ -25,6 +25,7 @@ from pyk8s.scheduler import scores
 from pyk8s.scheduler.cache import NodeInfo, SchedulerCache, controller_uid
 from pyk8s.scheduler.filters import REASON_NODE_PORTS, host_ports_conflict, insufficient_resources, static_reason
 from pyk8s.scheduler.requests import CPU, MEMORY, pod_host_ports, pod_requests
+from pyk8s.scheduler.volumebinding import PodVolumes, VolumeBinding
 
 NO_NODES_AVAILABLE = "no nodes available to schedule pods"
 PREEMPTION_NOT_HELPFUL = "Preemption is not helpful for scheduling"
@@ -43,8 +44,9 @@ def reasons_histogram(reasons: Counter) -> str:
 
 
 def fit_error_message(node_count: int, reasons: Counter, preemption: Counter | None,
-                      preemption_never: bool = False) -> str:
-    message = f"0/{node_count} nodes are available: {reasons_histogram(reasons)}."
+                      preemption_never: bool = False, pre_filter_message: str = "") -> str:
+    # A PreFilter's message replaces the per-node reasons (upstream FitError.Error).
+    message = f"0/{node_count} nodes are available: {pre_filter_message or reasons_histogram(reasons)}."
     if preemption_never:
         message += f" preemption: {PREEMPTION_POLICY_NEVER}."
     elif preemption:
@@ -71,11 +73,14 @@ class Decision:
     node_name: str | None
     message: str = ""  # why nothing fitted
     feasible_count: int = 0
+    volumes: PodVolumes | None = None  # the pod's claims, to prepare on the chosen node (PreBind)
 
 
 class Algorithm:
-    def __init__(self, cache: SchedulerCache, rng: random.Random | None = None):
+    def __init__(self, cache: SchedulerCache, rng: random.Random | None = None,
+                 volume_binding: VolumeBinding | None = None):
         self.cache = cache
+        self.volume_binding = volume_binding
         self._next_start = 0
         self.rng = rng or random.Random()
         self._static: dict[bytes, StaticResult] = {}
@@ -115,6 +120,14 @@ class Algorithm:
         if not nodes:
             return Decision(None, NO_NODES_AVAILABLE)
         spec = pod.get("spec") or {}
+        volumes = None
+        if self.volume_binding is not None and spec.get("volumes"):
+            message, volumes = self.volume_binding.pre_filter(pod)
+            if message is not None:
+                # A PreFilter rejection: its message stands for every node (upstream's FitError).
+                return Decision(None, fit_error_message(len(nodes), Counter(), Counter(
+                    {PREEMPTION_NOT_HELPFUL: len(nodes)}), spec.get("preemptionPolicy") == "Never",
+                    pre_filter_message=message))
         static = self.static_filter(spec)
         requests = pod_requests(pod)
         wanted = requests.resources
@@ -131,6 +144,7 @@ class Algorithm:
         start = self._next_start % count if count else 0
         dynamic_failures: Counter = Counter()
         resolvable_nodes = 0
+        volume_failed_nodes = 0
         feasible: list[tuple[NodeInfo, int, int]] = []
         visited = 0
         for offset in range(count):
@@ -148,6 +162,13 @@ class Algorithm:
                     and (not want_memory or want_memory <= info.allocatable_memory - requested.get(MEMORY, 0))
                     and all(amount <= info.allocatable.get(name, 0) - requested.get(name, 0)
                             for name, amount in other_resources)):
+                if volumes is not None:
+                    volume_reasons = volumes.filter(info.node)
+                    if volume_reasons:  # VolumeBinding: unresolvable by preemption
+                        for reason in volume_reasons:
+                            dynamic_failures[reason] += 1
+                        volume_failed_nodes += 1
+                        continue
                 feasible.append(entry)
                 if len(feasible) >= to_find:
                     break
@@ -159,7 +180,7 @@ class Algorithm:
 
         if not feasible:
             reasons = static.failures + dynamic_failures
-            unresolvable = sum(static.failures.values())
+            unresolvable = sum(static.failures.values()) + volume_failed_nodes
             preemption = Counter()
             if resolvable_nodes:
                 preemption[NO_PREEMPTION_VICTIMS] = resolvable_nodes
@@ -168,9 +189,9 @@ class Algorithm:
             return Decision(None, fit_error_message(len(nodes), reasons, preemption,
                                                     spec.get("preemptionPolicy") == "Never"))
         if len(feasible) == 1:
-            return Decision(feasible[0][0].name, feasible_count=1)
+            return Decision(feasible[0][0].name, feasible_count=1, volumes=volumes)
         return Decision(self._best(feasible, static, requests, controller_uid(pod), want_cpu, want_memory).name,
-                        feasible_count=len(feasible))
+                        feasible_count=len(feasible), volumes=volumes)
 
     def _best(self, feasible: list[tuple[NodeInfo, int, int]], static: StaticResult, requests,
               owner_uid: str | None, want_cpu: int, want_memory: int) -> NodeInfo:

@@ -32,11 +32,18 @@ from pyk8s.client.events import EventRecorder
 from pyk8s.scheduler.algorithm import Algorithm
 from pyk8s.scheduler.cache import SchedulerCache
 from pyk8s.scheduler.queue import SchedulingQueue
+from pyk8s.scheduler.volumebinding import VolumeBinding, claim_is_bound
+from pyk8s.api import volumebinding as vb
 
 log = logging.getLogger("pyk8s.scheduler")
 
 PODS = lookup("", "v1", "pods")
 NODES = lookup("", "v1", "nodes")
+PVS = lookup("", "v1", "persistentvolumes")
+PVCS = lookup("", "v1", "persistentvolumeclaims")
+STORAGE_CLASSES = lookup("storage.k8s.io", "v1", "storageclasses")
+# upstream's VolumeBinding bindTimeoutSeconds: how long PreBind waits for claims to be bound
+VOLUME_BIND_TIMEOUT = 600.0
 
 DEFAULT_SCHEDULER_NAME = "default-scheduler"
 FLUSH_INTERVAL = 15.0
@@ -61,7 +68,14 @@ class Scheduler:
         self.scheduler_name = scheduler_name
         self.cache = SchedulerCache()
         self.queue = SchedulingQueue()
-        self.algorithm = Algorithm(self.cache)
+        # Claims, volumes and classes for the VolumeBinding plugin.
+        self.claim_informer = Informer(client, PVCS)
+        self.volume_informer = Informer(client, PVS)
+        self.class_informer = Informer(client, STORAGE_CLASSES)
+        self.volume_index = vb.VolumeIndex()
+        self._claim_waiters: dict[str, list[asyncio.Future]] = {}
+        self.algorithm = Algorithm(self.cache, volume_binding=VolumeBinding(
+            self.claim_informer.get, self.volume_index, self.class_informer.get))
         self.recorder = EventRecorder(client, scheduler_name)
         # Every pod, unfiltered: the API server streams unfiltered watches as stored bytes,
         # while a field selector (upstream's status.phase!=Succeeded,!=Failed) makes it
@@ -80,6 +94,13 @@ class Scheduler:
                                        on_delete=self._pod_deleted)
         self.node_informer.add_handlers(on_add=self._node_added, on_update=self._node_updated,
                                         on_delete=self._node_deleted)
+        self.claim_informer.add_handlers(on_add=self._claim_changed, on_update=lambda old, new: self._claim_changed(new),
+                                         on_delete=lambda claim: self.queue.move_all_to_active())
+        self.volume_informer.add_handlers(on_add=self._volume_changed,
+                                          on_update=lambda old, new: self._volume_changed(new),
+                                          on_delete=self._volume_deleted)
+        self.class_informer.add_handlers(on_add=lambda c: self.queue.move_all_to_active(),
+                                         on_update=lambda old, new: self.queue.move_all_to_active())
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -87,6 +108,9 @@ class Scheduler:
         self._tasks = [
             asyncio.create_task(self.node_informer.run(), name="scheduler-nodes"),
             asyncio.create_task(self.pod_informer.run(), name="scheduler-pods"),
+            asyncio.create_task(self.claim_informer.run(), name="scheduler-claims"),
+            asyncio.create_task(self.volume_informer.run(), name="scheduler-volumes"),
+            asyncio.create_task(self.class_informer.run(), name="scheduler-classes"),
             asyncio.create_task(self._schedule_loop(), name="scheduler-loop"),
             asyncio.create_task(self._flush_loop(), name="scheduler-flush"),
             *(asyncio.create_task(self._event_worker(), name="scheduler-events") for _ in range(self._event_workers)),
@@ -137,6 +161,23 @@ class Scheduler:
                 or not self._is_ours_and_pending(old)):
             self.queue.add(key, _priority(new))
 
+    def _claim_changed(self, claim: dict[str, Any]) -> None:
+        if claim_is_bound(claim):
+            for waiter in self._claim_waiters.pop(object_key(claim), ()):
+                if not waiter.done():
+                    waiter.set_result(None)
+        self.queue.move_all_to_active()
+
+    def _volume_changed(self, volume: dict[str, Any]) -> None:
+        current = self.volume_index.get(volume["metadata"]["name"])
+        if current is None or int(volume["metadata"].get("resourceVersion") or 0) >= \
+                int(current["metadata"].get("resourceVersion") or 0):
+            self.volume_index.put(volume)
+        self.queue.move_all_to_active()
+
+    def _volume_deleted(self, volume: dict[str, Any]) -> None:
+        self.volume_index.remove(volume["metadata"]["name"])
+
     def _pod_deleted(self, pod: dict[str, Any]) -> None:
         self.queue.delete(object_key(pod))
         placed = self.cache.remove_pod_uid(pod["metadata"].get("uid"))
@@ -159,6 +200,8 @@ class Scheduler:
     async def _schedule_loop(self) -> None:
         await self.node_informer.synced.wait()
         await self.pod_informer.synced.wait()
+        for informer in (self.claim_informer, self.volume_informer, self.class_informer):
+            await informer.synced.wait()
         log.info("scheduler caches synced: %d nodes, %d placed pods", len(self.cache.node_list()),
                  len(self.cache.pods))
         while True:
@@ -188,7 +231,7 @@ class Scheduler:
             return
         self.cache.assume(pod, decision.node_name)
         await self._bind_slots.acquire()  # back-pressure: bounded bindings in flight
-        self._spawn(self._bind(pod, key, uid, decision.node_name), holds_slot=True)
+        self._spawn(self._bind(pod, key, uid, decision.node_name, decision.volumes), holds_slot=True)
 
     def _spawn(self, coroutine, holds_slot: bool = False) -> None:
         task = asyncio.create_task(coroutine)
@@ -200,8 +243,20 @@ class Scheduler:
                 self._bind_slots.release()
         task.add_done_callback(finished)
 
-    async def _bind(self, pod: dict[str, Any], key: str, uid: str, node_name: str) -> None:
+    async def _bind(self, pod: dict[str, Any], key: str, uid: str, node_name: str, volumes=None) -> None:
         meta = pod["metadata"]
+        if volumes is not None and volumes.delayed:
+            try:
+                await self._pre_bind_volumes(pod, node_name, volumes)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                message = f'running PreBind plugin "VolumeBinding": {exc}'
+                log.info("pre-binding volumes of %s on %s failed: %s", key, node_name, exc)
+                self.cache.forget(uid)
+                self.queue.add_backoff(key, _priority(pod))
+                self._events.put_nowait((pod, "Warning", "FailedScheduling", message))
+                return
         binding = {"apiVersion": "v1", "kind": "Binding",
                    "metadata": {"name": meta["name"], "namespace": meta.get("namespace"), "uid": uid},
                    "target": {"apiVersion": "v1", "kind": "Node", "name": node_name}}
@@ -225,6 +280,39 @@ class Scheduler:
         self.queue.forget(key)
         self._events.put_nowait((pod, "Normal", "Scheduled",
                                  f"Successfully assigned {meta.get('namespace')}/{meta['name']} to {node_name}"))
+
+    async def _pre_bind_volumes(self, pod: dict[str, Any], node_name: str, volumes) -> None:
+        """upstream VolumeBinding PreBind: give matched PVs their claim, ask provisioners for
+        the rest on this node, then wait until the binder has bound every claim."""
+        node = self.node_informer.get(node_name)
+        if node is None:
+            raise RuntimeError(f"node {node_name} is gone")
+        reasons, actions = volumes.plan(node)
+        if reasons:
+            raise RuntimeError(", ".join(reasons))
+        namespace = pod["metadata"].get("namespace")
+        waits = []
+        for action, claim, volume in actions:
+            claim_key = object_key(claim)
+            waiter = asyncio.get_running_loop().create_future()
+            self._claim_waiters.setdefault(claim_key, []).append(waiter)
+            waits.append(waiter)
+            if action == "bind":
+                updated = {**volume, "metadata": dict(volume["metadata"]), "spec": dict(volume["spec"])}
+                updated["metadata"]["annotations"] = {**(volume["metadata"].get("annotations") or {}),
+                                                      vb.ANN_BOUND_BY_CONTROLLER: "yes"}
+                updated["spec"]["claimRef"] = vb.claim_reference(claim)
+                self._volume_changed(await self.client.update(PVS, updated))
+            elif (claim["metadata"].get("annotations") or {}).get(vb.ANN_SELECTED_NODE) != node_name:
+                await self.client.patch(PVCS, claim["metadata"]["name"],
+                                        {"metadata": {"annotations": {vb.ANN_SELECTED_NODE: node_name}}}, namespace)
+            current = self.claim_informer.get(claim_key)
+            if current is not None and claim_is_bound(current) and not waiter.done():
+                waiter.set_result(None)
+        try:
+            await asyncio.wait_for(asyncio.gather(*waits), VOLUME_BIND_TIMEOUT)
+        except asyncio.TimeoutError:
+            raise RuntimeError("binding volumes: timed out waiting for the condition") from None
 
     async def _report_unschedulable(self, pod: dict[str, Any], message: str) -> None:
         self._events.put_nowait((pod, "Warning", "FailedScheduling", message))

@@ -1,0 +1,220 @@
+"""LocalPathProvisioner: see the package docstring."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from pyk8s.api import errors
+from pyk8s.api import volumebinding as vb
+from pyk8s.api.resources import lookup
+from pyk8s.client.events import EventRecorder
+from pyk8s.client.informer import Informer, object_key
+from pyk8s.client.workqueue import WorkQueue
+
+log = logging.getLogger("pyk8s.provisioner")
+
+PROVISIONER_NAME = "pyk8s.io/local-path"
+ANN_NODE = "pyk8s.io/local-path-node"  # which node's disk holds the directory
+HOSTNAME_LABEL = "kubernetes.io/hostname"
+
+PVS = lookup("", "v1", "persistentvolumes")
+PVCS = lookup("", "v1", "persistentvolumeclaims")
+STORAGE_CLASSES = lookup("storage.k8s.io", "v1", "storageclasses")
+NODES = lookup("", "v1", "nodes")
+
+
+def _node_ready(node: dict[str, Any]) -> bool:
+    return any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in (node.get("status") or {}).get("conditions") or ())
+
+
+def immediate_node(claim_uid: str, ready_nodes: list[str]) -> str | None:
+    """The node that provisions a claim of an Immediate class: the same answer on every
+    node, so exactly one provisions it."""
+    if not ready_nodes:
+        return None
+    digest = int.from_bytes(hashlib.sha256(claim_uid.encode()).digest()[:8], "big")
+    return sorted(ready_nodes)[digest % len(ready_nodes)]
+
+
+def volume_directory_name(claim: dict[str, Any]) -> str:
+    meta = claim["metadata"]
+    return f"pvc-{meta['uid']}_{meta.get('namespace')}_{meta['name']}"
+
+
+def provisioned_volume(claim: dict[str, Any], storage_class: dict[str, Any], node_name: str, path: str,
+                       provisioner: str = PROVISIONER_NAME) -> dict[str, Any]:
+    """The PV for a claim, as an external provisioner makes it: named after the claim's uid,
+    pre-bound to the claim, reachable only from `node_name`."""
+    spec = claim.get("spec") or {}
+    volume_spec: dict[str, Any] = {
+        "capacity": {"storage": ((spec.get("resources") or {}).get("requests") or {}).get("storage")},
+        "accessModes": list(spec.get("accessModes") or ["ReadWriteOnce"]),
+        "persistentVolumeReclaimPolicy": storage_class.get("reclaimPolicy") or "Delete",
+        "storageClassName": storage_class["metadata"]["name"],
+        "volumeMode": spec.get("volumeMode") or "Filesystem",
+        "hostPath": {"path": path, "type": "DirectoryOrCreate"},
+        "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+            {"key": HOSTNAME_LABEL, "operator": "In", "values": [node_name]}]}]}},
+        "claimRef": vb.claim_reference(claim),
+    }
+    if storage_class.get("mountOptions"):
+        volume_spec["mountOptions"] = list(storage_class["mountOptions"])
+    return {"apiVersion": "v1", "kind": "PersistentVolume",
+            "metadata": {"name": f"pvc-{claim['metadata']['uid']}",
+                         "annotations": {vb.ANN_DYNAMICALLY_PROVISIONED: provisioner, ANN_NODE: node_name}},
+            "spec": volume_spec}
+
+
+class LocalPathProvisioner:
+    def __init__(self, client, *, node_name: str, storage_dir: Path, provisioner: str = PROVISIONER_NAME):
+        self.client = client
+        self.node_name = node_name
+        self.storage_dir = Path(storage_dir)
+        self.provisioner = provisioner
+        self.recorder = EventRecorder(client, f"{provisioner}_{node_name}", host=node_name)
+        self.claims = Informer(client, PVCS)
+        self.volumes = Informer(client, PVS)
+        self.classes = Informer(client, STORAGE_CLASSES)
+        self.nodes = Informer(client, NODES)
+        self.queue = WorkQueue()
+        self._tasks: list[asyncio.Task] = []
+        self.claims.add_handlers(on_add=self._claim_changed, on_update=lambda old, new: self._claim_changed(new))
+        self.volumes.add_handlers(on_add=self._volume_changed, on_update=lambda old, new: self._volume_changed(new))
+        self.classes.add_handlers(on_add=self._requeue_claims, on_update=lambda old, new: self._requeue_claims(new))
+        self.nodes.add_handlers(on_add=self._requeue_claims, on_update=self._node_updated)
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.storage_dir.mkdir(parents=True, exist_ok=True)
+        for informer in (self.claims, self.volumes, self.classes, self.nodes):
+            self._tasks.append(asyncio.create_task(informer.run(), name=f"provisioner-{informer.resource.plural}"))
+        self._tasks.append(asyncio.create_task(self._worker(), name="provisioner-worker"))
+
+    async def stop(self) -> None:
+        self.queue.shut_down()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    # -- handlers -----------------------------------------------------------------------
+
+    def _claim_changed(self, claim: dict[str, Any]) -> None:
+        if (claim["metadata"].get("annotations") or {}).get(vb.ANN_STORAGE_PROVISIONER) == self.provisioner \
+                and not (claim.get("spec") or {}).get("volumeName"):
+            self.queue.add("claim:" + object_key(claim))
+
+    def _volume_changed(self, volume: dict[str, Any]) -> None:
+        if (volume["metadata"].get("annotations") or {}).get(vb.ANN_DYNAMICALLY_PROVISIONED) == self.provisioner \
+                and (volume.get("status") or {}).get("phase") == vb.VOLUME_RELEASED:
+            self.queue.add("volume:" + volume["metadata"]["name"])
+
+    def _requeue_claims(self, _obj: dict[str, Any]) -> None:
+        for claim in self.claims.list():
+            self._claim_changed(claim)
+
+    def _node_updated(self, old: dict[str, Any], new: dict[str, Any]) -> None:
+        if _node_ready(old) != _node_ready(new):
+            self._requeue_claims(new)
+
+    # -- work -----------------------------------------------------------------------------
+
+    async def _worker(self) -> None:
+        for informer in (self.claims, self.volumes, self.classes, self.nodes):
+            await informer.synced.wait()
+        while True:
+            key = await self.queue.get()
+            try:
+                kind, _, name = key.partition(":")
+                if kind == "claim":
+                    await self._provision(name)
+                else:
+                    await self._delete(name)
+                self.queue.forget(key)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - retried with back-off
+                log.warning("provisioner: %s failed: %s", key, exc, exc_info=not isinstance(exc, errors.ApiError))
+                self.queue.add_rate_limited(key)
+            finally:
+                self.queue.done(key)
+
+    def _target_node(self, claim: dict[str, Any], storage_class: dict[str, Any]) -> str | None:
+        selected = (claim["metadata"].get("annotations") or {}).get(vb.ANN_SELECTED_NODE)
+        if selected:
+            return selected
+        if storage_class.get("volumeBindingMode") == vb.WAIT_FOR_FIRST_CONSUMER:
+            return None  # the scheduler has not picked a node yet
+        ready = [node["metadata"]["name"] for node in self.nodes.list()
+                 if _node_ready(node) and not (node.get("spec") or {}).get("unschedulable")]
+        return immediate_node(claim["metadata"]["uid"], ready)
+
+    async def _provision(self, key: str) -> None:
+        claim = self.claims.get(key)
+        if claim is None or claim["metadata"].get("deletionTimestamp") or (claim.get("spec") or {}).get("volumeName"):
+            return
+        if (claim["metadata"].get("annotations") or {}).get(vb.ANN_STORAGE_PROVISIONER) != self.provisioner:
+            return
+        storage_class = self.classes.get(vb.claim_class(claim))
+        if storage_class is None or storage_class.get("provisioner") != self.provisioner:
+            return
+        if self._target_node(claim, storage_class) != self.node_name:
+            return
+        volume_name = f"pvc-{claim['metadata']['uid']}"
+        if self.volumes.get(volume_name) is not None:
+            return
+        await self.recorder.event(claim, "Normal", "Provisioning",
+                                  f'External provisioner is provisioning volume for claim "{key}"')
+        path = self.storage_dir / volume_directory_name(claim)
+        try:
+            await asyncio.to_thread(_make_directory, path)
+            volume = provisioned_volume(claim, storage_class, self.node_name, str(path), self.provisioner)
+            try:
+                await self.client.create(PVS, volume)
+            except errors.AlreadyExists:
+                return  # made by an earlier attempt of ours
+        except Exception as exc:
+            await self.recorder.event(claim, "Warning", "ProvisioningFailed",
+                                      f'failed to provision volume with StorageClass "{storage_class["metadata"]["name"]}": {exc}')
+            raise
+        await self.recorder.event(claim, "Normal", "ProvisioningSucceeded", f"Successfully provisioned volume {volume_name}")
+
+    async def _delete(self, name: str) -> None:
+        volume = self.volumes.get(name)
+        if volume is None:
+            return
+        annotations = volume["metadata"].get("annotations") or {}
+        spec = volume.get("spec") or {}
+        if annotations.get(vb.ANN_DYNAMICALLY_PROVISIONED) != self.provisioner \
+                or (volume.get("status") or {}).get("phase") != vb.VOLUME_RELEASED \
+                or spec.get("persistentVolumeReclaimPolicy") != "Delete" or annotations.get(ANN_NODE) != self.node_name:
+            return
+        path = Path((spec.get("hostPath") or {}).get("path") or "")
+        try:
+            await asyncio.to_thread(self._remove_directory, path)
+        except OSError as exc:
+            await self.recorder.event(volume, "Warning", "VolumeFailedDelete", str(exc))
+            raise
+        try:
+            await self.client.delete(PVS, name)
+        except errors.NotFound:
+            pass
+
+    def _remove_directory(self, path: Path) -> None:
+        # Only what this provisioner made: a directory right under its storage dir.
+        if path.parent != self.storage_dir or not path.name.startswith("pvc-"):
+            raise OSError(f"refusing to remove {path}: not a directory this provisioner made")
+        shutil.rmtree(path, ignore_errors=False) if path.exists() else None
+
+
+def _make_directory(path: Path) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    os.chmod(path, 0o777)  # as k3s's local-path: any container user may write

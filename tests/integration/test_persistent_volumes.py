@@ -1,0 +1,311 @@
+"""PersistentVolumes, claims and StorageClasses against a real server with no node: the
+binder's rules and phases, reclaim, the protection finalizers, default-class admission,
+expansion, the scheduler's VolumeBinding answers (with hollow Node objects) and what
+`kubectl get`/`describe` print. Every test deletes what it made."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from functools import partial
+
+import pytest
+
+from conftest import eventually
+
+wait_for = partial(eventually, interval=0.05)
+
+
+def _name(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
+
+def apply(kubectl, obj) -> None:
+    kubectl("apply", "-f", "-", input=json.dumps(obj))
+
+
+def get(kubectl, kind, name, namespace="default"):
+    result = kubectl.run("get", kind, name, "-n", namespace, "-o", "json", check=False)
+    return json.loads(result.stdout) if result.returncode == 0 else None
+
+
+def pv(name, storage="50Mi", *, cls=None, reclaim=None, affinity=None, claim_ref=None):
+    spec = {"capacity": {"storage": storage}, "accessModes": ["ReadWriteOnce"], "hostPath": {"path": f"/tmp/{name}"}}
+    if cls is not None:
+        spec["storageClassName"] = cls
+    if reclaim:
+        spec["persistentVolumeReclaimPolicy"] = reclaim
+    if affinity:
+        spec["nodeAffinity"] = {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+            {"key": k, "operator": "In", "values": [v]} for k, v in affinity.items()]}]}}
+    if claim_ref:
+        spec["claimRef"] = claim_ref
+    return {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": name}, "spec": spec}
+
+
+def pvc(name, storage="40Mi", *, cls: str | None = ""):
+    spec = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": storage}}}
+    if cls is not None:
+        spec["storageClassName"] = cls
+    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": name}, "spec": spec}
+
+
+def phase(kubectl, kind, name):
+    obj = get(kubectl, kind, name)
+    return obj and obj["status"].get("phase")
+
+
+def events_for(kubectl, name):
+    listed = json.loads(kubectl("get", "events", "-o", "json", "--field-selector", f"involvedObject.name={name}"))
+    return [(e["reason"], e["message"]) for e in listed["items"]]
+
+
+def cleanup(kubectl, *objects):
+    for kind, name in objects:
+        kubectl.run("delete", kind, name, "--wait=false", "--ignore-not-found", check=False)
+
+
+def test_claim_binds_the_smallest_volume_that_fits_and_kubectl_shows_both(kubectl):
+    small, big, claim = _name("pv-small"), _name("pv-big"), _name("claim")
+    apply(kubectl, pv(big, "1Gi"))
+    apply(kubectl, pv(small, "50Mi"))
+    wait_for(lambda: phase(kubectl, "pv", small) == "Available" and phase(kubectl, "pv", big) == "Available",
+             what="volumes Available")
+    apply(kubectl, pvc(claim, "40Mi"))
+    try:
+        wait_for(lambda: phase(kubectl, "pvc", claim) == "Bound", what="claim Bound")
+        bound = get(kubectl, "pvc", claim)
+        assert bound["spec"]["volumeName"] == small
+        assert bound["status"]["capacity"] == {"storage": "50Mi"}
+        assert bound["metadata"]["annotations"]["pv.kubernetes.io/bind-completed"] == "yes"
+        assert bound["metadata"]["annotations"]["pv.kubernetes.io/bound-by-controller"] == "yes"
+        assert bound["metadata"]["finalizers"] == ["kubernetes.io/pvc-protection"]
+        volume = wait_for(lambda: (v := get(kubectl, "pv", small)) and v["status"]["phase"] == "Bound" and v)
+        assert volume["spec"]["claimRef"]["name"] == claim and volume["spec"]["claimRef"]["uid"] == bound["metadata"]["uid"]
+        assert volume["metadata"]["finalizers"] == ["kubernetes.io/pv-protection"]
+        assert phase(kubectl, "pv", big) == "Available"
+
+        out = kubectl("get", "pv,pvc")
+        lines = out.splitlines()
+        assert lines[0].split() == ["NAME", "CAPACITY", "ACCESS", "MODES", "RECLAIM", "POLICY", "STATUS", "CLAIM",
+                                    "STORAGECLASS", "VOLUMEATTRIBUTESCLASS", "REASON", "AGE"]
+        row = next(line for line in lines if line.startswith(f"persistentvolume/{small}"))
+        assert row.split()[1:6] == ["50Mi", "RWO", "Retain", "Bound", f"default/{claim}"]
+        header = next(line for line in lines if line.startswith("NAME") and "VOLUME " in line)
+        assert header.split() == ["NAME", "STATUS", "VOLUME", "CAPACITY", "ACCESS", "MODES", "STORAGECLASS",
+                                  "VOLUMEATTRIBUTESCLASS", "AGE"]
+        row = next(line for line in lines if line.startswith(f"persistentvolumeclaim/{claim}"))
+        assert row.split()[1:5] == ["Bound", small, "50Mi", "RWO"]
+        described = kubectl("describe", "pvc", claim)
+        assert "Used By:       <none>" in described and "Finalizers:    [kubernetes.io/pvc-protection]" in described
+    finally:
+        cleanup(kubectl, ("pvc", claim), ("pv", small), ("pv", big))
+
+
+def test_claim_that_no_volume_fits_stays_pending_with_upstreams_event(kubectl):
+    claim = _name("toobig")
+    apply(kubectl, pvc(claim, "100Gi"))
+    try:
+        wait_for(lambda: ("FailedBinding", "no persistent volumes available for this claim and no storage class is set")
+                 in events_for(kubectl, claim), what="FailedBinding event")
+        assert phase(kubectl, "pvc", claim) == "Pending"
+        row = next(line for line in kubectl("get", "pvc").splitlines() if line.startswith(claim))
+        assert row.split()[1] == "Pending"
+    finally:
+        cleanup(kubectl, ("pvc", claim))
+
+
+def test_claim_naming_no_class_gets_the_default_local_path_class(kubectl):
+    out = kubectl("get", "storageclass")
+    assert out.splitlines()[0].split() == ["NAME", "PROVISIONER", "RECLAIMPOLICY", "VOLUMEBINDINGMODE",
+                                           "ALLOWVOLUMEEXPANSION", "AGE"]
+    assert out.splitlines()[1].split()[:6] == ["local-path", "(default)", "pyk8s.io/local-path", "Delete",
+                                               "WaitForFirstConsumer", "false"]
+    claim = _name("dynamic")
+    apply(kubectl, pvc(claim, "100Mi", cls=None))
+    try:
+        assert get(kubectl, "pvc", claim)["spec"]["storageClassName"] == "local-path"
+        wait_for(lambda: ("WaitForFirstConsumer", "waiting for first consumer to be created before binding")
+                 in events_for(kubectl, claim), what="WaitForFirstConsumer event")
+        assert phase(kubectl, "pvc", claim) == "Pending"
+        # an explicit "" stays "": a choice of no class
+        explicit = _name("noclass")
+        apply(kubectl, pvc(explicit, cls=""))
+        assert get(kubectl, "pvc", explicit)["spec"]["storageClassName"] == ""
+        cleanup(kubectl, ("pvc", explicit))
+    finally:
+        cleanup(kubectl, ("pvc", claim))
+
+
+def test_deleted_claim_releases_a_retain_volume_and_fails_a_delete_one(kubectl):
+    keep, drop = _name("pv-keep"), _name("pv-drop")
+    claim_keep, claim_drop = _name("c-keep"), _name("c-drop")
+    apply(kubectl, pv(keep, claim_ref={"namespace": "default", "name": claim_keep}))
+    apply(kubectl, pv(drop, reclaim="Delete", claim_ref={"namespace": "default", "name": claim_drop}))
+    apply(kubectl, pvc(claim_keep))
+    apply(kubectl, pvc(claim_drop))
+    try:
+        wait_for(lambda: phase(kubectl, "pvc", claim_keep) == "Bound" and phase(kubectl, "pvc", claim_drop) == "Bound")
+        # pre-bound by its author: the volume is not marked bound-by-controller
+        assert "pv.kubernetes.io/bound-by-controller" not in (get(kubectl, "pv", keep)["metadata"].get("annotations") or {})
+        kubectl("delete", "pvc", claim_keep, claim_drop)
+        wait_for(lambda: phase(kubectl, "pv", keep) == "Released", what="Retain volume Released")
+        assert get(kubectl, "pv", keep)["spec"]["claimRef"]["name"] == claim_keep
+        wait_for(lambda: phase(kubectl, "pv", drop) == "Failed", what="Delete volume Failed")
+        assert any(reason == "VolumeFailedDelete" for reason, _ in events_for(kubectl, drop))
+        row = next(line for line in kubectl("get", "pv").splitlines() if line.startswith(keep))
+        assert row.split()[4] == "Released"
+        # a claim of the same name later does not get the released volume
+        apply(kubectl, pvc(claim_keep))
+        wait_for(lambda: ("FailedBinding", "no persistent volumes available for this claim and no storage class is set")
+                 in events_for(kubectl, claim_keep))
+    finally:
+        cleanup(kubectl, ("pvc", claim_keep), ("pv", keep), ("pv", drop))
+
+
+def test_claim_in_use_stays_terminating_until_the_pod_is_gone(kubectl):
+    volume, claim, pod = _name("pv"), _name("inuse"), _name("user")
+    apply(kubectl, pv(volume))
+    apply(kubectl, pvc(claim))
+    wait_for(lambda: phase(kubectl, "pvc", claim) == "Bound")
+    apply(kubectl, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": pod},
+                    "spec": {"nodeName": "ghost-node", "containers": [{"name": "c", "image": "busybox"}],
+                             "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": claim}}]}})
+    try:
+        kubectl("delete", "pvc", claim, "--wait=false")
+        kubectl("delete", "pv", volume, "--wait=false")
+        wait_for(lambda: get(kubectl, "pvc", claim)["metadata"].get("deletionTimestamp"))
+        row = next(line for line in kubectl("get", "pvc").splitlines() if line.startswith(claim))
+        assert row.split()[1] == "Terminating"
+        assert f"Used By:       {pod}" in kubectl("describe", "pvc", claim)
+        # a bound volume is protected too
+        assert get(kubectl, "pv", volume)["metadata"].get("deletionTimestamp")
+        assert get(kubectl, "pvc", claim) is not None and get(kubectl, "pv", volume) is not None
+        kubectl("delete", "pod", pod, "--grace-period=0", "--force")
+        wait_for(lambda: get(kubectl, "pvc", claim) is None, what="claim removed once its pod is gone")
+        wait_for(lambda: get(kubectl, "pv", volume) is None, what="volume removed once released")
+    finally:
+        kubectl.run("delete", "pod", pod, "--grace-period=0", "--force", "--ignore-not-found", check=False)
+        cleanup(kubectl, ("pvc", claim), ("pv", volume))
+
+
+def test_expansion_grows_the_volume_only_when_the_class_allows_it(kubectl):
+    cls, fixed = _name("expandable"), _name("fixed")
+    apply(kubectl, {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": cls},
+                    "provisioner": "example.com/none", "allowVolumeExpansion": True})
+    apply(kubectl, {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": fixed},
+                    "provisioner": "example.com/none"})
+    volume, claim = _name("pv"), _name("grow")
+    volume2, claim2 = _name("pv"), _name("stuck")
+    apply(kubectl, pv(volume, "1Gi", cls=cls))
+    apply(kubectl, pv(volume2, "1Gi", cls=fixed))
+    apply(kubectl, pvc(claim, "1Gi", cls=cls))
+    apply(kubectl, pvc(claim2, "1Gi", cls=fixed))
+    try:
+        wait_for(lambda: phase(kubectl, "pvc", claim) == "Bound" and phase(kubectl, "pvc", claim2) == "Bound")
+        kubectl("patch", "pvc", claim, "-p", '{"spec":{"resources":{"requests":{"storage":"2Gi"}}}}')
+        wait_for(lambda: get(kubectl, "pvc", claim)["status"]["capacity"]["storage"] == "2Gi", what="claim grown")
+        assert get(kubectl, "pv", volume)["spec"]["capacity"]["storage"] == "2Gi"
+        shrink = kubectl.run("patch", "pvc", claim, "-p", '{"spec":{"resources":{"requests":{"storage":"1Gi"}}}}',
+                             check=False)
+        assert shrink.returncode != 0 and "spec.resources.requests.storage: Forbidden" in shrink.stderr
+        refused = kubectl.run("patch", "pvc", claim2, "-p", '{"spec":{"resources":{"requests":{"storage":"2Gi"}}}}',
+                              check=False)
+        assert refused.returncode != 0
+        assert ("only dynamically provisioned pvc can be resized and the storageclass that provisions the pvc "
+                "must support resize") in refused.stderr
+    finally:
+        cleanup(kubectl, ("pvc", claim), ("pvc", claim2), ("pv", volume), ("pv", volume2), ("sc", cls), ("sc", fixed))
+
+
+# -- the scheduler's VolumeBinding ----------------------------------------------------------
+
+
+@pytest.fixture
+def hollow_node(kubectl):
+    name = _name("node")
+    body = {"apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
+            "status": {"capacity": {"cpu": "2", "memory": "4Gi", "pods": "110"},
+                       "allocatable": {"cpu": "2", "memory": "4Gi", "pods": "110"},
+                       "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}]}}
+    apply(kubectl, body)
+    node = get(kubectl, "node", name, "")
+    if not node["status"].get("conditions"):
+        node["status"] = body["status"]
+        kubectl("replace", "--subresource=status", "-f", "-", input=json.dumps(node))
+    yield name
+    kubectl.run("delete", "node", name, "--wait=false", check=False)
+
+
+def pod_using(name, claim):
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+            "spec": {"containers": [{"name": "c", "image": "busybox"}],
+                     "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": claim}}]}}
+
+
+def scheduled_message(kubectl, pod):
+    obj = get(kubectl, "pod", pod)
+    for condition in (obj or {}).get("status", {}).get("conditions") or []:
+        if condition["type"] == "PodScheduled" and condition["status"] == "False":
+            return condition.get("message")
+    return None
+
+
+def test_pod_with_an_unbound_immediate_claim_is_unschedulable_until_it_binds(kubectl, hollow_node):
+    claim, pod, volume = _name("later"), _name("waits"), _name("pv")
+    apply(kubectl, pvc(claim, "1Gi"))
+    apply(kubectl, pod_using(pod, claim))
+    try:
+        message = wait_for(lambda: scheduled_message(kubectl, pod), what="FailedScheduling")
+        assert message == ("0/1 nodes are available: pod has unbound immediate PersistentVolumeClaims. "
+                           "preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling.")
+        apply(kubectl, pv(volume, "1Gi"))
+        wait_for(lambda: get(kubectl, "pod", pod)["spec"].get("nodeName") == hollow_node, what="pod scheduled")
+    finally:
+        kubectl.run("delete", "pod", pod, "--grace-period=0", "--force", check=False)
+        cleanup(kubectl, ("pvc", claim), ("pv", volume))
+
+
+def test_volume_node_affinity_decides_where_the_pod_goes(kubectl, hollow_node):
+    claim, pod, volume = _name("pinned"), _name("follows"), _name("pv")
+    apply(kubectl, pv(volume, affinity={"kiamol": "ch05"}))
+    apply(kubectl, pvc(claim))
+    wait_for(lambda: phase(kubectl, "pvc", claim) == "Bound")
+    apply(kubectl, pod_using(pod, claim))
+    try:
+        message = wait_for(lambda: scheduled_message(kubectl, pod), what="FailedScheduling")
+        assert message == ("0/1 nodes are available: 1 node(s) had volume node affinity conflict. "
+                           "preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling.")
+        kubectl("label", "node", hollow_node, "kiamol=ch05")
+        wait_for(lambda: get(kubectl, "pod", pod)["spec"].get("nodeName") == hollow_node, what="pod scheduled")
+    finally:
+        kubectl.run("delete", "pod", pod, "--grace-period=0", "--force", check=False)
+        cleanup(kubectl, ("pvc", claim), ("pv", volume))
+
+
+def test_wait_for_first_consumer_claim_is_provisioned_for_the_chosen_node(kubectl, hollow_node):
+    claim, pod = _name("wffc"), _name("consumer")
+    apply(kubectl, pvc(claim, "100Mi", cls=None))
+    apply(kubectl, pod_using(pod, claim))
+    try:
+        selected = wait_for(lambda: (get(kubectl, "pvc", claim)["metadata"].get("annotations") or {}).get(
+            "volume.kubernetes.io/selected-node"), what="selected-node annotation")
+        assert selected == hollow_node
+        annotations = wait_for(lambda: (a := get(kubectl, "pvc", claim)["metadata"].get("annotations") or {})
+                               .get("volume.kubernetes.io/storage-provisioner") and a)
+        assert annotations["volume.kubernetes.io/storage-provisioner"] == "pyk8s.io/local-path"
+        wait_for(lambda: ("ExternalProvisioning", 'waiting for a volume to be created, either by external provisioner '
+                          '"pyk8s.io/local-path" or manually created by system administrator') in events_for(kubectl, claim))
+        assert not get(kubectl, "pod", pod)["spec"].get("nodeName")  # waits for its volume
+        # what the node's provisioner does: a PV pre-bound to the claim, pinned to the node
+        created = get(kubectl, "pvc", claim)
+        volume = pv(f"pvc-{created['metadata']['uid']}", "100Mi", cls="local-path", reclaim="Delete",
+                    affinity={"kubernetes.io/hostname": hollow_node},
+                    claim_ref={"namespace": "default", "name": claim, "uid": created["metadata"]["uid"]})
+        apply(kubectl, volume)
+        wait_for(lambda: phase(kubectl, "pvc", claim) == "Bound", what="claim Bound")
+        wait_for(lambda: get(kubectl, "pod", pod)["spec"].get("nodeName") == hollow_node, what="pod scheduled")
+    finally:
+        kubectl.run("delete", "pod", pod, "--grace-period=0", "--force", check=False)
+        cleanup(kubectl, ("pvc", claim))
