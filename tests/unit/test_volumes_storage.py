@@ -432,3 +432,16 @@ def test_claim_binding_wakes_a_waiting_pod():
         assert changes == [("persistentvolumeclaims", "ns", "data")]
         await objects.stop()
     run(scenario())
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounts a tmpfs")
+def test_node_cleanup_unmounts_a_memory_empty_dir_left_by_a_dead_agent(tmp_path):
+    from pyk8s.kubelet.cleanup import unmount_under
+
+    manager = FakeManager(tmp_path / "pods")
+    pod = pod_with([{"name": "cache", "emptyDir": {"medium": "Memory"}}], [])
+    assert run(manager.set_up(pod))
+    volume = tmp_path / "pods/uid-1/volumes/kubernetes.io~empty-dir/cache"
+    assert os.path.ismount(volume)
+    unmount_under(tmp_path)  # what `python -m pyk8s.kubelet.cleanup` does after the agent died
+    assert not os.path.ismount(volume)
