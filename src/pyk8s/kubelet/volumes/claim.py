@@ -5,7 +5,7 @@ the result: the claim (from the watch-fed cache, so a claim becoming Bound wakes
 pod), then its PersistentVolume, and mounts the PV's `hostPath.path` or `local.path`.
 A claim that is missing, not Bound or being deleted holds the pod in ContainerCreating
 with a FailedMount event (upstream's volume manager never mounts it). `readOnly` on the
-pod's claim source (or a read-only PV access mode alone) makes every mount read-only.
+pod's claim source makes every mount of it read-only (access modes alone do not, as upstream).
 """
 
 from __future__ import annotations
