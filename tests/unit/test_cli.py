@@ -230,3 +230,13 @@ def test_wait_until_ready_returns_once_the_kubeconfig_appears(tmp_path, readyz_s
     finally:
         process.kill()
         process.wait()
+
+
+def test_pod_logs_go_to_var_log_only_with_the_default_data_dir(tmp_path):
+    from pyk8s.cli import agent_command
+    from pyk8s.cluster.server import ServerConfig
+
+    assert ServerConfig().pod_log_root == Path("/var/log")
+    assert ServerConfig(data_dir=tmp_path).pod_log_root == tmp_path / "agent" / "logs"
+    assert agent_command._default_log_root(Path("/var/lib/pyk8s/agent")) == Path("/var/log")
+    assert agent_command._default_log_root(tmp_path) is None

@@ -20,6 +20,8 @@ import signal
 import sys
 from pathlib import Path
 
+DEFAULT_AGENT_DATA_DIR = Path("/var/lib/pyk8s/agent")
+
 
 def add_agent_arguments(parser: argparse.ArgumentParser) -> None:
     credentials = parser.add_mutually_exclusive_group(required=True)
@@ -27,7 +29,7 @@ def add_agent_arguments(parser: argparse.ArgumentParser) -> None:
     credentials.add_argument("--token", help="join with the server's <data-dir>/node-token "
                              "(K10<CA hash>::<id>.<secret>); needs --server")
     parser.add_argument("--server", default="", help="API server URL (default: the kubeconfig's; required with --token)")
-    parser.add_argument("--data-dir", type=Path, default=Path("/var/lib/pyk8s/agent"))
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_AGENT_DATA_DIR)
     parser.add_argument("--node-name", default="", help="default: the hostname")
     parser.add_argument("--node-ip", default="", help="default: address of the default-route interface")
     parser.add_argument("--pod-cidr", default="", help="default: the Node's podCIDR, else the first /24")
@@ -35,11 +37,18 @@ def add_agent_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cluster-dns", default="10.43.0.10", help="the nameserver of ClusterFirst pods (k3s's default)")
     parser.add_argument("--resolv-conf", default="", metavar="FILE",
                         help="resolvers for dnsPolicy Default pods and cluster DNS upstreams (default /etc/resolv.conf)")
-    parser.add_argument("--log-root", type=Path, default=None, help="default: <data-dir>/logs")
+    parser.add_argument("--log-root", type=Path, default=None,
+                        help="pod logs go to <log-root>/pods and <log-root>/containers "
+                             "(default: /var/log with the default data dir, else <data-dir>/logs)")
     parser.add_argument("--kubelet-port", type=int, default=10250, help="0 = any free port")
     parser.add_argument("--registry-mirror", action="append", default=[], metavar="HOST=URL")
     parser.add_argument("--remove-pods-on-exit", action="store_true",
                         help="remove every pod when stopping (default: leave them running)")
+
+
+def _default_log_root(data_dir: Path) -> Path | None:
+    """/var/log for the default data dir, as on any node (None: the agent's <data-dir>/logs)."""
+    return Path("/var/log") if data_dir.absolute() == DEFAULT_AGENT_DATA_DIR else None
 
 
 def add_agent_parser(commands) -> argparse.ArgumentParser:
@@ -70,7 +79,8 @@ def run_agent(args: argparse.Namespace) -> int:
                 "the kubeconfig names no cluster CA: the kubelet endpoint accepts any client")
         agent = Agent(client, node_name=args.node_name, node_ip=args.node_ip, data_dir=args.data_dir,
                       pod_cidr=args.pod_cidr, cluster_cidr=args.cluster_cidr, cluster_dns=args.cluster_dns, resolv_conf=args.resolv_conf,
-                      log_root=args.log_root, kubelet_port=args.kubelet_port, registry_mirrors=mirrors,
+                      log_root=args.log_root or _default_log_root(args.data_dir), kubelet_port=args.kubelet_port,
+                      registry_mirrors=mirrors,
                       client_ca=client_ca)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -21,9 +21,12 @@ from pyk8s.hostnet import host_ipv4
 log = logging.getLogger("pyk8s.server")
 
 
+DEFAULT_DATA_DIR = Path("/var/lib/pyk8s")
+
+
 @dataclass
 class ServerConfig:
-    data_dir: Path = Path("/var/lib/pyk8s")
+    data_dir: Path = DEFAULT_DATA_DIR
     bind_address: str = "0.0.0.0"
     https_port: int = 6443
     advertise_address: str = ""  # default: first non-loopback IPv4, else 127.0.0.1
@@ -36,6 +39,15 @@ class ServerConfig:
     registry_mirrors: dict[str, str] = field(default_factory=dict)  # registry host -> mirror URL
     resolv_conf: str = ""  # k3s's --resolv-conf: upstream resolvers of pods and cluster DNS
     secrets_encryption: bool = False  # k3s's flag: Secrets encrypted at rest (cluster/secretsencryption.py)
+
+    @property
+    def pod_log_root(self) -> Path:
+        """Where pod logs go: /var/log/pods and /var/log/containers for the default data dir
+        (DESIGN.md; what `hostPath: /var/log` shows in book 5.6), inside the data dir for any
+        other (`--data-dir` moves every file the cluster writes)."""
+        if self.data_dir.absolute() == DEFAULT_DATA_DIR:
+            return Path("/var/log")
+        return self.data_dir / "agent" / "logs"
 
     @property
     def kubeconfig_path(self) -> Path:
@@ -168,7 +180,7 @@ async def serve(config: ServerConfig, stop: asyncio.Event) -> None:
 
         node_name = socket.gethostname().lower()
         agent = Agent(component_client(f"system:node:{node_name}", ["system:nodes"]),
-                      node_name=node_name, data_dir=config.data_dir / "agent",
+                      node_name=node_name, data_dir=config.data_dir / "agent", log_root=config.pod_log_root,
                       cluster_cidr=config.cluster_cidr, client_ca=pki.ca_cert, registry_mirrors=config.registry_mirrors,
                       node_labels={"node-role.kubernetes.io/control-plane": "true"},
                       cluster_dns=config.cluster_dns_ip(), resolv_conf=config.resolv_conf)
