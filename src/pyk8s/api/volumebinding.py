@@ -13,6 +13,7 @@ its access-mode index from the smallest mode set, and keeps the smallest volume 
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable
@@ -184,7 +185,7 @@ def pod_uses_claim(pod: dict[str, Any], claim_name: str) -> bool:
     return claim_name in pod_claim_names(pod)
 
 
-@dataclass
+@dataclass(eq=False)
 class _Entry:
     volume: dict[str, Any]
     capacity: int
@@ -200,8 +201,8 @@ class VolumeIndex:
     volumes pre-bound by claimRef, so matching a claim looks only at its candidates."""
 
     _entries: dict[str, _Entry] = field(default_factory=dict)
-    _by_class: dict[str, list[_Entry]] = field(default_factory=dict)
-    _sorted: set[str] = field(default_factory=set)
+    # class -> sort keys in order (kept sorted with bisect: puts are as frequent as finds)
+    _by_class: dict[str, list[tuple]] = field(default_factory=dict)
     _prebound: dict[tuple[str, str], set[str]] = field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -219,8 +220,7 @@ class VolumeIndex:
         capacity = volume_capacity(volume)
         entry = _Entry(volume, capacity, modes, volume_class(volume), volume_mode(volume), (len(modes), capacity, name))
         self._entries[name] = entry
-        self._by_class.setdefault(entry.storage_class, []).append(entry)
-        self._sorted.discard(entry.storage_class)
+        bisect.insort(self._by_class.setdefault(entry.storage_class, []), entry.sort_key)
         ref = spec.get("claimRef")
         if ref:
             self._prebound.setdefault((ref.get("namespace") or "", ref.get("name") or ""), set()).add(name)
@@ -231,7 +231,9 @@ class VolumeIndex:
             return
         group = self._by_class.get(entry.storage_class)
         if group is not None:
-            group.remove(entry)
+            at = bisect.bisect_left(group, entry.sort_key)
+            if at < len(group) and group[at] == entry.sort_key:
+                del group[at]
             if not group:
                 del self._by_class[entry.storage_class]
         ref = _spec(entry.volume).get("claimRef")
@@ -243,12 +245,10 @@ class VolumeIndex:
                 if not names:
                     del self._prebound[key]
 
-    def _class_group(self, storage_class: str) -> list[_Entry]:
-        group = self._by_class.get(storage_class, [])
-        if storage_class not in self._sorted:
-            group.sort(key=lambda entry: entry.sort_key)
-            self._sorted.add(storage_class)
-        return group
+    def _class_group(self, storage_class: str):
+        entries = self._entries
+        for sort_key in self._by_class.get(storage_class, ()):
+            yield entries[sort_key[2]]
 
     def find(self, claim: dict[str, Any], *, node: dict[str, Any] | None = None, delay_binding: bool = False,
              excluded: set[str] | frozenset = frozenset()) -> dict[str, Any] | None:

@@ -83,7 +83,7 @@ def _phase(obj: dict[str, Any]) -> str:
 
 class PersistentVolumeController(Controller):
     name = "persistentvolume-controller"
-    workers = 8
+    workers = 16
 
     def __init__(self, client):
         super().__init__(client)
