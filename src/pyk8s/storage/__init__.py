@@ -5,8 +5,8 @@ The API server is the only caller. It stores each object as bytes under
 global revision (the object's resourceVersion), guards creates on absence and updates and
 deletes on the revision the client sent, and streams every write after a revision to
 watchers with no gap between a list and a watch. `interface.py` is the contract;
-`sqlite.py` implements it on one SQLite file (the default, one server); an etcd backend
-implements the same contract for several servers. FLOW.md follows a write from commit to
+`sqlite.py` implements it on one SQLite file (the default, one server); `etcd.py` implements
+the same contract on an etcd cluster for several servers (etcdwire.py: its gRPC messages). FLOW.md follows a write from commit to
 watch event.
 """
 
@@ -21,6 +21,8 @@ from pyk8s.storage.interface import (
     RevisionTooNew,
     Store,
     StoreError,
+    StoreTimeout,
+    StoreUnavailable,
     Watch,
 )
 from pyk8s.storage.sqlite import SQLiteStore
@@ -37,5 +39,7 @@ __all__ = [
     "SQLiteStore",
     "Store",
     "StoreError",
+    "StoreTimeout",
+    "StoreUnavailable",
     "Watch",
 ]

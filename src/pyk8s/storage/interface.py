@@ -13,6 +13,8 @@ import abc
 from dataclasses import dataclass
 from typing import AsyncIterator, Literal
 
+from pyk8s.api.errors import ServiceUnavailable, Timeout
+
 
 @dataclass(frozen=True, slots=True)
 class KeyValue:
@@ -78,6 +80,16 @@ class Compacted(StoreError):
 
 class RevisionTooNew(StoreError):
     """A read at a revision the store has not reached yet."""
+
+
+class StoreUnavailable(StoreError, ServiceUnavailable):
+    """The store cannot be reached or cannot commit (etcd: no quorum, every endpoint down).
+    Also an API error: the request fails with 503 instead of hanging."""
+
+
+class StoreTimeout(StoreError, Timeout):
+    """The store did not answer within its deadline (504); a write may or may not have
+    been applied."""
 
 
 class Store(abc.ABC):
@@ -159,4 +171,6 @@ class Watch(abc.ABC):
     @abc.abstractmethod
     def caught_up_revision(self) -> int | None:
         """The store revision if no event is pending for this watcher (every write up to it
-        has been delivered), else None. The API server sends it as a BOOKMARK."""
+        has been delivered), else None. The API server sends it as a BOOKMARK. A store whose
+        events arrive asynchronously (etcd) may answer None until it has confirmed that
+        nothing is in flight; a later call answers."""
