@@ -1,0 +1,154 @@
+"""The etcd store when etcd fails, and the API server on etcd.
+
+- Three members on loopback: one killed, writes go on (the client moves to another
+  endpoint) and a watch resumes on the survivors without losing or repeating an event; two
+  killed, writes fail with StoreUnavailable / StoreTimeout (503 / 504) within the deadline
+  rather than hang, and succeed again once a member returns.
+- `pyk8s server --datastore etcd://... --disable-agent`: kubectl create / get / list / watch,
+  objects under upstream-like keys that etcdctl shows, and the server restarted on the same
+  etcd keeps them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import time
+
+import pytest
+
+from conftest import KUBECTL, Kubectl
+from etcdcluster import EtcdCluster
+from pyk8s.cluster.localcluster import LocalServer
+from pyk8s.storage import StoreTimeout, StoreUnavailable
+from pyk8s.storage.etcd import EtcdStore, parse_endpoints
+
+
+@pytest.fixture
+def three_members(tmp_path):
+    cluster = EtcdCluster(tmp_path / "etcd", members=3).start()
+    yield cluster
+    cluster.stop()
+
+
+def test_endpoints_parse_schemes_and_default_port():
+    endpoints = parse_endpoints("etcd://a:1,b,https://c:3")
+    assert [(e.host, e.port, e.tls) for e in endpoints] == [("a", 1, False), ("b", 2379, False), ("c", 3, True)]
+    with pytest.raises(ValueError):
+        parse_endpoints("mysql://x")
+
+
+def test_one_of_three_members_down_writes_and_watches_go_on(three_members):
+    async def scenario():
+        store = EtcdStore(three_members.endpoints, compact_interval=0, request_timeout=5)
+        await store.start()
+        try:
+            watch = store.watch("/r/", 0)
+            written = [await store.create(f"/r/before-{i}", b"x") for i in range(20)]
+            # Kill the member the client talks to (the watch stream is on it too).
+            three_members.kill_member(three_members.members[store.client._current])
+            started = time.monotonic()
+            written += [await store.create(f"/r/after-{i}", b"x") for i in range(20)]
+            failover_seconds = time.monotonic() - started
+            updated = await store.update("/r/before-0", b"y", written[0].mod_revision)
+            written.append(updated)
+            events = [await asyncio.wait_for(watch.__anext__(), 10) for _ in range(len(written))]
+            assert [e.kv.mod_revision for e in events] == [kv.mod_revision for kv in written]
+            assert events[-1].prev.value == b"x"
+            assert (await store.list("/r/")).items.__len__() == 40
+            watch.close()
+            return failover_seconds
+        finally:
+            await store.close()
+
+    failover_seconds = asyncio.run(scenario())
+    assert failover_seconds < 5
+
+
+def test_two_of_three_members_down_writes_fail_clearly_then_recover(three_members):
+    async def scenario():
+        store = EtcdStore(three_members.endpoints, compact_interval=0, request_timeout=2)
+        await store.start()
+        try:
+            await store.create("/r/a", b"1")
+            first, second, third = three_members.members
+            three_members.kill_member(first)
+            three_members.kill_member(second)
+            for attempt in range(2):
+                started = time.monotonic()
+                with pytest.raises((StoreUnavailable, StoreTimeout)) as raised:
+                    await store.create(f"/r/no-quorum-{attempt}", b"x")
+                elapsed = time.monotonic() - started
+                assert elapsed < 4, elapsed  # the 2 s deadline, not a hang
+                assert raised.value.code in (503, 504)
+            # A member returns: quorum again, writes succeed.
+            three_members.start_member(second)
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    kv = await store.create("/r/after-recovery", b"x")
+                    break
+                except (StoreUnavailable, StoreTimeout):
+                    assert time.monotonic() < deadline, "no recovery after a member returned"
+                    await asyncio.sleep(0.1)
+            assert (await store.get("/r/after-recovery")) == kv
+            assert (await store.get("/r/a")).value == b"1"
+        finally:
+            await store.close()
+
+    asyncio.run(scenario())
+
+
+def _etcdctl(cluster: EtcdCluster, *args: str) -> str:
+    return subprocess.run(["etcdctl", "--endpoints", cluster.members[0].client_url, *args], check=True,
+                          capture_output=True, text=True, env={"ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"}).stdout
+
+
+def test_api_server_on_etcd_serves_kubectl_create_get_list_watch(tmp_path):
+    cluster = EtcdCluster(tmp_path / "etcd", members=1).start()
+    server = LocalServer(tmp_path / "server", extra_args=["--disable-agent", "--datastore", cluster.endpoints])
+    try:
+        server.start(timeout=60)
+        kubectl = Kubectl(server, tmp_path / "kubectl-cache")
+        watcher = subprocess.Popen(
+            [KUBECTL, "--kubeconfig", str(server.kubeconfig), "--cache-dir", str(tmp_path / "kubectl-cache-2"),
+             "get", "configmaps", "--watch", "--output-watch-events", "-o", "json"],
+            stdout=subprocess.PIPE, text=True)
+        try:
+            kubectl("create", "configmap", "on-etcd", "--from-literal=k=v")
+            got = json.loads(kubectl("get", "configmap", "on-etcd", "-o", "json"))
+            assert got["data"] == {"k": "v"}
+            listed = json.loads(kubectl("get", "configmaps", "-o", "json"))
+            assert "on-etcd" in [item["metadata"]["name"] for item in listed["items"]]
+            # resourceVersion is etcd's mod_revision of the key
+            keys = _etcdctl(cluster, "get", "--prefix", "--keys-only", "/registry/")
+            key = next(line for line in keys.split() if line.endswith("/default/on-etcd"))
+            revision = json.loads(_etcdctl(cluster, "get", key, "-w", "json"))["kvs"][0]["mod_revision"]
+            assert got["metadata"]["resourceVersion"] == str(revision)
+            # the watch sees the create (after the initial list's ADDED events)
+            deadline = time.monotonic() + 20
+            decoder, buffer = json.JSONDecoder(), ""
+            seen = False
+            while not seen and time.monotonic() < deadline:
+                buffer += watcher.stdout.readline()
+                while buffer.strip():
+                    try:
+                        event, end = decoder.raw_decode(buffer.lstrip())
+                    except ValueError:
+                        break
+                    buffer = buffer.lstrip()[end:]
+                    seen = seen or event["object"]["metadata"]["name"] == "on-etcd"
+            assert seen
+        finally:
+            watcher.kill()
+            watcher.wait()
+        kubectl("delete", "configmap", "on-etcd")
+        kubectl("create", "configmap", "kept", "--from-literal=a=b")
+        server.stop()
+        server.start(timeout=60)  # a new server on the same etcd keeps every object
+        assert json.loads(kubectl("get", "configmap", "kept", "-o", "json"))["data"] == {"a": "b"}
+        assert kubectl("get", "configmap", "on-etcd", check=False, **{}) == ""
+    finally:
+        server.stop()
+        cluster.stop()
