@@ -2,10 +2,11 @@
 # Debian packages the node agent needs (containerd, runc, CNI plugins, busybox for the test
 # images, gcc for the static pause binary, iptables for hostPort/portmap and the service
 # proxy, conntrack to flush stale UDP entries of removed Service endpoints, docker-registry
-# for the registry-mirror tests). Idempotent: prints nothing when everything is installed.
-# Never starts a service (containerd is run by pyk8s).
+# for the registry-mirror tests, etcd-server and etcd-client for the etcd datastore: embedded
+# etcd members and the store tests' clusters). Idempotent: prints nothing when everything is
+# installed. Never starts a service (containerd and etcd are run by pyk8s or the tests).
 set -e
-PACKAGES="containerd runc containernetworking-plugins busybox-static iptables conntrack gcc libc6-dev openssl docker-registry"
+PACKAGES="containerd runc containernetworking-plugins busybox-static iptables conntrack gcc libc6-dev openssl docker-registry etcd-server etcd-client"
 missing=""
 for package in $PACKAGES; do
     dpkg -s "$package" >/dev/null 2>&1 || missing="$missing $package"
@@ -13,7 +14,8 @@ done
 [ -z "$missing" ] && exit 0
 echo "installing Debian packages:$missing"
 apt-get update -qq >/dev/null
-# policy-rc.d 101 keeps Debian's containerd.service from starting in the host's namespace.
+# policy-rc.d 101 keeps Debian's containerd.service and etcd.service from starting in the
+# host's namespace.
 created_policy=""
 if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && created_policy=1
