@@ -10,7 +10,7 @@ import socket
 import struct
 
 _SIOCGIFADDR = 0x8915
-_OWN_INTERFACE_PREFIXES = ("pyk8s", "veth", "cni")
+_OWN_INTERFACE_PREFIXES = ("pyk8s", "veth", "cni", "flannel")
 
 
 def interface_ipv4(interface: str) -> str | None:

@@ -20,8 +20,10 @@ ALLOWED = {
     "dns": {"dns", "client", "api"},
     "kubelet": {"kubelet", "client", "api", "httpstream", "spdy", "hostnet",
                 "proxy",  # the agent starts the service proxy beside the kubelet; cleanup removes its rules
-                "provisioner"},  # and the local-path provisioner
+                "provisioner",  # and the local-path provisioner
+                "flannel"},  # and the pod network across nodes
     "proxy": {"proxy", "client", "api"},
+    "flannel": {"flannel", "client", "api"},
     "provisioner": {"provisioner", "client", "api"},
     "cluster": {"cluster", "client", "api", "apiserver", "storage", "controllers", "scheduler", "kubelet",
                 "hostnet", "dns"},

@@ -32,8 +32,12 @@ def add_agent_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_AGENT_DATA_DIR)
     parser.add_argument("--node-name", default="", help="default: the hostname")
     parser.add_argument("--node-ip", default="", help="default: address of the default-route interface")
-    parser.add_argument("--pod-cidr", default="", help="default: the Node's podCIDR, else the first /24")
+    parser.add_argument("--pod-cidr", default="",
+                        help="default: the podCIDR the control plane's node IPAM gives the Node")
     parser.add_argument("--cluster-cidr", default="10.42.0.0/16")
+    parser.add_argument("--flannel-backend", default="vxlan", choices=["vxlan", "host-gw", "none"],
+                        help="how pods reach other nodes' pods (k3s's flag): vxlan (flannel.1, UDP 8472) or "
+                             "host-gw (routes via the nodes' addresses, which must share a link)")
     parser.add_argument("--cluster-dns", default="10.43.0.10", help="the nameserver of ClusterFirst pods (k3s's default)")
     parser.add_argument("--resolv-conf", default="", metavar="FILE",
                         help="resolvers for dnsPolicy Default pods and cluster DNS upstreams (default /etc/resolv.conf)")
@@ -81,7 +85,7 @@ def run_agent(args: argparse.Namespace) -> int:
                       pod_cidr=args.pod_cidr, cluster_cidr=args.cluster_cidr, cluster_dns=args.cluster_dns, resolv_conf=args.resolv_conf,
                       log_root=args.log_root or _default_log_root(args.data_dir), kubelet_port=args.kubelet_port,
                       registry_mirrors=mirrors,
-                      client_ca=client_ca)
+                      client_ca=client_ca, flannel_backend=args.flannel_backend)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):

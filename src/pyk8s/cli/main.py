@@ -59,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--netns", default=None, metavar="NAME",
                     help=f"the namespace for --isolated (default {ISOLATED_NETNS!r}); implies --isolated")
     up.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for readiness (default 60)")
+    from pyk8s.cli.multinode_command import add_multinode_flags
+    add_multinode_flags(up)
 
     down = commands.add_parser("down", help="stop the cluster")
     _add_data_dir_flag(down)
@@ -98,11 +100,7 @@ def _add_server_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--advertise-address", default=_DEFAULTS.advertise_address,
                         help="address other nodes and the kubernetes Service use (default: this node's IP)")
     parser.add_argument("--datastore", default=_DEFAULTS.datastore,
-                        help="sqlite:PATH (default sqlite:<data-dir>/server/state.db), or an external etcd: "
-                             "etcd://HOST:2379[,HOST2:2379] (https://... for TLS)")
-    parser.add_argument("--etcd-cafile", default="", help="CA bundle of the external etcd's serving certificates")
-    parser.add_argument("--etcd-certfile", default="", help="client certificate for the external etcd")
-    parser.add_argument("--etcd-keyfile", default="", help="client key for the external etcd")
+                        help="sqlite:PATH (default sqlite:<data-dir>/server/state.db)")
     parser.add_argument("--service-cidr", default=_DEFAULTS.service_cidr)
     parser.add_argument("--cluster-cidr", default=_DEFAULTS.cluster_cidr)
     parser.add_argument("--disable-agent", action="store_true", help="do not run the embedded node agent")
@@ -118,6 +116,12 @@ def _add_server_flags(parser: argparse.ArgumentParser) -> None:
                              "(default /etc/resolv.conf; none in a namespace without a default route)")
     parser.add_argument("--secrets-encryption", action="store_true",
                         help="encrypt Secrets at rest (AES-CBC, key in <data-dir>/server/cred, mode 0600)")
+    parser.add_argument("--node-name", default="", help="the embedded agent's node name (default: the hostname)")
+    parser.add_argument("--node-ip", default="", help="the embedded agent's address (default: this host's)")
+    parser.add_argument("--flannel-backend", default="vxlan", choices=["vxlan", "host-gw", "none"],
+                        help="pod network across nodes (k3s's flag): vxlan (flannel.1, UDP 8472) or host-gw")
+    parser.add_argument("--kube-controller-manager-arg", action="append", default=[], metavar="NAME=VALUE",
+                        help="e.g. node-monitor-grace-period=20s (also node-monitor-period, node-cidr-mask-size)")
 
 
 def server_config_from_args(args: argparse.Namespace) -> ServerConfig:
@@ -131,9 +135,6 @@ def server_config_from_args(args: argparse.Namespace) -> ServerConfig:
         https_port=args.https_port,
         advertise_address=args.advertise_address,
         datastore=args.datastore,
-        etcd_cafile=getattr(args, "etcd_cafile", ""),
-        etcd_certfile=getattr(args, "etcd_certfile", ""),
-        etcd_keyfile=getattr(args, "etcd_keyfile", ""),
         service_cidr=args.service_cidr,
         cluster_cidr=args.cluster_cidr,
         disable_agent=args.disable_agent,
@@ -143,6 +144,10 @@ def server_config_from_args(args: argparse.Namespace) -> ServerConfig:
         registry_mirrors=parse_registry_mirrors(getattr(args, "registry_mirror", [])),
         resolv_conf=getattr(args, "resolv_conf", "") or "",
         secrets_encryption=getattr(args, "secrets_encryption", False),
+        node_name=getattr(args, "node_name", "") or "",
+        node_ip=getattr(args, "node_ip", "") or "",
+        flannel_backend=getattr(args, "flannel_backend", "vxlan") or "vxlan",
+        controller_manager_args=list(getattr(args, "kube_controller_manager_arg", []) or []),
     )
 
 
@@ -169,10 +174,6 @@ def server_argv(config: ServerConfig) -> list[str]:
         argv += ["--advertise-address", config.advertise_address]
     if config.datastore:
         argv += ["--datastore", config.datastore]
-    for flag, path in (("--etcd-cafile", config.etcd_cafile), ("--etcd-certfile", config.etcd_certfile),
-                       ("--etcd-keyfile", config.etcd_keyfile)):
-        if path:
-            argv += [flag, path]
     if config.disable_agent:
         argv.append("--disable-agent")
     if config.disable_controllers:
@@ -185,6 +186,14 @@ def server_argv(config: ServerConfig) -> list[str]:
         argv += ["--resolv-conf", config.resolv_conf]
     if config.secrets_encryption:
         argv.append("--secrets-encryption")
+    if config.node_name:
+        argv += ["--node-name", config.node_name]
+    if config.node_ip:
+        argv += ["--node-ip", config.node_ip]
+    if config.flannel_backend != "vxlan":
+        argv += ["--flannel-backend", config.flannel_backend]
+    for item in config.controller_manager_args:
+        argv += ["--kube-controller-manager-arg", item]
     return argv
 
 
@@ -215,6 +224,9 @@ def kubectl_binary() -> str:
 
 
 def kubectl_command(data_dir: Path, kubectl_args: list[str]) -> list[str]:
+    from pyk8s.cli import multinode_command
+    if multinode_command.is_multinode(data_dir):
+        return multinode_command.kubectl_command(data_dir, kubectl_args)
     state = daemon.read_state(data_dir)
     prefix = nsenter_prefix(state.netns) if state is not None and state.netns else []
     return prefix + [kubectl_binary(), "--kubeconfig", str(data_dir / daemon.KUBECONFIG_FILE), *kubectl_args]
@@ -268,6 +280,9 @@ def up(args: argparse.Namespace) -> int:
     from pyk8s.cluster.kubeconfig import merge_into_user_config
     from pyk8s.cluster.netns import create_netns
 
+    from pyk8s.cli import multinode_command
+    if multinode_command.wanted(args):
+        return multinode_command.up(args, server_config_from_args(args))
     config = server_config_from_args(args)
     data_dir = config.data_dir
     running = daemon.running_server(data_dir)
@@ -331,6 +346,9 @@ def up(args: argparse.Namespace) -> int:
 
 def down(args: argparse.Namespace) -> int:
     data_dir = (args.data_dir or default_data_dir()).absolute()
+    from pyk8s.cli import multinode_command
+    if multinode_command.is_multinode(data_dir):
+        return multinode_command.down(data_dir, args.timeout)
     stopped = daemon.stop_server(data_dir, timeout=args.timeout)
     print(f"pyk8s server (pid {stopped}) stopped" if stopped else "pyk8s is not running")
     return 0
@@ -338,6 +356,9 @@ def down(args: argparse.Namespace) -> int:
 
 def status(args: argparse.Namespace) -> int:
     data_dir = (args.data_dir or default_data_dir()).absolute()
+    from pyk8s.cli import multinode_command
+    if multinode_command.is_multinode(data_dir):
+        return multinode_command.status(data_dir)
     state = daemon.running_server(data_dir)
     if state is None:
         print(f"pyk8s is not running (data dir {data_dir})")
@@ -370,6 +391,9 @@ def reset(args: argparse.Namespace) -> int:
         answer = input(f"Delete the cluster in {data_dir} and all its data? [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
             return 1
+    from pyk8s.cli import multinode_command
+    if multinode_command.is_multinode(data_dir):
+        multinode_command.reset(data_dir)
     stopped = daemon.stop_server(data_dir)
     if stopped:
         print(f"pyk8s server (pid {stopped}) stopped")

@@ -65,12 +65,23 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
         writer.close()
 
 
-def _handler(netns: str | None, target: tuple[str, int]):
+def _handler(netns: str | None, target: tuple[str, int] | list[tuple[str, int]]):
+    # Several targets (the servers of a multi-node cluster): the first that accepts, so the
+    # relay keeps working while any server lives; one that failed is tried last next time.
+    targets = list(target) if isinstance(target, list) else [target]
+
     async def handle(client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
-        try:
-            inner = await asyncio.to_thread(connect_in_netns, netns, target[0], target[1], 5.0)
-        except OSError as error:
-            log.warning("cannot reach %s:%d in network namespace %s: %s", *target, netns, error)
+        inner = None
+        for candidate in list(targets):
+            try:
+                inner = await asyncio.to_thread(connect_in_netns, netns, candidate[0], candidate[1], 3.0)
+                break
+            except OSError as error:
+                log.warning("cannot reach %s:%d in network namespace %s: %s", *candidate, netns, error)
+                if len(targets) > 1:
+                    targets.remove(candidate)
+                    targets.append(candidate)
+        if inner is None:
             client_writer.close()
             return
         inner.settimeout(None)
@@ -84,11 +95,12 @@ def _handler(netns: str | None, target: tuple[str, int]):
     return handle
 
 
-async def relay(listen: tuple[str, int], netns: str | None, target: tuple[str, int], ready: asyncio.Event | None = None,
+async def relay(listen: tuple[str, int], netns: str | None, target: tuple[str, int] | list[tuple[str, int]], ready: asyncio.Event | None = None,
                 stop: asyncio.Event | None = None) -> None:
     """Serve until `stop` is set (forever without one)."""
     server = await asyncio.start_server(_handler(netns, target), listen[0], listen[1], reuse_address=True)
-    log.info("relaying %s:%d to %s:%d in network namespace %s", *listen, *target, netns)
+    log.info("relaying %s:%d to %s in network namespace %s", *listen,
+             ", ".join(f"{host}:{port}" for host, port in (target if isinstance(target, list) else [target])), netns)
     if ready is not None:
         ready.set()
     async with server:
@@ -157,7 +169,8 @@ def run(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pyk8s.cluster.relay", description=__doc__.split("\n\n")[0])
     parser.add_argument("--listen", required=True, help="HOST:PORT to listen on, in this namespace")
     parser.add_argument("--netns", default=None, help="network namespace to connect from (default: this one)")
-    parser.add_argument("--target", required=True, help="HOST:PORT to connect to inside --netns")
+    parser.add_argument("--target", required=True, action="append",
+                        help="HOST:PORT to connect to inside --netns (repeatable: the first that answers)")
     parser.add_argument("--services", type=Path, default=None, metavar="KUBECONFIG",
                         help="also publish LoadBalancer Service ports on 127.0.0.1 (watched with this kubeconfig)")
     args = parser.parse_args(argv)
@@ -169,7 +182,8 @@ def run(argv: list[str] | None = None) -> int:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
         ready = asyncio.Event()
-        serving = asyncio.create_task(relay(_host_port(args.listen), args.netns, _host_port(args.target),
+        targets = [_host_port(target) for target in args.target]
+        serving = asyncio.create_task(relay(_host_port(args.listen), args.netns, targets if len(targets) > 1 else targets[0],
                                             ready=ready, stop=stop))
         await asyncio.wait([serving, asyncio.create_task(ready.wait())], return_when=asyncio.FIRST_COMPLETED)
         if ready.is_set():
@@ -199,12 +213,13 @@ def _announce_listening() -> None:
 
 
 def start_relay(data_dir: Path, listen_port: int, netns: str, target_port: int, timeout: float = 10.0,
-                services_kubeconfig: Path | None = None) -> int:
+                services_kubeconfig: Path | None = None, target_hosts: list[str] | None = None) -> int:
     """Start the relay detached and wait until it accepts connections; returns its pid.
     Raises RelayFailed (with its log) if it exits first or never listens."""
     log_path = Path(data_dir) / LOG_FILE
-    command = [sys.executable, "-m", "pyk8s.cluster.relay", "--listen", f"127.0.0.1:{listen_port}",
-               "--netns", netns, "--target", f"127.0.0.1:{target_port}"]
+    command = [sys.executable, "-m", "pyk8s.cluster.relay", "--listen", f"127.0.0.1:{listen_port}", "--netns", netns]
+    for host in target_hosts or ["127.0.0.1"]:
+        command += ["--target", f"{host}:{target_port}"]
     if services_kubeconfig is not None:
         command += ["--services", str(services_kubeconfig)]
     with open(log_path, "ab") as log_file:

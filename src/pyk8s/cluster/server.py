@@ -30,10 +30,7 @@ class ServerConfig:
     bind_address: str = "0.0.0.0"
     https_port: int = 6443
     advertise_address: str = ""  # default: first non-loopback IPv4, else 127.0.0.1
-    datastore: str = ""  # "" = sqlite:<data-dir>/server/state.db ; "sqlite:PATH" ; "etcd://H:P,H:P" (cluster/datastore.py)
-    etcd_cafile: str = ""  # TLS to an external etcd (--datastore https://...), upstream's --etcd-cafile
-    etcd_certfile: str = ""
-    etcd_keyfile: str = ""
+    datastore: str = ""  # "" = sqlite:<data-dir>/server/state.db ; "sqlite:PATH"
     service_cidr: str = "10.43.0.0/16"
     cluster_cidr: str = "10.42.0.0/16"
     disable_agent: bool = False
@@ -42,6 +39,10 @@ class ServerConfig:
     registry_mirrors: dict[str, str] = field(default_factory=dict)  # registry host -> mirror URL
     resolv_conf: str = ""  # k3s's --resolv-conf: upstream resolvers of pods and cluster DNS
     secrets_encryption: bool = False  # k3s's flag: Secrets encrypted at rest (cluster/secretsencryption.py)
+    node_name: str = ""  # the embedded agent's node (default: the hostname)
+    node_ip: str = ""  # the embedded agent's address (default: this host's, see pyk8s.hostnet)
+    flannel_backend: str = "vxlan"  # k3s's --flannel-backend: vxlan | host-gw | none
+    controller_manager_args: list[str] = field(default_factory=list)  # k3s's --kube-controller-manager-arg
 
     @property
     def pod_log_root(self) -> Path:
@@ -63,11 +64,10 @@ class ServerConfig:
 
     @property
     def datastore_path(self) -> Path:
-        from pyk8s.cluster.datastore import is_etcd_datastore
         if self.datastore.startswith("sqlite:"):
             return Path(self.datastore[len("sqlite:"):])
-        if self.datastore and not is_etcd_datastore(self.datastore):
-            raise ValueError(f"unsupported datastore {self.datastore!r} (expected sqlite:PATH or etcd://HOST:PORT[,...])")
+        if self.datastore:
+            raise ValueError(f"unsupported datastore {self.datastore!r} (expected sqlite:PATH)")
         return self.data_dir / "server" / "state.db"
 
     def resolved_advertise_address(self) -> str:
@@ -120,10 +120,9 @@ async def serve(config: ServerConfig, stop: asyncio.Event) -> None:
 
     config.datastore_path.parent.mkdir(parents=True, exist_ok=True)
     from pyk8s.cluster.secretsencryption import wrap_store
-    from pyk8s.cluster.datastore import describe, open_datastore
-    store = wrap_store(open_datastore(config), config.data_dir, config.secrets_encryption)
+    store = wrap_store(SQLiteStore(str(config.datastore_path)), config.data_dir, config.secrets_encryption)
     await store.start()
-    log.info("storage started: %s (revision %d)", describe(store, config), store.revision)
+    log.info("storage started: sqlite %s (revision %d)", config.datastore_path, store.revision)
 
     apiserver = APIServer(store, pki, config)
     await apiserver.start()
@@ -165,7 +164,9 @@ async def serve(config: ServerConfig, stop: asyncio.Event) -> None:
         components.append(relay)
     if not config.disable_controllers:
         controller_client = component_client("system:kube-controller-manager", [])
-        manager = ControllerManager(controller_client)
+        from pyk8s.controllers.manager import controller_options
+        manager = ControllerManager(controller_client,
+                                    options=controller_options(config.cluster_cidr, config.controller_manager_args))
         await manager.start()
         components.append(manager)
         # Upstream's API server keeps the `kubernetes` Service; it needs our address and port.
@@ -183,9 +184,14 @@ async def serve(config: ServerConfig, stop: asyncio.Event) -> None:
     if not config.disable_agent:
         from pyk8s.kubelet.agent import Agent
 
-        node_name = socket.gethostname().lower()
+        from pyk8s.kubelet.node import first_pod_cidr
+
+        node_name = (config.node_name or socket.gethostname()).lower()
         agent = Agent(component_client(f"system:node:{node_name}", ["system:nodes"]),
-                      node_name=node_name, data_dir=config.data_dir / "agent", log_root=config.pod_log_root,
+                      node_name=node_name, data_dir=config.data_dir / "agent", node_ip=config.node_ip,
+                      flannel_backend=config.flannel_backend,
+                      # without the controller manager no node IPAM hands out pod CIDRs
+                      pod_cidr=first_pod_cidr(config.cluster_cidr) if config.disable_controllers else "", log_root=config.pod_log_root,
                       cluster_cidr=config.cluster_cidr, client_ca=pki.ca_cert, registry_mirrors=config.registry_mirrors,
                       node_labels={"node-role.kubernetes.io/control-plane": "true"},
                       cluster_dns=config.cluster_dns_ip(), resolv_conf=config.resolv_conf)

@@ -1,6 +1,8 @@
 """The node agent: everything that makes this machine a Kubernetes node.
 
-`Agent.start()` brings the node up in this order: the CNI conflist for the node's podCIDR,
+`Agent.start()` brings the node up in this order: the Node object and its podCIDR (from the
+control plane's node IPAM, or --pod-cidr), the pod network across nodes (pyk8s.flannel, a
+component of its own), the CNI conflist for the node's podCIDR,
 our own containerd (supervised), the project images imported into it, the kubelet's HTTPS
 endpoint (logs), the Node object with its status and Lease, the pod workers, then the
 service proxy (pyk8s.proxy: a component of its own beside the kubelet, as kube-proxy is).
@@ -24,7 +26,8 @@ from pyk8s.kubelet.cri import CRIClient, CRIError
 from pyk8s.kubelet.cri.messages import CONTAINER_RUNNING
 from pyk8s.kubelet.images import build_images
 from pyk8s.kubelet.logs import KubeletServer
-from pyk8s.kubelet.node import NODES, NodeStatusManager, default_node_ip, first_pod_cidr
+from pyk8s.flannel import FlannelNetwork
+from pyk8s.kubelet.node import NODES, NodeStatusManager, default_node_ip
 from pyk8s.kubelet.pods import CONTAINER_NAME, POD_UID, PodManager
 from pyk8s.kubelet.probes import Prober
 from pyk8s.provisioner import LocalPathProvisioner
@@ -38,7 +41,8 @@ class Agent:
                  pod_cidr: str = "", cluster_cidr: str = "10.42.0.0/16", cluster_dns: str = "",
                  cluster_domain: str = "cluster.local", log_root: Path | None = None, kubelet_port: int = 10250,
                  registry_mirrors: dict[str, str] | None = None, client_ca: Path | None = None,
-                 node_labels: dict[str, str] | None = None, resolv_conf: str = ""):
+                 node_labels: dict[str, str] | None = None, resolv_conf: str = "",
+                 flannel_backend: str = "vxlan", pod_cidr_timeout: float = 120.0):
         self.client = client
         self.node_name = (node_name or socket.gethostname()).lower()
         self.node_ip = node_ip
@@ -52,6 +56,9 @@ class Agent:
         self.client_ca = client_ca
         self.node_labels = node_labels or {}
         self.resolv_conf = resolv_conf  # k3s's --resolv-conf: the node's resolvers for pods
+        self.flannel_backend = flannel_backend  # k3s's --flannel-backend
+        self.pod_cidr_timeout = pod_cidr_timeout
+        self.network: FlannelNetwork | None = None
         self.containerd = Containerd(self.data_dir, cni_conf_dir=self.data_dir / "cni" / "net.d",
                                      registry_mirrors=registry_mirrors)
         self.cri: CRIClient | None = None
@@ -63,25 +70,39 @@ class Agent:
         self.provisioner: LocalPathProvisioner | None = None
         self._runtime_version = ""
 
-    async def _pod_cidr(self) -> str:
-        if self.pod_cidr:
-            return self.pod_cidr
-        try:
+    async def _wait_for_pod_cidr(self, node: dict[str, Any]) -> str:
+        """The podCIDR the node IPAM controller writes on our Node (--pod-cidr overrides)."""
+        loop = asyncio.get_running_loop()
+        deadline = next_log = loop.time()
+        deadline += self.pod_cidr_timeout
+        while not (node.get("spec") or {}).get("podCIDR"):
+            if loop.time() >= next_log:
+                log.info("waiting for node %s to get a podCIDR from the control plane (node IPAM)", self.node_name)
+                next_log = loop.time() + 10
+            if loop.time() >= deadline:
+                raise TimeoutError(f"node {self.node_name} got no podCIDR within {self.pod_cidr_timeout:g}s: "
+                                   f"is the controller manager running? (or give --pod-cidr)")
+            await asyncio.sleep(0.2)
             node = await self.client.get(NODES, self.node_name)
-            existing = (node.get("spec") or {}).get("podCIDR")
-            if existing:
-                return existing
-        except errors.NotFound:
-            pass
-        return first_pod_cidr(self.cluster_cidr)
+        return node["spec"]["podCIDR"]
 
     async def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.node_ip = self.node_ip or default_node_ip()
-        self.pod_cidr = await self._pod_cidr()
+        # The Node first: its podCIDR (from node IPAM, or --pod-cidr) shapes pod networking.
+        self.node = NodeStatusManager(self.client, node_name=self.node_name, node_ip=self.node_ip,
+                                      pod_cidr=self.pod_cidr, data_dir=self.data_dir, kubelet_port=self.kubelet_port,
+                                      runtime_version=self._version, runtime_ready=self._runtime_ready,
+                                      labels=self.node_labels)
+        self.pod_cidr = await self._wait_for_pod_cidr(await self.node.ensure_node())
+        self.node.pod_cidr = self.pod_cidr
         for stale in cni.remove_stale_bridges(self.data_dir):
             log.info("removed stale pod bridge %s", stale)
-        cni.write_conflist(self.data_dir, self.containerd.cni_conf_dir, self.pod_cidr)
+        self.network = FlannelNetwork(self.client, node_name=self.node_name, node_ip=self.node_ip,
+                                      pod_cidr=self.pod_cidr, cluster_cidr=self.cluster_cidr,
+                                      backend=self.flannel_backend)
+        await self.network.start()
+        cni.write_conflist(self.data_dir, self.containerd.cni_conf_dir, self.pod_cidr, mtu=self.network.mtu)
         await self.containerd.start()
         self.cri = CRIClient(self.containerd.socket)
         version = await self.cri.version()
@@ -91,10 +112,7 @@ class Agent:
         self.server = KubeletServer(self._find_log, address=self.node_ip, port=self.kubelet_port,
                                     tls_dir=self.data_dir / "kubelet" / "tls", client_ca=self.client_ca)
         self.kubelet_port = await self.server.start()
-        self.node = NodeStatusManager(self.client, node_name=self.node_name, node_ip=self.node_ip,
-                                      pod_cidr=self.pod_cidr, data_dir=self.data_dir, kubelet_port=self.kubelet_port,
-                                      runtime_version=self._version, runtime_ready=self._runtime_ready,
-                                      labels=self.node_labels)
+        self.node.kubelet_port = self.kubelet_port
         await self.node.start()
         self.pods = PodManager(self.client, self.cri, node_name=self.node_name, node_ip=self.node_ip,
                                data_dir=self.data_dir, log_root=self.log_root, cluster_dns=self.cluster_dns,
@@ -166,6 +184,8 @@ class Agent:
                     await self.pods.remove_all()
                 except CRIError as error:
                     log.warning("removing pods failed: %s", error)
+        if self.network is not None:
+            await self.network.stop()
         if self.prober is not None:
             self.prober.stop()
         if self.node is not None:

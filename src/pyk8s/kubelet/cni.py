@@ -4,8 +4,8 @@ every sandbox (Debian's containernetworking-plugins in /usr/lib/cni).
 bridge (a bridge named after the data dir, so two clusters on one machine never share one,
 the node's gateway address on it) + host-local IPAM over the node's podCIDR (its state under
 the data dir) + portmap for hostPort. containerd brings up each pod's loopback itself. No
-masquerading: pods reach each other and the node directly, and clusters run in namespaces
-with no route out.
+masquerading here: the pod network component (pyk8s.flannel) masquerades only traffic that
+leaves the cluster CIDR, so pods on different nodes see each other's addresses.
 """
 
 from __future__ import annotations
@@ -46,34 +46,35 @@ def remove_stale_bridges(data_dir: Path) -> list[str]:
     return removed
 
 
-def conflist(data_dir: Path, pod_cidr: str) -> dict:
+def conflist(data_dir: Path, pod_cidr: str, mtu: int | None = None) -> dict:
+    """`mtu`: the pods' MTU when the pod network across nodes needs a smaller one (VXLAN)."""
     network = ipaddress.ip_network(pod_cidr, strict=False)
+    bridge = {
+        "type": "bridge",
+        "bridge": bridge_name(data_dir),
+        "isGateway": True,
+        "ipMasq": False,
+        "hairpinMode": True,
+        "ipam": {
+            "type": "host-local",
+            "ranges": [[{"subnet": str(network), "gateway": str(network.network_address + 1)}]],
+            "routes": [{"dst": "0.0.0.0/0"}],
+            "dataDir": str(Path(data_dir) / "cni" / "ipam"),
+        },
+    }
+    if mtu:
+        bridge["mtu"] = mtu
     return {
         "cniVersion": "1.0.0",
         "name": NETWORK_NAME,
-        "plugins": [
-            {
-                "type": "bridge",
-                "bridge": bridge_name(data_dir),
-                "isGateway": True,
-                "ipMasq": False,
-                "hairpinMode": True,
-                "ipam": {
-                    "type": "host-local",
-                    "ranges": [[{"subnet": str(network), "gateway": str(network.network_address + 1)}]],
-                    "routes": [{"dst": "0.0.0.0/0"}],
-                    "dataDir": str(Path(data_dir) / "cni" / "ipam"),
-                },
-            },
-            {"type": "portmap", "capabilities": {"portMappings": True}, "snat": True},
-        ],
+        "plugins": [bridge, {"type": "portmap", "capabilities": {"portMappings": True}, "snat": True}],
     }
 
 
-def write_conflist(data_dir: Path, conf_dir: Path, pod_cidr: str) -> Path:
+def write_conflist(data_dir: Path, conf_dir: Path, pod_cidr: str, mtu: int | None = None) -> Path:
     conf_dir.mkdir(parents=True, exist_ok=True)
     path = conf_dir / "10-pyk8s.conflist"
-    text = json.dumps(conflist(data_dir, pod_cidr), indent=2) + "\n"
+    text = json.dumps(conflist(data_dir, pod_cidr, mtu), indent=2) + "\n"
     if not path.exists() or path.read_text() != text:
         temporary = path.with_suffix(".tmp")
         temporary.write_text(text)

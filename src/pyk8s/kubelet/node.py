@@ -142,35 +142,46 @@ class NodeStatusManager:
             },
         }
 
-    async def register(self) -> dict[str, Any]:
-        labels = {"kubernetes.io/hostname": self.node_name, "kubernetes.io/os": "linux",
-                  "kubernetes.io/arch": {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine()),
-                  "beta.kubernetes.io/os": "linux",
-                  "beta.kubernetes.io/arch": {"x86_64": "amd64"}.get(platform.machine(), platform.machine()),
-                  **self.labels}
+    def _labels(self) -> dict[str, str]:
+        return {"kubernetes.io/hostname": self.node_name, "kubernetes.io/os": "linux",
+                "kubernetes.io/arch": {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine()),
+                "beta.kubernetes.io/os": "linux",
+                "beta.kubernetes.io/arch": {"x86_64": "amd64"}.get(platform.machine(), platform.machine()),
+                **self.labels}
+
+    async def ensure_node(self) -> dict[str, Any]:
+        """The Node object, created (or its labels fixed) before anything else runs: the node
+        IPAM controller gives it a podCIDR, which the agent needs for pod networking. With
+        `pod_cidr` set (--pod-cidr) a Node without one gets it; else the Node's own is used."""
+        labels = self._labels()
         try:
             node = await self.client.get(NODES, self.node_name)
         except errors.NotFound:
+            spec = {"podCIDR": self.pod_cidr, "podCIDRs": [self.pod_cidr]} if self.pod_cidr else {}
             body = {"apiVersion": "v1", "kind": "Node",
                     "metadata": {"name": self.node_name, "labels": labels,
                                  "annotations": {"node.alpha.kubernetes.io/ttl": "0"}},
-                    "spec": {"podCIDR": self.pod_cidr, "podCIDRs": [self.pod_cidr]}}
+                    "spec": spec}
             try:
                 node = await self.client.create(NODES, body)
-                log.info("registered node %s (podCIDR %s)", self.node_name, self.pod_cidr)
+                log.info("registered node %s (podCIDR %s)", self.node_name, self.pod_cidr or "to be allocated")
             except errors.AlreadyExists:
                 node = await self.client.get(NODES, self.node_name)
         spec = node.get("spec") or {}
         missing_labels = {k: v for k, v in labels.items() if (node["metadata"].get("labels") or {}).get(k) != v}
-        if not spec.get("podCIDR") or missing_labels:
-            patch: dict[str, Any] = {}
-            if not spec.get("podCIDR"):
-                patch["spec"] = {"podCIDR": self.pod_cidr, "podCIDRs": [self.pod_cidr]}
-            if missing_labels:
-                patch["metadata"] = {"labels": missing_labels}
+        patch: dict[str, Any] = {}
+        if not spec.get("podCIDR") and self.pod_cidr:
+            patch["spec"] = {"podCIDR": self.pod_cidr, "podCIDRs": [self.pod_cidr]}
+        if missing_labels:
+            patch["metadata"] = {"labels": missing_labels}
+        if patch:
             node = await self.client.patch(NODES, self.node_name, patch)
-        else:
-            self.pod_cidr = spec["podCIDR"]
+        if (node.get("spec") or {}).get("podCIDR"):
+            self.pod_cidr = node["spec"]["podCIDR"]
+        return node
+
+    async def register(self) -> dict[str, Any]:
+        node = await self.ensure_node()
         await self.report_status(force=True, node=node)
         self.registered.set()
         return node
