@@ -100,7 +100,11 @@ def _add_server_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--advertise-address", default=_DEFAULTS.advertise_address,
                         help="address other nodes and the kubernetes Service use (default: this node's IP)")
     parser.add_argument("--datastore", default=_DEFAULTS.datastore,
-                        help="sqlite:PATH (default sqlite:<data-dir>/server/state.db)")
+                        help="sqlite:PATH (default sqlite:<data-dir>/server/state.db), or an external etcd: "
+                             "etcd://HOST:2379[,HOST2:2379] (https://... for TLS)")
+    parser.add_argument("--etcd-cafile", default="", help="CA bundle of the external etcd's serving certificates")
+    parser.add_argument("--etcd-certfile", default="", help="client certificate for the external etcd")
+    parser.add_argument("--etcd-keyfile", default="", help="client key for the external etcd")
     parser.add_argument("--service-cidr", default=_DEFAULTS.service_cidr)
     parser.add_argument("--cluster-cidr", default=_DEFAULTS.cluster_cidr)
     parser.add_argument("--disable-agent", action="store_true", help="do not run the embedded node agent")
@@ -135,6 +139,9 @@ def server_config_from_args(args: argparse.Namespace) -> ServerConfig:
         https_port=args.https_port,
         advertise_address=args.advertise_address,
         datastore=args.datastore,
+        etcd_cafile=getattr(args, "etcd_cafile", ""),
+        etcd_certfile=getattr(args, "etcd_certfile", ""),
+        etcd_keyfile=getattr(args, "etcd_keyfile", ""),
         service_cidr=args.service_cidr,
         cluster_cidr=args.cluster_cidr,
         disable_agent=args.disable_agent,
@@ -174,6 +181,10 @@ def server_argv(config: ServerConfig) -> list[str]:
         argv += ["--advertise-address", config.advertise_address]
     if config.datastore:
         argv += ["--datastore", config.datastore]
+    for flag, path in (("--etcd-cafile", config.etcd_cafile), ("--etcd-certfile", config.etcd_certfile),
+                       ("--etcd-keyfile", config.etcd_keyfile)):
+        if path:
+            argv += [flag, path]
     if config.disable_agent:
         argv.append("--disable-agent")
     if config.disable_controllers:

@@ -30,7 +30,10 @@ class ServerConfig:
     bind_address: str = "0.0.0.0"
     https_port: int = 6443
     advertise_address: str = ""  # default: first non-loopback IPv4, else 127.0.0.1
-    datastore: str = ""  # "" = sqlite:<data-dir>/server/state.db ; "sqlite:PATH"
+    datastore: str = ""  # "" = sqlite:<data-dir>/server/state.db ; "sqlite:PATH" ; "etcd://H:P,H:P" (cluster/datastore.py)
+    etcd_cafile: str = ""  # TLS to an external etcd (--datastore https://...), upstream's --etcd-cafile
+    etcd_certfile: str = ""
+    etcd_keyfile: str = ""
     service_cidr: str = "10.43.0.0/16"
     cluster_cidr: str = "10.42.0.0/16"
     disable_agent: bool = False
@@ -64,10 +67,11 @@ class ServerConfig:
 
     @property
     def datastore_path(self) -> Path:
+        from pyk8s.cluster.datastore import is_etcd_datastore
         if self.datastore.startswith("sqlite:"):
             return Path(self.datastore[len("sqlite:"):])
-        if self.datastore:
-            raise ValueError(f"unsupported datastore {self.datastore!r} (expected sqlite:PATH)")
+        if self.datastore and not is_etcd_datastore(self.datastore):
+            raise ValueError(f"unsupported datastore {self.datastore!r} (expected sqlite:PATH or etcd://HOST:PORT[,...])")
         return self.data_dir / "server" / "state.db"
 
     def resolved_advertise_address(self) -> str:
@@ -120,9 +124,10 @@ async def serve(config: ServerConfig, stop: asyncio.Event) -> None:
 
     config.datastore_path.parent.mkdir(parents=True, exist_ok=True)
     from pyk8s.cluster.secretsencryption import wrap_store
-    store = wrap_store(SQLiteStore(str(config.datastore_path)), config.data_dir, config.secrets_encryption)
+    from pyk8s.cluster.datastore import describe, open_datastore
+    store = wrap_store(open_datastore(config), config.data_dir, config.secrets_encryption)
     await store.start()
-    log.info("storage started: sqlite %s (revision %d)", config.datastore_path, store.revision)
+    log.info("storage started: %s (revision %d)", describe(store, config), store.revision)
 
     apiserver = APIServer(store, pki, config)
     await apiserver.start()
