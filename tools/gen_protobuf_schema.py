@@ -36,6 +36,25 @@ PACKAGE_API_VERSION = {
     "networking/v1": "networking.k8s.io/v1",
 }
 
+# Messages the reference does not list, written from upstream's generated.proto of their
+# package in the same row format: TokenRequest (serviceaccounts/token, `kubectl create token`).
+PACKAGE_API_VERSION["authentication/v1"] = "authentication.k8s.io/v1"
+EXTRA_MESSAGES = {
+    "authentication/v1.BoundObjectReference": [
+        (1, "kind", 2, "string", None, ""), (2, "apiVersion", 2, "string", None, ""),
+        (3, "name", 2, "string", None, ""), (4, "uid", 2, "string", None, "")],
+    "authentication/v1.TokenRequest": [
+        (1, "metadata", 2, "msg", "meta/v1.ObjectMeta", "s"),
+        (2, "spec", 2, "msg", "authentication/v1.TokenRequestSpec", "s"),
+        (3, "status", 2, "msg", "authentication/v1.TokenRequestStatus", "s")],
+    "authentication/v1.TokenRequestSpec": [
+        (1, "audiences", 2, "string", None, "r"), (4, "expirationSeconds", 0, "int64", None, "p"),
+        (3, "boundObjectRef", 2, "msg", "authentication/v1.BoundObjectReference", "p")],
+    "authentication/v1.TokenRequestStatus": [
+        (1, "token", 2, "string", None, "a"), (2, "expirationTimestamp", 2, "msg", "meta/v1.Time", "s")],
+}
+EXTRA_KINDS = ["authentication/v1.TokenRequest"]
+
 SCALAR_TYPES = {"string": 2, "bytes": 2, "bool": 0, "int32": 0, "int64": 0}
 WIRE_RE = re.compile(r"^(VARINT|LEN)\((\d)\) key ([0-9a-f ]+)$")
 MAP_RE = re.compile(r"^map<string,(string|bytes|msg [\w/.]+)>$")
@@ -160,6 +179,8 @@ def main(argv: list[str]) -> int:
     source = Path(argv[1]) if len(argv) > 1 else DEFAULT_SOURCE
     output = Path(argv[2]) if len(argv) > 2 else DEFAULT_OUTPUT
     messages, top_level = parse_reference(source.read_text())
+    messages.update({name: [tuple(row) for row in rows] for name, rows in EXTRA_MESSAGES.items()})
+    top_level = top_level + EXTRA_KINDS
     output.write_text(render_module(messages, top_level, source))
     field_count = sum(len(rows) for rows in messages.values())
     print(f"wrote {output}: {len(messages)} messages, {field_count} fields, {len(top_level)} kinds")

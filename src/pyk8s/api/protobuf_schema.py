@@ -12,6 +12,10 @@ MESSAGES = {
     'apps/v1.DeploymentStatus': ((1, 'observedGeneration', 0, 'int64', None, ''), (2, 'replicas', 0, 'int32', None, ''), (3, 'updatedReplicas', 0, 'int32', None, ''), (7, 'readyReplicas', 0, 'int32', None, ''), (4, 'availableReplicas', 0, 'int32', None, ''), (5, 'unavailableReplicas', 0, 'int32', None, ''), (9, 'terminatingReplicas', 0, 'int32', None, 'p'), (6, 'conditions', 2, 'msg', 'apps/v1.DeploymentCondition', 'r'), (8, 'collisionCount', 0, 'int32', None, 'p')),
     'apps/v1.DeploymentStrategy': ((1, 'type', 2, 'string', None, ''), (2, 'rollingUpdate', 2, 'msg', 'apps/v1.RollingUpdateDeployment', 'p')),
     'apps/v1.RollingUpdateDeployment': ((1, 'maxUnavailable', 2, 'msg', 'intstr.IntOrString', 'p'), (2, 'maxSurge', 2, 'msg', 'intstr.IntOrString', 'p')),
+    'authentication/v1.BoundObjectReference': ((1, 'kind', 2, 'string', None, ''), (2, 'apiVersion', 2, 'string', None, ''), (3, 'name', 2, 'string', None, ''), (4, 'uid', 2, 'string', None, '')),
+    'authentication/v1.TokenRequest': ((1, 'metadata', 2, 'msg', 'meta/v1.ObjectMeta', 's'), (2, 'spec', 2, 'msg', 'authentication/v1.TokenRequestSpec', 's'), (3, 'status', 2, 'msg', 'authentication/v1.TokenRequestStatus', 's')),
+    'authentication/v1.TokenRequestSpec': ((1, 'audiences', 2, 'string', None, 'r'), (4, 'expirationSeconds', 0, 'int64', None, 'p'), (3, 'boundObjectRef', 2, 'msg', 'authentication/v1.BoundObjectReference', 'p')),
+    'authentication/v1.TokenRequestStatus': ((1, 'token', 2, 'string', None, 'a'), (2, 'expirationTimestamp', 2, 'msg', 'meta/v1.Time', 's')),
     'batch/v1.CronJob': ((1, 'metadata', 2, 'msg', 'meta/v1.ObjectMeta', 's'), (2, 'spec', 2, 'msg', 'batch/v1.CronJobSpec', 's'), (3, 'status', 2, 'msg', 'batch/v1.CronJobStatus', 's')),
     'batch/v1.CronJobSpec': ((1, 'schedule', 2, 'string', None, 'a'), (8, 'timeZone', 2, 'string', None, 'p'), (2, 'startingDeadlineSeconds', 0, 'int64', None, 'p'), (3, 'concurrencyPolicy', 2, 'string', None, ''), (4, 'suspend', 0, 'bool', None, 'p'), (5, 'jobTemplate', 2, 'msg', 'batch/v1.JobTemplateSpec', 's'), (6, 'successfulJobsHistoryLimit', 0, 'int32', None, 'p'), (7, 'failedJobsHistoryLimit', 0, 'int32', None, 'p')),
     'batch/v1.CronJobStatus': ((1, 'active', 2, 'msg', 'core/v1.ObjectReference', 'r'), (4, 'lastScheduleTime', 2, 'msg', 'meta/v1.Time', 'p'), (5, 'lastSuccessfulTime', 2, 'msg', 'meta/v1.Time', 'p')),
@@ -221,6 +225,7 @@ MESSAGES = {
 # (apiVersion, kind) from runtime.Unknown.typeMeta -> message of the object
 OBJECT_MESSAGES = {
     ('apps/v1', 'Deployment'): 'apps/v1.Deployment',
+    ('authentication.k8s.io/v1', 'TokenRequest'): 'authentication/v1.TokenRequest',
     ('batch/v1', 'CronJob'): 'batch/v1.CronJob',
     ('batch/v1', 'Job'): 'batch/v1.Job',
     ('networking.k8s.io/v1', 'Ingress'): 'networking/v1.Ingress',

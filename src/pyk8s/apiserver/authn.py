@@ -1,5 +1,6 @@
 """Who a request comes from: a client certificate signed by the cluster CA, a bootstrap
-token, or nobody (allowed only to read the public cluster-info ConfigMap).
+token, a ServiceAccount token (apiserver/serviceaccounts.py), or nobody (allowed only to
+read the public cluster-info ConfigMap and the service-account issuer discovery documents).
 
 Bootstrap tokens follow upstream's bootstrap-token authenticator: `Authorization: Bearer
 <id>.<secret>` names Secret `kube-system/bootstrap-token-<id>` of type
@@ -50,10 +51,15 @@ ANONYMOUS = "system:anonymous"
 UNAUTHENTICATED_GROUP = "system:unauthenticated"
 
 
+AUTHENTICATED_GROUP = "system:authenticated"
+
+
 @dataclass(frozen=True)
 class UserInfo:
     name: str
     groups: tuple[str, ...] = ()
+    uid: str = ""
+    extra: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (key, values) pairs, sorted by key
 
 
 def bootstrap_token_secret_name(token_id: str) -> str:
@@ -62,8 +68,10 @@ def bootstrap_token_secret_name(token_id: str) -> str:
 
 def anonymous_allowed(method: str, path: str) -> bool:
     """Only `GET` of kube-public/cluster-info: what a joining node reads before it trusts
-    the server (kubeadm's token discovery)."""
-    return method == "GET" and path == CLUSTER_INFO_PATH
+    the server (kubeadm's token discovery), and of the service-account issuer discovery
+    documents (upstream's system:service-account-issuer-discovery binding)."""
+    from pyk8s.apiserver.serviceaccounts import anonymous_discovery
+    return method == "GET" and (path == CLUSTER_INFO_PATH or anonymous_discovery(method, path))
 
 
 def user_from_certificate(peercert: dict[str, Any]) -> UserInfo:
@@ -176,8 +184,9 @@ class RequestAuthenticator:
     authenticate (a bad token is 401 even where anonymous access would be allowed); else
     the request is anonymous."""
 
-    def __init__(self, registry, **token_options):
+    def __init__(self, registry, service_account_tokens=None, **token_options):
         self.bootstrap_tokens = BootstrapTokenAuthenticator(registry, **token_options)
+        self.service_account_tokens = service_account_tokens
 
     async def authenticate(self, method: str, path: str, peercert: dict[str, Any] | None,
                            authorization: str | None) -> UserInfo | None:
@@ -187,7 +196,14 @@ class RequestAuthenticator:
             scheme, _, token = authorization.strip().partition(" ")
             if scheme.lower() != "bearer" or not token.strip():
                 return None
-            return await self.bootstrap_tokens.authenticate(token.strip())
+            token = token.strip()
+            if self.service_account_tokens is not None and TOKEN_PATTERN.fullmatch(token) is None:
+                found = await self.service_account_tokens.authenticate(token)
+                if found is None:
+                    return None
+                name, groups, uid, extra = found
+                return UserInfo(name, (*groups, AUTHENTICATED_GROUP), uid, extra)
+            return await self.bootstrap_tokens.authenticate(token)
         if anonymous_allowed(method, path):
             return UserInfo(ANONYMOUS, (UNAUTHENTICATED_GROUP,))
         return None

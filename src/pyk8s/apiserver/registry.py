@@ -174,6 +174,10 @@ def object_matches(obj: dict[str, Any], options: ListOptions) -> bool:
 class Registry:
     """CRUD with upstream's object semantics for every resource in the catalogue."""
 
+    # Upstream's ServiceAccount admission plugin on pod creates (apiserver/serviceaccounts.py):
+    # off for an API-only server, which has no controller to make the accounts it demands.
+    service_account_admission = False
+
     def __init__(self, store: Store, *, service_cidr: str = "10.43.0.0/16",
                  node_port_range: tuple[int, int] = (30000, 32767)):
         self.store = store
@@ -307,6 +311,9 @@ class Registry:
         strategies.prepare_for_create(resource, obj)
         if resource.kind in admission.KINDS:
             await admission.admit_create(self, resource, obj)
+        if resource.kind == "Pod" and resource.group == "" and self.service_account_admission:
+            from pyk8s.apiserver.serviceaccounts import admit_pod
+            await admit_pod(self, obj)
         validate_create(resource, obj)
         if field_manager is not None:
             managedfields.update(resource, None, obj, field_manager)

@@ -64,7 +64,20 @@ class APIServer:
         self._ready = self._serving = False
         self._kubelet_client: nodeproxy.KubeletClient | None = None
         from pyk8s.apiserver.authn import RequestAuthenticator
-        self.authenticator = RequestAuthenticator(self.registry)
+        from pyk8s.apiserver.serviceaccounts import ServiceAccountTokenAuthenticator
+        from pyk8s.cluster.serviceaccountkeys import load_service_account_keys
+        # ServiceAccount tokens (apiserver/serviceaccounts.py): the issuer is also the one
+        # audience this server accepts, as upstream's default --api-audiences.
+        self.service_account_keys = load_service_account_keys(config.data_dir / "server" / "tls")
+        self.service_account_issuer = "https://kubernetes.default.svc.cluster.local"
+        self.api_audiences = [self.service_account_issuer]
+        self.registry.service_account_admission = not config.disable_controllers
+        # Paths served before authentication by handlers that check their own credential
+        # (cluster/serverjoin.py: the server-token-authenticated bootstrap endpoint).
+        self.extra_routes: dict[str, Any] = {}
+        self.authenticator = RequestAuthenticator(self.registry, ServiceAccountTokenAuthenticator(
+            self.registry, self.service_account_keys, issuer=self.service_account_issuer, audiences=self.api_audiences))
+
 
     # ------------------------------------------------------------ lifecycle
 
@@ -159,6 +172,16 @@ class APIServer:
             if "verbose" in request.query:
                 return web.Response(text=f"[+]ping ok\n[+]etcd ok\n{head} check passed\n")
             return web.Response(text="ok")
+        if head in (".well-known", "openid") and request.method == "GET":
+            from pyk8s.apiserver import serviceaccounts
+            from pyk8s.api import serviceaccounttoken
+            if path == serviceaccounts.DISCOVERY_PATH:
+                return _json(serviceaccounts.discovery_document(self.service_account_issuer))
+            if path == serviceaccounts.JWKS_PATH:
+                body = orjson.dumps(serviceaccounttoken.jwks(self.service_account_keys.public_keys),
+                                    option=orjson.OPT_APPEND_NEWLINE)
+                return web.Response(body=body, headers={"Content-Type": serviceaccounts.JWKS_CONTENT_TYPE,
+                                                        "Cache-Control": "public, max-age=3600"})
         if head == "openapi":
             answer = openapi.openapi_response(path, request.query, request.headers.get("Accept"))
             if answer is None:
@@ -168,7 +191,8 @@ class APIServer:
         raise errors.NotFound("the server could not find the requested resource")
 
     def _root_paths(self) -> list[str]:
-        paths = ["/api", "/api/v1", "/apis", "/healthz", "/livez", "/openapi/v3", "/readyz", "/version"]
+        paths = ["/.well-known/openid-configuration", "/api", "/api/v1", "/apis", "/healthz", "/livez",
+                 "/openapi/v3", "/openid/v1/jwks", "/readyz", "/version"]
         for group, version in group_versions():
             if group:
                 paths += [f"/apis/{group}", f"/apis/{group}/{version}"]
@@ -239,6 +263,8 @@ class APIServer:
             return await self._scale(request, target)
         if target.subresource == "binding" and method == "POST":
             return await self._bind(request, target)
+        if target.subresource == "token" and target.resource.plural == "serviceaccounts":
+            return await self._token_request(request, target)
         if target.subresource == "log" and method == "GET":
             return await self._pod_log(request, target)
         if target.subresource in ("exec", "attach", "portforward") and target.resource.plural == "pods":
@@ -658,6 +684,16 @@ class APIServer:
             context.load_cert_chain(str(cert), str(key))
             self._kubelet_client = nodeproxy.KubeletClient(context)
         return self._kubelet_client
+
+    async def _token_request(self, request: web.BaseRequest, target: Target) -> web.Response:
+        """serviceaccounts/token: TokenRequest (apiserver/serviceaccounts.py)."""
+        if request.method != "POST":
+            raise errors.MethodNotAllowed("the server does not allow this method on the requested resource")
+        from pyk8s.apiserver.serviceaccounts import create_token
+        form = negotiation.choose_form(request.headers.get("Accept"), allow_as=())
+        answer = await create_token(self.registry, self.service_account_keys, self.service_account_issuer,
+                                    self.api_audiences, target.namespace, target.name, await self._read_body(request))
+        return _respond(answer, form, status=201)
 
     async def _bind(self, request: web.BaseRequest, target: Target) -> web.Response:
         """pods/binding: the scheduler's way of setting spec.nodeName once."""

@@ -9,7 +9,9 @@ other Kubernetes client. Objects are plain JSON dicts; API errors come back as t
 
 from __future__ import annotations
 
+import os
 import ssl
+import time
 from pathlib import Path
 from typing import Any, AsyncIterator
 
@@ -18,6 +20,12 @@ import orjson
 
 from pyk8s.api import errors
 from pyk8s.api.resources import Resource
+
+# In-cluster configuration, as client-go's rest.InClusterConfig reads it.
+SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+# client-go re-reads a token file at most once a minute (the kubelet renews the file well
+# before the token expires).
+TOKEN_FILE_RELOAD_SECONDS = 60.0
 
 _ERRORS_BY_REASON = {cls.reason: cls for cls in (
     errors.BadRequest, errors.Unauthorized, errors.Forbidden, errors.NotFound, errors.MethodNotAllowed,
@@ -56,12 +64,38 @@ def resource_path(resource: Resource, namespace: str | None = None, name: str | 
 
 class Client:
     def __init__(self, server: str, ssl_context: ssl.SSLContext, *, field_manager: str = "pyk8s",
-                 bearer_token: str | None = None):
+                 bearer_token: str | None = None, bearer_token_file: str | Path | None = None):
         self.server = server.rstrip("/")
         self.ssl_context = ssl_context
         self.field_manager = field_manager
         self._headers = {"Authorization": f"Bearer {bearer_token}"} if bearer_token else {}
         self._session: aiohttp.ClientSession | None = None
+        self._token_file = Path(bearer_token_file) if bearer_token_file else None
+        self._token_read_at: float | None = None
+
+    @classmethod
+    def in_cluster(cls, **kwargs) -> "Client":
+        """A client for a pod: the `kubernetes` Service from KUBERNETES_SERVICE_HOST/PORT, its
+        ServiceAccount token (re-read as the kubelet renews it) and the cluster CA."""
+        host, port = os.environ["KUBERNETES_SERVICE_HOST"], os.environ["KUBERNETES_SERVICE_PORT"]
+        ssl_context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ssl_context.minimum_version = ssl.TLSVersion.TLSv1_2
+        ssl_context.load_verify_locations(cafile=str(SERVICE_ACCOUNT_DIR / "ca.crt"))
+        host = f"[{host}]" if ":" in host else host
+        return cls(f"https://{host}:{port}", ssl_context, bearer_token_file=SERVICE_ACCOUNT_DIR / "token", **kwargs)
+
+    def _reload_token(self) -> None:
+        now = time.monotonic()
+        if self._token_read_at is not None and now - self._token_read_at < TOKEN_FILE_RELOAD_SECONDS:
+            return
+        try:
+            token = self._token_file.read_text().strip()
+        except OSError:
+            return  # keep the token read last
+        self._token_read_at = now
+        self._headers["Authorization"] = f"Bearer {token}"
+        if self._session is not None:
+            self._session.headers["Authorization"] = self._headers["Authorization"]
 
     @classmethod
     def from_kubeconfig(cls, path: str | Path, context: str | None = None, **kwargs) -> "Client":
@@ -88,6 +122,8 @@ class Client:
 
     @property
     def session(self) -> aiohttp.ClientSession:
+        if self._token_file is not None:
+            self._reload_token()
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(ssl=self.ssl_context, limit=64)
             self._session = aiohttp.ClientSession(connector=connector, headers=self._headers,

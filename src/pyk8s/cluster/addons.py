@@ -1,5 +1,6 @@
 """Objects the server applies at every start, like k3s's bundled manifests: the cluster
-DNS (ServiceAccount, API credential, Deployment `coredns`, Service `kube-dns`).
+DNS (ServiceAccount, its ClusterRole and binding when RBAC is served, Service `kube-dns`,
+Deployment `coredns`).
 
 The DNS (pyk8s.dns) runs on the pod network as 2 replicas of Deployment
 kube-system/coredns (labels `k8s-app: kube-dns`, as k3s and kubeadm name it). Two, as
@@ -8,23 +9,18 @@ names resolving; the scheduler's default spreading puts them on different nodes 
 are several, and on a single node they cost ~2 x 30 MB. Readiness is CoreDNS's
 `/ready` on 8181 (informers synced), liveness `/health` on 8080, metrics on 9153.
 
-How the DNS pods reach the API (until ServiceAccount tokens and in-cluster config exist):
-- credential: a client certificate for `system:serviceaccount:kube-system:coredns` (groups
-  `system:serviceaccounts`, `system:serviceaccounts:kube-system`) issued by the cluster CA,
-  kept in Secret kube-system/coredns-api-credentials with the CA and the API URL; the
-  container gets them as environment variables (secretKeyRef: the kubelet has no volumes
-  yet). When projected ServiceAccount tokens land, the Deployment switches to them and to
-  KUBERNETES_SERVICE_HOST like any in-cluster client, and the Secret goes away.
-- address: the server's advertise address when pods can route to it; when the server
-  listens on loopback only (isolated namespaces, tests) the server relays its own pod
-  gateway address (<first pod CIDR>.1, the node's side of the pod bridge, added to the
-  serving certificate) to the loopback API, byte for byte (TLS end to end).
+How the DNS pods reach the API: as in-cluster clients, like any pod. They run as
+ServiceAccount kube-system/coredns, so the ServiceAccount admission plugin gives them the
+projected token, ca.crt and namespace files, and the kubelet the KUBERNETES_SERVICE_HOST/PORT
+of the `kubernetes` Service (whose endpoint is the server's advertise address, or, when the
+server listens on loopback only (isolated namespaces, tests), its pod gateway address
+relayed to the loopback API: see cluster/server.py). The Secret that held a client
+certificate before tokens existed (`coredns-api-credentials`) is deleted at start.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import json
 import logging
@@ -37,28 +33,16 @@ from pyk8s.api.resources import lookup
 log = logging.getLogger("pyk8s.addons")
 NAMESPACE = "kube-system"
 DNS_LABELS = {"k8s-app": "kube-dns"}
-DNS_USER = "system:serviceaccount:kube-system:coredns"
-DNS_GROUPS = ["system:serviceaccounts", "system:serviceaccounts:kube-system"]
-CREDENTIALS_SECRET = "coredns-api-credentials"
+OLD_CREDENTIALS_SECRET = "coredns-api-credentials"  # pyk8s before ServiceAccount tokens
 APPLIED_HASH = "pyk8s.io/applied-hash"
 IP_FREEBIND = 15  # linux/in.h: listen on an address the bridge gets only with the first pod
 
 
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
-def dns_objects(*, image: str, dns_ip: str, zone: str, api_url: str, ca_pem: bytes, cert_pem: bytes,
-                key_pem: bytes, replicas: int = 2) -> list[tuple[Any, dict[str, Any]]]:
+def dns_objects(*, image: str, dns_ip: str, zone: str, replicas: int = 2) -> list[tuple[Any, dict[str, Any]]]:
     """(resource, object) pairs of the DNS add-on, in the order they are applied."""
-    def env(name: str, key: str) -> dict[str, Any]:
-        return {"name": name, "valueFrom": {"secretKeyRef": {"name": CREDENTIALS_SECRET, "key": key}}}
-
     container = {
         "name": "coredns", "image": image, "imagePullPolicy": "IfNotPresent",
         "args": ["--zone", zone, "--dns-ip", dns_ip],
-        "env": [env("PYK8S_API_SERVER", "server"), env("PYK8S_API_CA", "ca.crt"),
-                env("PYK8S_API_CERT", "tls.crt"), env("PYK8S_API_KEY", "tls.key")],
         "ports": [{"name": "dns", "containerPort": 53, "protocol": "UDP"},
                   {"name": "dns-tcp", "containerPort": 53, "protocol": "TCP"},
                   {"name": "metrics", "containerPort": 9153, "protocol": "TCP"}],
@@ -95,16 +79,35 @@ def dns_objects(*, image: str, dns_ip: str, zone: str, api_url: str, ca_pem: byt
                            {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53},
                            {"name": "metrics", "port": 9153, "protocol": "TCP", "targetPort": 9153}]},
     }
-    secret = {
-        "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
-        "metadata": {"name": CREDENTIALS_SECRET, "namespace": NAMESPACE, "labels": dict(DNS_LABELS)},
-        "data": {"tls.crt": _b64(cert_pem), "tls.key": _b64(key_pem), "ca.crt": _b64(ca_pem),
-                 "server": _b64(api_url.encode())},
-    }
     account = {"apiVersion": "v1", "kind": "ServiceAccount",
                "metadata": {"name": "coredns", "namespace": NAMESPACE, "labels": dict(DNS_LABELS)}}
-    return [(lookup("", "v1", "serviceaccounts"), account), (lookup("", "v1", "secrets"), secret),
-            (lookup("", "v1", "services"), service), (lookup("apps", "v1", "deployments"), deployment)]
+    objects = [(lookup("", "v1", "serviceaccounts"), account)]
+    cluster_roles = lookup("rbac.authorization.k8s.io", "v1", "clusterroles")
+    if cluster_roles is not None:
+        # What the DNS reads, as k3s's coredns manifest grants it (ClusterRole system:coredns).
+        rbac_meta = {"name": "system:coredns", "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"},
+                     "annotations": {"rbac.authorization.kubernetes.io/autoupdate": "true"}}
+        objects += [
+            (cluster_roles, {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": rbac_meta,
+                             "rules": [{"apiGroups": [""], "resources": ["endpoints", "services", "pods", "namespaces"],
+                                        "verbs": ["list", "watch"]},
+                                       {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"],
+                                        "verbs": ["list", "watch"]}]}),
+            (lookup("rbac.authorization.k8s.io", "v1", "clusterrolebindings"),
+             {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": rbac_meta,
+              "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:coredns"},
+              "subjects": [{"kind": "ServiceAccount", "name": "coredns", "namespace": NAMESPACE}]})]
+    return objects + [(lookup("", "v1", "services"), service), (lookup("apps", "v1", "deployments"), deployment)]
+
+
+async def delete_old_credentials(client) -> None:
+    """The client-certificate Secret the DNS pods used before ServiceAccount tokens."""
+    try:
+        await client.delete(lookup("", "v1", "secrets"), OLD_CREDENTIALS_SECRET, NAMESPACE)
+        log.info("deleted Secret %s/%s (the DNS pods use their ServiceAccount token now)", NAMESPACE,
+                 OLD_CREDENTIALS_SECRET)
+    except errors.NotFound:
+        pass
 
 
 async def apply_objects(client, objects: list[tuple[Any, dict[str, Any]]]) -> None:
@@ -115,12 +118,13 @@ async def apply_objects(client, objects: list[tuple[Any, dict[str, Any]]]) -> No
         desired = json.loads(json.dumps(obj))
         desired["metadata"].setdefault("annotations", {})[APPLIED_HASH] = digest
         meta = desired["metadata"]
+        where = f'{meta["namespace"]}/{meta["name"]}' if "namespace" in meta else meta["name"]
         try:
-            current = await client.get(resource, meta["name"], meta["namespace"])
+            current = await client.get(resource, meta["name"], meta.get("namespace"))
         except errors.NotFound:
             try:
                 await client.create(resource, desired)
-                log.info("created %s %s/%s", resource.kind, meta["namespace"], meta["name"])
+                log.info("created %s %s", resource.kind, where)
             except errors.AlreadyExists:
                 pass
             continue
@@ -131,10 +135,9 @@ async def apply_objects(client, objects: list[tuple[Any, dict[str, Any]]]) -> No
         desired["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
         try:
             await client.update(resource, desired)
-            log.info("updated %s %s/%s", resource.kind, meta["namespace"], meta["name"])
+            log.info("updated %s %s", resource.kind, where)
         except errors.Conflict:
-            log.warning("%s %s/%s changed while applying; next start applies it", resource.kind,
-                        meta["namespace"], meta["name"])
+            log.warning("%s %s changed while applying; next start applies it", resource.kind, where)
 
 
 class LoopbackRelay:

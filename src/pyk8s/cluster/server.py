@@ -119,7 +119,7 @@ async def serve(config: ServerConfig, stop: asyncio.Event) -> None:
         hosts.append(config.bind_address)
     pods_use_relay = ipaddress.ip_address(advertise).is_loopback and not config.disable_agent
     if pods_use_relay:
-        hosts.append(config.pod_gateway_ip())  # how DNS pods reach a loopback-only API (cluster/addons.py)
+        hosts.append(config.pod_gateway_ip())  # how pods reach a loopback-only API (the relay below)
     pki = ensure_pki(config.data_dir / "server" / "tls", hosts)
 
     config.datastore_path.parent.mkdir(parents=True, exist_ok=True)
@@ -180,6 +180,14 @@ async def serve(config: ServerConfig, stop: asyncio.Event) -> None:
                                              address=pod_facing_address, secure_port=config.https_port)
         await keeper.start()
         components.append(keeper)
+        # kube-root-ca.crt in every namespace and legacy token Secrets: they need the CA and
+        # the service-account signing key, which only the control plane holds.
+        from pyk8s.controllers.serviceaccounttokens import LegacyTokenController, RootCACertPublisher
+        for credentials_controller in (
+                RootCACertPublisher(controller_client, ca_pem),
+                LegacyTokenController(controller_client, sign=apiserver.service_account_keys.sign, ca_pem=ca_pem)):
+            await credentials_controller.start()
+            components.append(credentials_controller)
         scheduler = _optional_scheduler(component_client("system:kube-scheduler", []))
         if scheduler is not None:
             await scheduler.start()
@@ -204,7 +212,7 @@ async def serve(config: ServerConfig, stop: asyncio.Event) -> None:
         log.info("agent started: node %s", node_name)
         components.append(agent)
         if not config.disable_controllers:
-            await _start_dns_addon(config, pki, component_client, pod_facing_address)
+            await _start_dns_addon(config, component_client)
 
     write_kubeconfig(config.kubeconfig_path, api_url, pki)
     log.info("kubeconfig written: %s", config.kubeconfig_path)
@@ -223,18 +231,20 @@ async def serve(config: ServerConfig, stop: asyncio.Event) -> None:
         log.info("stopped")
 
 
-async def _start_dns_addon(config: ServerConfig, pki, component_client, api_host: str) -> None:
-    """Apply the cluster DNS add-on (cluster/addons.py): its pods reach the API at `api_host`."""
-    from pyk8s.cluster.addons import DNS_GROUPS, DNS_USER, apply_objects, dns_objects
-    from pyk8s.cluster.pki import issue_client_cert
+async def _start_dns_addon(config: ServerConfig, component_client) -> None:
+    """Apply the cluster DNS add-on (cluster/addons.py): its pods reach the API in-cluster,
+    with their ServiceAccount token, through the `kubernetes` Service."""
+    from pyk8s.cluster.addons import apply_objects, delete_old_credentials, dns_objects
     from pyk8s.kubelet.images.python import dns_image_name
 
-    cert, key = issue_client_cert(pki, DNS_USER, DNS_GROUPS, config.data_dir / "server" / "tls")
     try:
-        await apply_objects(component_client("system:pyk8s:addons", []), dns_objects(
-            image=await asyncio.to_thread(dns_image_name), dns_ip=config.cluster_dns_ip(), zone="cluster.local",
-            api_url=f"https://{_url_host(api_host)}:{config.https_port}", ca_pem=pki.ca_cert.read_bytes(),
-            cert_pem=cert.read_bytes(), key_pem=key.read_bytes()))
+        # Add-on manifests carry RBAC objects (the DNS's ClusterRole and binding): applying
+        # them needs every right they grant, so the applier is an admin, as k3s's deploy
+        # controller is.
+        client = component_client("system:pyk8s:addons", ["system:masters"])
+        await apply_objects(client, dns_objects(
+            image=await asyncio.to_thread(dns_image_name), dns_ip=config.cluster_dns_ip(), zone="cluster.local"))
+        await delete_old_credentials(client)
     except Exception:  # noqa: BLE001 - a cluster without DNS still serves its API
         log.exception("applying the cluster DNS add-on failed")
 

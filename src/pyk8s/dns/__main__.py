@@ -1,8 +1,10 @@
 """`python -m pyk8s.dns`: the cluster DNS process as it runs in its pod (or anywhere).
 
-API access comes from the environment (the `coredns` Deployment fills it from the Secret
-kube-system/coredns-api-credentials): PYK8S_API_SERVER (URL), PYK8S_API_CA,
-PYK8S_API_CERT, PYK8S_API_KEY (PEM texts). Upstream resolvers come from --resolv-conf
+API access is in-cluster, as any pod's (the `coredns` Deployment runs as ServiceAccount
+kube-system/coredns): the `kubernetes` Service from KUBERNETES_SERVICE_HOST/PORT, the
+projected token and CA under /var/run/secrets/kubernetes.io/serviceaccount. Outside a pod,
+PYK8S_API_SERVER (URL), PYK8S_API_CA, PYK8S_API_CERT and PYK8S_API_KEY (PEM texts) give a
+server and a client certificate instead. Upstream resolvers come from --resolv-conf
 (default /etc/resolv.conf: the pod has dnsPolicy Default, so that is the node's).
 """
 
@@ -21,6 +23,8 @@ from pyk8s.dns.server import DNSServer, read_resolv_conf
 
 
 def client_from_environment() -> Client:
+    if "PYK8S_API_SERVER" not in os.environ:
+        return Client.in_cluster(field_manager="coredns")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_verify_locations(cadata=os.environ["PYK8S_API_CA"])

@@ -13,6 +13,7 @@ from pyk8s.kubelet.volumes.base import MountError, ProjectedFilesPlugin, VolumeC
 from pyk8s.kubelet.volumes.configmap import config_map_payload, get_config_map
 from pyk8s.kubelet.volumes.downwardapi import downward_payload
 from pyk8s.kubelet.volumes.secret import get_secret, secret_payload
+from pyk8s.kubelet.volumes.serviceaccounttoken import service_account_token_source
 
 Payload = dict[str, FileProjection]
 SourceFunction = Callable[[VolumeContext, dict[str, Any], dict[str, Any], int], Awaitable[Payload]]
@@ -38,6 +39,7 @@ SOURCES: dict[str, SourceFunction] = {
     "configMap": _config_map_source,
     "secret": _secret_source,
     "downwardAPI": _downward_api_source,
+    "serviceAccountToken": service_account_token_source,
 }
 # The API objects each source kind depends on, for live updates.
 REFERENCES: dict[str, Callable[[dict[str, Any]], set[tuple[str, str]]]] = {
