@@ -80,6 +80,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_dir_flag(encrypt)
     encrypt.add_argument("--datastore", default=_DEFAULTS.datastore, help="sqlite:PATH, as given to the server")
 
+    snapshot = commands.add_parser("etcd-snapshot", help="save or restore a snapshot of the embedded etcd")
+    snapshot.add_argument("action", choices=["save", "restore", "ls"],
+                          help="save: snapshot the running member into <data-dir>/server/db/snapshots/ (prints the "
+                               "path); restore FILE: replace this stopped server's etcd data with FILE as a new "
+                               "one-member cluster (as `pyk8s server --cluster-init --cluster-reset-restore-path FILE`); "
+                               "ls: list the snapshots")
+    snapshot.add_argument("file", nargs="?", default="", help="the snapshot to restore")
+    snapshot.add_argument("--name", default="", help="save: file name prefix (default on-demand)")
+    snapshot.add_argument("--advertise-address", default="", help="restore: this server's address (default: from its "
+                                                                   "etcd certificate's member, else 127.0.0.1)")
+    _add_data_dir_flag(snapshot)
+
     # Listed for --help; `main` hands its arguments to kubectl untouched (see split_kubectl_args).
     commands.add_parser("kubectl", help="run kubectl against the cluster: pyk8s kubectl [--data-dir D] ARGS...",
                         add_help=False)
@@ -126,6 +138,14 @@ def _add_server_flags(parser: argparse.ArgumentParser) -> None:
                         help="pod network across nodes (k3s's flag): vxlan (flannel.1, UDP 8472) or host-gw")
     parser.add_argument("--kube-controller-manager-arg", action="append", default=[], metavar="NAME=VALUE",
                         help="e.g. node-monitor-grace-period=20s (also node-monitor-period, node-cidr-mask-size)")
+    parser.add_argument("--cluster-init", action="store_true",
+                        help="run an embedded etcd member and keep the cluster's state in it (other servers can "
+                             "then join; an existing SQLite state is migrated)")
+    parser.add_argument("--server", dest="join_server", default="", metavar="URL",
+                        help="join the server at URL as another server (embedded etcd member); needs --token")
+    parser.add_argument("--token", default="", help="with --server: the first server's <data-dir>/server-token")
+    parser.add_argument("--cluster-reset-restore-path", default="", metavar="FILE",
+                        help="with --cluster-init: restore this etcd snapshot as a new one-member cluster")
 
 
 def server_config_from_args(args: argparse.Namespace) -> ServerConfig:
@@ -155,6 +175,10 @@ def server_config_from_args(args: argparse.Namespace) -> ServerConfig:
         node_ip=getattr(args, "node_ip", "") or "",
         flannel_backend=getattr(args, "flannel_backend", "vxlan") or "vxlan",
         controller_manager_args=list(getattr(args, "kube_controller_manager_arg", []) or []),
+        cluster_init=getattr(args, "cluster_init", False),
+        join_server=getattr(args, "join_server", "") or "",
+        token=getattr(args, "token", "") or "",
+        cluster_reset_restore_path=getattr(args, "cluster_reset_restore_path", "") or "",
     )
 
 
@@ -197,6 +221,12 @@ def server_argv(config: ServerConfig) -> list[str]:
         argv += ["--resolv-conf", config.resolv_conf]
     if config.secrets_encryption:
         argv.append("--secrets-encryption")
+    if config.cluster_init:
+        argv.append("--cluster-init")
+    if config.join_server:
+        argv += ["--server", config.join_server, "--token", config.token]
+    if config.cluster_reset_restore_path:
+        argv += ["--cluster-reset-restore-path", config.cluster_reset_restore_path]
     if config.node_name:
         argv += ["--node-name", config.node_name]
     if config.node_ip:
@@ -252,7 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     from pyk8s.cli.images_command import run_images
 
     handlers = {"server": run_server_foreground, "agent": run_agent, "images": run_images, "up": up, "down": down,
-                "status": status, "reset": reset, "secrets-encrypt": secrets_encrypt}
+                "status": status, "reset": reset, "secrets-encrypt": secrets_encrypt,
+                "etcd-snapshot": etcd_snapshot}
     return handlers[args.command](args)
 
 
@@ -273,6 +304,34 @@ def run_server_foreground(args: argparse.Namespace) -> int:
         sys.stderr.flush()
         os.execvp(command[0], command)
     run_server(config)
+    return 0
+
+
+def etcd_snapshot(args: argparse.Namespace) -> int:
+    from pyk8s.cluster import embeddedetcd
+
+    data_dir = (args.data_dir or default_data_dir()).absolute()
+    files = embeddedetcd.EtcdFiles(data_dir)
+    try:
+        if args.action == "save":
+            print(embeddedetcd.save_snapshot(data_dir, embeddedetcd.local_client_endpoint(data_dir), args.name))
+        elif args.action == "ls":
+            for path in sorted(files.snapshot_dir.glob("*")) if files.snapshot_dir.exists() else []:
+                print(f"{path}\t{path.stat().st_size}")
+        else:
+            if not args.file:
+                print("pyk8s etcd-snapshot restore FILE", file=sys.stderr)
+                return 2
+            if daemon.running_server(data_dir) is not None:
+                print("stop the server first (pyk8s down)", file=sys.stderr)
+                return 1
+            address = args.advertise_address or embeddedetcd.recorded_advertise_address(data_dir) or "127.0.0.1"
+            moved = embeddedetcd.restore_snapshot(data_dir, Path(args.file), address)
+            print(f"restored {args.file} into {files.etcd_dir} (previous data: {moved}); start the server with "
+                  f"--cluster-init, then join the other servers again")
+    except embeddedetcd.EtcdError as error:
+        print(f"pyk8s etcd-snapshot: error: {error}", file=sys.stderr)
+        return 1
     return 0
 
 

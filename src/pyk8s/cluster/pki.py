@@ -130,6 +130,32 @@ def client_ssl_context(pki: Pki, cert: Path | None = None, key: Path | None = No
     return context
 
 
+def ensure_ca(cert_path: Path, key_path: Path, prefix: str) -> None:
+    """A CA (`<prefix>@<unix time>`, 10 years) at `cert_path`/`key_path`, created when missing
+    or unusable: the etcd CAs (k3s keeps etcd's server and peer CAs apart from the cluster's,
+    so no API client certificate is an etcd credential)."""
+    holder = Pki(ca_cert=Path(cert_path), ca_key=Path(key_path), server_cert=Path(), server_key=Path(),
+                 admin_cert=Path(), admin_key=Path())
+    Path(cert_path).parent.mkdir(parents=True, exist_ok=True)
+    if _load_ca(holder) is None:
+        _create_ca(holder, prefix)
+
+
+def ensure_leaf_cert(ca_cert_path: Path, ca_key_path: Path, cert_path: Path, key_path: Path, *,
+                     common_name: str, server: bool, client: bool, hosts: list[str] = ()) -> None:
+    """A leaf certificate signed by the CA at `ca_cert_path`, for TLS serving and/or client
+    authentication, reused while valid, signed by that CA and covering `hosts`."""
+    ca_cert = x509.load_pem_x509_certificate(Path(ca_cert_path).read_bytes())
+    wanted_sans = _parse_hosts(list(hosts))
+    existing = _load_valid_leaf(Path(cert_path), Path(key_path), ca_cert)
+    if existing is not None and wanted_sans <= _sans_of(existing):
+        return
+    usages = ([ExtendedKeyUsageOID.SERVER_AUTH] if server else []) + ([ExtendedKeyUsageOID.CLIENT_AUTH] if client else [])
+    ca_key = serialization.load_pem_private_key(Path(ca_key_path).read_bytes(), password=None)
+    _issue(ca_cert, ca_key, Path(cert_path), Path(key_path), subject=_name(common_name, []), usage=usages,
+           sans=wanted_sans | (_sans_of(existing) if existing is not None else set()))
+
+
 # --- internals -------------------------------------------------------------------------
 
 def _now() -> datetime.datetime:
@@ -201,10 +227,10 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
                              serialization.NoEncryption())
 
 
-def _create_ca(pki: Pki) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+def _create_ca(pki: Pki, prefix: str = "pyk8s-ca") -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     key = _new_key()
     now = _now()
-    subject = _name(f"pyk8s-ca@{int(time.time())}", [])
+    subject = _name(f"{prefix}@{int(time.time())}", [])
     public_key = key.public_key()
     cert = (
         x509.CertificateBuilder()
@@ -243,7 +269,8 @@ def _issue(ca_cert: x509.Certificate, ca_key, cert_path: Path, key_path: Path, *
         .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
                                      data_encipherment=False, key_agreement=False, key_cert_sign=False,
                                      crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage(list(usage) if isinstance(usage, (list, tuple)) else [usage]),
+                       critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_cert.public_key()), critical=False)
     )

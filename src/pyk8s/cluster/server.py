@@ -46,6 +46,17 @@ class ServerConfig:
     node_ip: str = ""  # the embedded agent's address (default: this host's, see pyk8s.hostnet)
     flannel_backend: str = "vxlan"  # k3s's --flannel-backend: vxlan | host-gw | none
     controller_manager_args: list[str] = field(default_factory=list)  # k3s's --kube-controller-manager-arg
+    # Several servers on embedded etcd (cluster/servercluster.py): k3s's flags.
+    cluster_init: bool = False  # start an embedded etcd cluster (migrating SQLite state)
+    join_server: str = ""  # --server URL of a server to join, with --token (its server-token)
+    token: str = ""
+    cluster_reset_restore_path: str = ""  # restore an etcd snapshot as a new one-member cluster
+
+    @property
+    def server_token_path(self) -> Path:
+        """What another server joins with: `pyk8s server --server URL --token "$(cat it)"`."""
+        return self.data_dir / "server-token"
+
 
     @property
     def pod_log_root(self) -> Path:
@@ -120,16 +131,27 @@ async def serve(config: ServerConfig, stop: asyncio.Event) -> None:
     pods_use_relay = ipaddress.ip_address(advertise).is_loopback and not config.disable_agent
     if pods_use_relay:
         hosts.append(config.pod_gateway_ip())  # how pods reach a loopback-only API (the relay below)
+    from pyk8s.cluster.servercluster import start_embedded_datastore
+    # A joining server fetches the cluster's CA before its certificates are made.
+    etcd_member, etcd_store = await start_embedded_datastore(config, advertise, hosts)
     pki = ensure_pki(config.data_dir / "server" / "tls", hosts)
 
     config.datastore_path.parent.mkdir(parents=True, exist_ok=True)
     from pyk8s.cluster.secretsencryption import wrap_store
     from pyk8s.cluster.datastore import describe, open_datastore
-    store = wrap_store(open_datastore(config), config.data_dir, config.secrets_encryption)
+    store = wrap_store(etcd_store or open_datastore(config), config.data_dir, config.secrets_encryption)
     await store.start()
-    log.info("storage started: %s (revision %d)", describe(store, config), store.revision)
+    log.info("storage started: %s (revision %d)", describe(etcd_store or store, config), store.revision)
 
     apiserver = APIServer(store, pki, config)
+    if etcd_member is not None:
+        from pyk8s.cluster.serverjoin import BOOTSTRAP_PATH, bootstrap_handler, ensure_server_token
+        server_token = ensure_server_token(config.data_dir, pki.ca_cert.read_bytes())
+        apiserver.extra_routes[BOOTSTRAP_PATH] = bootstrap_handler(
+            config.data_dir, lambda: server_token,
+            lambda: [url for member in etcd_member.members() for url in member.client_urls])
+        log.info("server token: %s (join a server: pyk8s server --server https://%s:%d --token \"$(cat %s)\")",
+                 config.server_token_path, _url_host(advertise), config.https_port, config.server_token_path)
     await apiserver.start()
     log.info("apiserver started: https://%s:%d", config.bind_address, config.https_port)
 
@@ -170,13 +192,23 @@ async def serve(config: ServerConfig, stop: asyncio.Event) -> None:
     if not config.disable_controllers:
         controller_client = component_client("system:kube-controller-manager", [])
         from pyk8s.controllers.manager import controller_options
-        manager = ControllerManager(controller_client,
-                                    options=controller_options(config.cluster_cidr, config.controller_manager_args))
+        def new_manager():
+            return ControllerManager(controller_client,
+                                     options=controller_options(config.cluster_cidr, config.controller_manager_args))
+        manager = _leader_elected(etcd_member, controller_client, "kube-controller-manager", new_manager)
         await manager.start()
         components.append(manager)
         # Upstream's API server keeps the `kubernetes` Service; it needs our address and port.
         from pyk8s.controllers.kubernetesservice import KubernetesServiceController
-        keeper = KubernetesServiceController(controller_client, cluster_ip=config.kubernetes_service_ip(),
+        # It runs on every server, with the API server's own identity (it writes the
+        # servers' endpoint leases, as upstream's API server does).
+        apiserver_client = component_client("system:apiserver", ["system:masters"])
+        if etcd_member is not None:
+            from pyk8s.cluster.servercluster import MemberRemover
+            remover = MemberRemover(apiserver_client, etcd_member)
+            await remover.start()
+            components.append(remover)
+        keeper = KubernetesServiceController(apiserver_client, cluster_ip=config.kubernetes_service_ip(),
                                              address=pod_facing_address, secure_port=config.https_port)
         await keeper.start()
         components.append(keeper)
@@ -188,7 +220,9 @@ async def serve(config: ServerConfig, stop: asyncio.Event) -> None:
                 LegacyTokenController(controller_client, sign=apiserver.service_account_keys.sign, ca_pem=ca_pem)):
             await credentials_controller.start()
             components.append(credentials_controller)
-        scheduler = _optional_scheduler(component_client("system:kube-scheduler", []))
+        scheduler_client = component_client("system:kube-scheduler", [])
+        scheduler = _leader_elected(etcd_member, scheduler_client, "kube-scheduler",
+                                    lambda: _optional_scheduler(scheduler_client))
         if scheduler is not None:
             await scheduler.start()
             log.info("scheduler started")
@@ -211,6 +245,10 @@ async def serve(config: ServerConfig, stop: asyncio.Event) -> None:
         await agent.start()
         log.info("agent started: node %s", node_name)
         components.append(agent)
+        if etcd_member is not None:
+            from pyk8s.cluster.servercluster import annotate_node_member
+            await annotate_node_member(component_client("system:apiserver", ["system:masters"]), node_name,
+                                       etcd_member.name)
         if not config.disable_controllers:
             await _start_dns_addon(config, component_client)
 
@@ -228,6 +266,8 @@ async def serve(config: ServerConfig, stop: asyncio.Event) -> None:
             await client.close()
         await apiserver.stop()
         await store.close()
+        if etcd_member is not None:
+            await etcd_member.stop()
         log.info("stopped")
 
 
@@ -247,6 +287,15 @@ async def _start_dns_addon(config: ServerConfig, component_client) -> None:
         await delete_old_credentials(client)
     except Exception:  # noqa: BLE001 - a cluster without DNS still serves its API
         log.exception("applying the cluster DNS add-on failed")
+
+
+def _leader_elected(etcd_member, client, lease_name: str, factory):
+    """On etcd, several servers: the component runs only while this server holds Lease
+    kube-system/<lease_name> (client/leaderelection.py); alone on SQLite, always."""
+    if etcd_member is None:
+        return factory()
+    from pyk8s.client.leaderelection import LeaderElected
+    return LeaderElected(client, lease_name, factory)
 
 
 def _optional_scheduler(client):
