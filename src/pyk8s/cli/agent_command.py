@@ -73,7 +73,18 @@ def run_agent(args: argparse.Namespace) -> int:
     mirrors = dict(item.split("=", 1) for item in args.registry_mirror)
 
     async def main() -> None:
+        # k3s's agent load balancer: every API connection goes through a local proxy that
+        # fails over between the servers (--server may list several, comma-separated) and
+        # follows the live ones (client/loadbalancer.py).
+        balancer = None
+        if args.server:
+            from pyk8s.client.loadbalancer import LoadBalancer, parse_server_urls
+            balancer = LoadBalancer(parse_server_urls(args.server))
+            await balancer.start()
+            args.server = balancer.url
         client, ca_pem = await api_client(args)
+        if balancer is not None:
+            balancer.watch_servers(client)
         client_ca = None
         if ca_pem is not None:
             client_ca = args.data_dir / "kubelet" / "client-ca.crt"
@@ -96,6 +107,8 @@ def run_agent(args: argparse.Namespace) -> int:
         finally:
             await agent.stop(remove_pods=args.remove_pods_on_exit)
             await client.close()
+            if balancer is not None:
+                await balancer.stop()
 
     try:
         asyncio.run(main())
