@@ -79,7 +79,8 @@ class HollowNodes:
                                           "message": "kubelet is posting ready status",
                                           "lastHeartbeatTime": now, "lastTransitionTime": now}],
                           "capacity": resources, "allocatable": resources}
-        await self.client.update(NODES, node, subresource="status")
+        # A patch, as the kubelet writes its status: node IPAM may have set the podCIDR meanwhile.
+        await self.client.patch(NODES, name, {"status": node["status"]}, subresource="status")
         await self.client.create(LEASES, {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
                                           "metadata": {"name": name, "namespace": LEASE_NAMESPACE},
                                           "spec": {"holderIdentity": name, "leaseDurationSeconds": 40,

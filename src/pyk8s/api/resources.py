@@ -112,6 +112,9 @@ RESOURCES: tuple[Resource, ...] = (
     # batch/v1
     Resource("batch", "v1", "jobs", "Job", True, (), _ALL, ("status",)),
     Resource("batch", "v1", "cronjobs", "CronJob", True, ("cj",), _ALL, ("status",)),
+    # certificates.k8s.io/v1
+    Resource("certificates.k8s.io", "v1", "certificatesigningrequests", "CertificateSigningRequest", False, ("csr",),
+             subresources=("approval", "status")),
     # storage.k8s.io/v1
     Resource("storage.k8s.io", "v1", "storageclasses", "StorageClass", False, ("sc",)),
     # discovery.k8s.io/v1
@@ -124,7 +127,7 @@ RESOURCES: tuple[Resource, ...] = (
 
 # Group order as upstream's discovery lists them (kubectl uses it to pick between
 # same-named resources: core events win over events.k8s.io events).
-GROUP_ORDER = ("", "apps", "events.k8s.io", "batch", "storage.k8s.io", "coordination.k8s.io", "discovery.k8s.io")
+GROUP_ORDER = ("", "apps", "events.k8s.io", "batch", "certificates.k8s.io", "storage.k8s.io", "coordination.k8s.io", "discovery.k8s.io")
 
 _BY_PATH = {(r.group, r.version, r.plural): r for r in RESOURCES}
 _BY_KIND = {}

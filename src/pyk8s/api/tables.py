@@ -1026,6 +1026,63 @@ def _lease_cells(lease: dict, now: float) -> list:
     return [_name(lease), _str(_at(lease, "spec", "holderIdentity")), _age(lease, now)]
 
 
+_CSR_COLUMNS = [
+    _name_column(),
+    _age_column(),
+    _column("SignerName", "The signer the request asks for."),
+    _column("Requestor", "The user that made the request."),
+    _column("RequestedDuration", "How long the requested certificate should be valid."),
+    _column("Condition", "Approved, Denied or Pending, then Failed and Issued."),
+]
+
+
+def _csr_cells(csr: dict, now: float) -> list:
+    """upstream's printCertificateSigningRequest."""
+    from pyk8s.api.certificates import status_text
+    spec = _dict(csr.get("spec"))
+    seconds = spec.get("expirationSeconds")
+    requested = human_duration(seconds) if isinstance(seconds, int) else "<none>"
+    return [_name(csr), _age(csr, now), _str(spec.get("signerName")), _str(spec.get("username")), requested,
+            status_text(csr)]
+
+
+_ROLE_COLUMNS = [
+    _name_column(),
+    _column("Created At", "Time at which the object was created.", type_="date"),
+]
+
+_ROLE_BINDING_COLUMNS = [
+    _name_column(),
+    _column("Role", "The role bound: Kind/name."),
+    _age_column(),
+    _column("Users", "Users in the binding.", priority=1),
+    _column("Groups", "Groups in the binding.", priority=1),
+    _column("ServiceAccounts", "ServiceAccounts in the binding.", priority=1),
+]
+
+
+def _role_cells(role: dict, now: float) -> list:
+    """upstream's printRole / printClusterRole: the creation time in RFC 3339."""
+    return [_name(role), _str(_meta(role).get("creationTimestamp"))]
+
+
+def _role_binding_cells(binding: dict, now: float) -> list:
+    """upstream's printRoleBinding / printClusterRoleBinding (rbac.SubjectsStrings)."""
+    ref = _dict(binding.get("roleRef"))
+    users, groups, accounts = [], [], []
+    for subject in _list(binding.get("subjects")):
+        subject = _dict(subject)
+        kind, name = subject.get("kind"), _str(subject.get("name"))
+        if kind == "User":
+            users.append(name)
+        elif kind == "Group":
+            groups.append(name)
+        elif kind == "ServiceAccount":
+            accounts.append(f"{_str(subject.get('namespace'))}/{name}")
+    return [_name(binding), f"{_str(ref.get('kind'))}/{_str(ref.get('name'))}", _age(binding, now),
+            ", ".join(users), ", ".join(groups), ", ".join(accounts)]
+
+
 def _default_cells(obj: dict, now: float) -> list:
     return [_name(obj), _age(obj, now)]
 
@@ -1052,6 +1109,7 @@ _PRINTERS: dict[tuple[str, str], _Printer] = {
     ("apps", "ControllerRevision"): (_CONTROLLER_REVISION_COLUMNS, _controller_revision_cells),
     ("batch", "Job"): (_JOB_COLUMNS, _job_cells),
     ("batch", "CronJob"): (_CRON_JOB_COLUMNS, _cron_job_cells),
+    ("certificates.k8s.io", "CertificateSigningRequest"): (_CSR_COLUMNS, _csr_cells),
     ("storage.k8s.io", "StorageClass"): (_STORAGE_CLASS_COLUMNS, _storage_class_cells),
     ("discovery.k8s.io", "EndpointSlice"): (_ENDPOINT_SLICE_COLUMNS, _endpoint_slice_cells),
     ("coordination.k8s.io", "Lease"): (_LEASE_COLUMNS, _lease_cells),

@@ -28,6 +28,7 @@ _SUBRESOURCES: dict[str, tuple[str, str, str, tuple[str, ...]]] = {
     "token": ("authentication.k8s.io", "v1", "TokenRequest", ("create",)),
     "ephemeralcontainers": ("", "", "", ("get", "patch", "update")),
     "finalize": ("", "", "", ("update",)),
+    "approval": ("", "", "", ("get", "patch", "update")),
 }
 _PROXY_KINDS = {"Pod": "PodProxyOptions", "Node": "NodeProxyOptions", "Service": "ServiceProxyOptions"}
 

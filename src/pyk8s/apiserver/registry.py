@@ -25,7 +25,7 @@ from pyk8s.api.defaults import apply_defaults
 from pyk8s.api.resources import Resource, lookup
 from pyk8s.api.selectors import FieldSelector, LabelSelector, object_field
 from pyk8s.api.validation import validate_create, validate_update
-from pyk8s.apiserver import admission, strategies
+from pyk8s.apiserver import admission, identityadmission, strategies
 from pyk8s.apiserver.serviceallocation import ServiceAllocator
 from pyk8s.storage.interface import (Compacted, KeyExists, KeyNotFound, KeyValue, RevisionMismatch,
                                      RevisionTooNew, Store)
@@ -311,6 +311,7 @@ class Registry:
         strategies.prepare_for_create(resource, obj)
         if resource.kind in admission.KINDS:
             await admission.admit_create(self, resource, obj)
+        await identityadmission.admit_create(self, resource, obj)
         if resource.kind == "Pod" and resource.group == "" and self.service_account_admission:
             from pyk8s.apiserver.serviceaccounts import admit_pod
             await admit_pod(self, obj)
@@ -399,6 +400,8 @@ class Registry:
             obj = strategies.prepare_for_status_update(resource, obj, old)
         elif subresource == "binding":
             pass  # upstream's binding REST writes spec.nodeName and PodScheduled to storage directly
+        elif subresource == "approval":
+            obj = identityadmission.prepare_approval(resource, obj, old)
         else:
             apply_defaults(resource, obj)
             strategies.prepare_for_update(resource, obj, old)
@@ -411,6 +414,7 @@ class Registry:
             if resource.kind in admission.KINDS:
                 await admission.admit_update(self, resource, obj, old)
             validate_update(resource, obj, old)
+        await identityadmission.admit_update(self, resource, subresource, obj, old)
         if field_manager is not None:
             managedfields.update(resource, old, obj, field_manager, subresource=subresource)
         obj["metadata"].pop("resourceVersion", None)
@@ -517,6 +521,7 @@ class Registry:
             if options.precondition_resource_version and options.precondition_resource_version != meta.get("resourceVersion"):
                 raise errors.Conflict.of(resource.group, resource.plural, name,
                                          f"Precondition failed: ResourceVersion in precondition: {options.precondition_resource_version}, ResourceVersion in object meta: {meta.get('resourceVersion')}")
+            await identityadmission.admit_delete(self, resource, obj)
             marked = self._mark_for_deletion(resource, obj, options)
             if marked is None:
                 if options.dry_run:

@@ -63,6 +63,8 @@ class APIServer:
         self._runner: web.AppRunner | None = None
         self._ready = self._serving = False
         self._kubelet_client: nodeproxy.KubeletClient | None = None
+        from pyk8s.apiserver import audit
+        self.auditor = audit.auditor_for(config)  # None unless --audit-log (audit.py)
         from pyk8s.apiserver.authn import RequestAuthenticator
         from pyk8s.apiserver.serviceaccounts import ServiceAccountTokenAuthenticator
         from pyk8s.cluster.serviceaccountkeys import load_service_account_keys
@@ -85,6 +87,8 @@ class APIServer:
         from pyk8s.cluster.pki import server_ssl_context
 
         await bootstrap(self.registry, self.config)
+        from pyk8s.apiserver import nodeauthorizer
+        await nodeauthorizer.install(self)  # the pod -> node graph and the Node authorizer
         loop = asyncio.get_running_loop()
 
         def make_request(message, payload, protocol, writer, task) -> web.BaseRequest:
@@ -108,10 +112,14 @@ class APIServer:
 
     async def stop(self) -> None:
         self._ready = self._serving = False
+        if getattr(self, "node_graph_populator", None) is not None:
+            await self.node_graph_populator.stop()
         if self._kubelet_client is not None:
             await self._kubelet_client.close()
         if self._runner is not None:
             await self._runner.cleanup()
+        if self.auditor is not None:
+            self.auditor.close()
 
     # ------------------------------------------------------------ every request
 
@@ -119,6 +127,12 @@ class APIServer:
         route = self.extra_routes.get(request.path)
         if route is not None:  # e.g. the server bootstrap endpoint: authenticates by itself
             return await route(request)
+        if self.auditor is None:
+            return await self._serve(request)
+        from pyk8s.apiserver.audit import serve_audited
+        return await serve_audited(self.auditor, self._authenticated, self._serve, request)
+
+    async def _serve(self, request: web.BaseRequest) -> web.StreamResponse:
         try:
             if not await self._authenticated(request):
                 raise errors.Unauthorized("Unauthorized")
@@ -272,7 +286,7 @@ class APIServer:
             return await self._pod_log(request, target)
         if target.subresource in ("exec", "attach", "portforward") and target.resource.plural == "pods":
             return await streaming.pod_stream(self, request, target)
-        if target.subresource not in ("", "status", "finalize"):
+        if target.subresource not in ("", "status", "finalize", "approval"):
             raise errors.NotFound("the server could not find the requested resource")
         if method == "GET":
             if legacy_watch:
@@ -571,6 +585,9 @@ class APIServer:
                                                            "Cache-Control": "no-cache, private"})
         response.enable_chunked_encoding()
         await response.prepare(request)
+        if self.auditor is not None:
+            from pyk8s.apiserver.audit import response_started
+            response_started(request)
         first = True
         events = watch_events(self.registry, target.resource, target.namespace, list_options, options)
         try:

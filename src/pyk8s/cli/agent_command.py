@@ -5,7 +5,9 @@ Hook into cli/main.py with `add_agent_parser(commands)` in build_parser() and di
 same command without the main CLI (tests use it).
 
 The agent reaches the API with a kubeconfig (`--kubeconfig`) or joins with the server's node
-token (`--server URL --token K10<CA hash>::<id>.<secret>`, see client/nodetoken.py). Either
+token (`--server URL --token K10<CA hash>::<id>.<secret>`, see client/nodetoken.py), which
+it exchanges for its own client certificate through a CertificateSigningRequest
+(client/certbootstrap.py), kept in <data-dir>/kubelet/pki and reused on restart. Either
 way the kubelet endpoint then accepts only clients with a certificate of that cluster CA
 (the API server proxying logs, exec and port-forward).
 """
@@ -110,9 +112,10 @@ def run_agent(args: argparse.Namespace) -> int:
             if balancer is not None:
                 await balancer.stop()
 
+    from pyk8s.client.certbootstrap import CertificateBootstrapError
     try:
         asyncio.run(main())
-    except NodeTokenError as error:
+    except (NodeTokenError, CertificateBootstrapError) as error:
         print(f"pyk8s agent: error: {error}", file=sys.stderr)
         return 1
     return 0
@@ -125,9 +128,16 @@ async def api_client(args: argparse.Namespace):
     from pyk8s.client.nodetoken import discover_cluster_ca, parse_node_token
 
     if args.kubeconfig is None:
+        from pyk8s.client.certbootstrap import client_ssl_context, ensure_node_certificate
+        import socket
+
         token = parse_node_token(args.token)
         ca_pem = await discover_cluster_ca(args.server, token)
-        return Client.from_token(args.server, token.credential, ca_pem, field_manager="kubelet"), ca_pem
+        # The token only buys the node its own certificate (system:node:<name>) through a
+        # CertificateSigningRequest; every later request uses the certificate.
+        cert_file = await ensure_node_certificate(args.server, ca_pem, (args.node_name or socket.gethostname()).lower(),
+                                                  args.data_dir / "kubelet" / "pki", token.credential)
+        return Client(args.server, client_ssl_context(ca_pem, cert_file), field_manager="kubelet"), ca_pem
     client = Client.from_kubeconfig(args.kubeconfig, field_manager="kubelet")
     if args.server:
         client.server = args.server.rstrip("/")

@@ -132,6 +132,14 @@ def _add_server_flags(parser: argparse.ArgumentParser) -> None:
                              "(default /etc/resolv.conf; none in a namespace without a default route)")
     parser.add_argument("--secrets-encryption", action="store_true",
                         help="encrypt Secrets at rest (AES-CBC, key in <data-dir>/server/cred, mode 0600)")
+    parser.add_argument("--audit-log", default="", metavar="PATH",
+                        help="write audit events (audit.k8s.io/v1, JSON lines) to PATH")
+    parser.add_argument("--audit-policy-file", default="", metavar="FILE",
+                        help="audit Policy (default: every request at Metadata level)")
+    parser.add_argument("--audit-log-maxsize", type=int, default=0, metavar="MB",
+                        help="rotate the audit log before it passes MB megabytes (0: never)")
+    parser.add_argument("--audit-log-maxbackup", type=int, default=0, metavar="N",
+                        help="rotated audit logs to keep (0: all)")
     parser.add_argument("--node-name", default="", help="the embedded agent's node name (default: the hostname)")
     parser.add_argument("--node-ip", default="", help="the embedded agent's address (default: this host's)")
     parser.add_argument("--flannel-backend", default="vxlan", choices=["vxlan", "host-gw", "none"],
@@ -171,6 +179,10 @@ def server_config_from_args(args: argparse.Namespace) -> ServerConfig:
         registry_mirrors=parse_registry_mirrors(getattr(args, "registry_mirror", [])),
         resolv_conf=getattr(args, "resolv_conf", "") or "",
         secrets_encryption=getattr(args, "secrets_encryption", False),
+        audit_log=getattr(args, "audit_log", "") or "",
+        audit_policy_file=getattr(args, "audit_policy_file", "") or "",
+        audit_log_maxsize=getattr(args, "audit_log_maxsize", 0) or 0,
+        audit_log_maxbackup=getattr(args, "audit_log_maxbackup", 0) or 0,
         node_name=getattr(args, "node_name", "") or "",
         node_ip=getattr(args, "node_ip", "") or "",
         flannel_backend=getattr(args, "flannel_backend", "vxlan") or "vxlan",
@@ -221,6 +233,11 @@ def server_argv(config: ServerConfig) -> list[str]:
         argv += ["--resolv-conf", config.resolv_conf]
     if config.secrets_encryption:
         argv.append("--secrets-encryption")
+    if config.audit_log:
+        argv += ["--audit-log", config.audit_log, "--audit-log-maxsize", str(config.audit_log_maxsize),
+                 "--audit-log-maxbackup", str(config.audit_log_maxbackup)]
+        if config.audit_policy_file:
+            argv += ["--audit-policy-file", config.audit_policy_file]
     if config.cluster_init:
         argv.append("--cluster-init")
     if config.join_server:

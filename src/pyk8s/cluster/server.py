@@ -42,6 +42,10 @@ class ServerConfig:
     registry_mirrors: dict[str, str] = field(default_factory=dict)  # registry host -> mirror URL
     resolv_conf: str = ""  # k3s's --resolv-conf: upstream resolvers of pods and cluster DNS
     secrets_encryption: bool = False  # k3s's flag: Secrets encrypted at rest (cluster/secretsencryption.py)
+    audit_log: str = ""  # upstream's --audit-log-path (apiserver/audit.py); "" = no auditing
+    audit_policy_file: str = ""  # "" = every request at Metadata level
+    audit_log_maxsize: int = 0  # MB before rotation; 0 = never
+    audit_log_maxbackup: int = 0  # rotated files kept; 0 = all
     node_name: str = ""  # the embedded agent's node (default: the hostname)
     node_ip: str = ""  # the embedded agent's address (default: this host's, see pyk8s.hostnet)
     flannel_backend: str = "vxlan"  # k3s's --flannel-backend: vxlan | host-gw | none
@@ -212,6 +216,13 @@ async def serve(config: ServerConfig, stop: asyncio.Event) -> None:
                                              address=pod_facing_address, secure_port=config.https_port)
         await keeper.start()
         components.append(keeper)
+        # Node client certificates: CSRs approved for bootstrap tokens and renewing nodes,
+        # signed with the cluster CA (controllers/certificates.py).
+        from pyk8s.controllers.certificates import CSRApprovingController, CSRSigningController
+        for csr_controller in (CSRApprovingController(controller_client),
+                               CSRSigningController(controller_client, ca_pem, pki.ca_key.read_bytes())):
+            await csr_controller.start()
+            components.append(csr_controller)
         # kube-root-ca.crt in every namespace and legacy token Secrets: they need the CA and
         # the service-account signing key, which only the control plane holds.
         from pyk8s.controllers.serviceaccounttokens import LegacyTokenController, RootCACertPublisher
@@ -240,11 +251,13 @@ async def serve(config: ServerConfig, stop: asyncio.Event) -> None:
                       # without the controller manager no node IPAM hands out pod CIDRs
                       pod_cidr=first_pod_cidr(config.cluster_cidr) if config.disable_controllers else "", log_root=config.pod_log_root,
                       cluster_cidr=config.cluster_cidr, client_ca=pki.ca_cert, registry_mirrors=config.registry_mirrors,
-                      node_labels={"node-role.kubernetes.io/control-plane": "true"},
                       cluster_dns=config.cluster_dns_ip(), resolv_conf=config.resolv_conf)
         await agent.start()
         log.info("agent started: node %s", node_name)
         components.append(agent)
+        # NodeRestriction keeps a kubelet from setting node-role labels on itself: the
+        # control plane marks its own node, as kubeadm does with its admin credentials.
+        await _label_control_plane_node(Client(api_url, client_ssl_context(pki)), node_name)
         if etcd_member is not None:
             from pyk8s.cluster.servercluster import annotate_node_member
             await annotate_node_member(component_client("system:apiserver", ["system:masters"]), node_name,
@@ -287,6 +300,27 @@ async def _start_dns_addon(config: ServerConfig, component_client) -> None:
         await delete_old_credentials(client)
     except Exception:  # noqa: BLE001 - a cluster without DNS still serves its API
         log.exception("applying the cluster DNS add-on failed")
+
+
+def _leader_elected(etcd_member, client, lease_name: str, factory):
+    """On etcd, several servers: the component runs only while this server holds Lease
+    kube-system/<lease_name> (client/leaderelection.py); alone on SQLite, always."""
+    if etcd_member is None:
+        return factory()
+    from pyk8s.client.leaderelection import LeaderElected
+    return LeaderElected(client, lease_name, factory)
+
+
+async def _label_control_plane_node(client, node_name: str) -> None:
+    from pyk8s.api.resources import lookup
+
+    try:
+        await client.patch(lookup("", "v1", "nodes"), node_name,
+                           {"metadata": {"labels": {"node-role.kubernetes.io/control-plane": "true"}}})
+    except Exception:  # noqa: BLE001 - a missing role label is cosmetic
+        log.exception("labelling node %s as control plane failed", node_name)
+    finally:
+        await client.close()
 
 
 def _leader_elected(etcd_member, client, lease_name: str, factory):

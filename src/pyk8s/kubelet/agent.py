@@ -27,7 +27,7 @@ from pyk8s.kubelet.cri.messages import CONTAINER_RUNNING
 from pyk8s.kubelet.images import build_images
 from pyk8s.kubelet.logs import KubeletServer
 from pyk8s.flannel import FlannelNetwork
-from pyk8s.kubelet.node import NODES, NodeStatusManager, default_node_ip
+from pyk8s.kubelet.node import NODES, NodeStatusManager, default_node_ip, first_pod_cidr
 from pyk8s.kubelet.pods import CONTAINER_NAME, POD_UID, PodManager
 from pyk8s.kubelet.probes import Prober
 from pyk8s.provisioner import LocalPathProvisioner
@@ -42,7 +42,7 @@ class Agent:
                  cluster_domain: str = "cluster.local", log_root: Path | None = None, kubelet_port: int = 10250,
                  registry_mirrors: dict[str, str] | None = None, client_ca: Path | None = None,
                  node_labels: dict[str, str] | None = None, resolv_conf: str = "",
-                 flannel_backend: str = "vxlan", pod_cidr_timeout: float = 120.0):
+                 flannel_backend: str = "vxlan", pod_cidr_timeout: float = 5.0):
         self.client = client
         self.node_name = (node_name or socket.gethostname()).lower()
         self.node_ip = node_ip
@@ -71,18 +71,19 @@ class Agent:
         self._runtime_version = ""
 
     async def _wait_for_pod_cidr(self, node: dict[str, Any]) -> str:
-        """The podCIDR the node IPAM controller writes on our Node (--pod-cidr overrides)."""
+        """The podCIDR the node IPAM controller writes on our Node (--pod-cidr overrides).
+        A control plane without the controller manager never writes one: after
+        `pod_cidr_timeout` seconds the node takes the first /24 of the cluster CIDR, as a
+        lone node did before node IPAM (the controller, if it comes, keeps that one)."""
         loop = asyncio.get_running_loop()
-        deadline = next_log = loop.time()
-        deadline += self.pod_cidr_timeout
+        deadline = loop.time() + self.pod_cidr_timeout
         while not (node.get("spec") or {}).get("podCIDR"):
-            if loop.time() >= next_log:
-                log.info("waiting for node %s to get a podCIDR from the control plane (node IPAM)", self.node_name)
-                next_log = loop.time() + 10
             if loop.time() >= deadline:
-                raise TimeoutError(f"node {self.node_name} got no podCIDR within {self.pod_cidr_timeout:g}s: "
-                                   f"is the controller manager running? (or give --pod-cidr)")
-            await asyncio.sleep(0.2)
+                fallback = first_pod_cidr(self.cluster_cidr)
+                log.warning("node %s got no podCIDR from the control plane within %gs (no node IPAM?): using %s",
+                            self.node_name, self.pod_cidr_timeout, fallback)
+                return fallback
+            await asyncio.sleep(0.1)
             node = await self.client.get(NODES, self.node_name)
         return node["spec"]["podCIDR"]
 
@@ -96,6 +97,7 @@ class Agent:
                                       labels=self.node_labels)
         self.pod_cidr = await self._wait_for_pod_cidr(await self.node.ensure_node())
         self.node.pod_cidr = self.pod_cidr
+        await self.node.ensure_node()  # writes a fallback podCIDR on the Node
         for stale in cni.remove_stale_bridges(self.data_dir):
             log.info("removed stale pod bridge %s", stale)
         self.network = FlannelNetwork(self.client, node_name=self.node_name, node_ip=self.node_ip,

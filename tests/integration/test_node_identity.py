@@ -1,0 +1,378 @@
+"""Node identities against a real `pyk8s server` (control plane, no agent): the CSR flow
+with kubectl, what a node certificate may read (Node authorizer), what it may change
+(NodeRestriction), and the audit log of a server started with --audit-log and a policy.
+
+Node certificates are issued with the cluster CA directly (cluster/pki.py), for Node
+objects and pods this test creates and binds itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import ssl
+import urllib.error
+import urllib.request
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from pyk8s.api import errors
+from pyk8s.api.resources import lookup
+from pyk8s.client import Client
+from pyk8s.cluster.localcluster import LocalServer
+from pyk8s.cluster.pki import client_ssl_context, ensure_pki, issue_client_cert
+
+from conftest import Kubectl, eventually
+
+NODES = lookup("", "v1", "nodes")
+PODS = lookup("", "v1", "pods")
+SECRETS = lookup("", "v1", "secrets")
+LEASES = lookup("coordination.k8s.io", "v1", "leases")
+CSRS = lookup("certificates.k8s.io", "v1", "certificatesigningrequests")
+
+
+def admin_user() -> str:
+    from pyk8s.cluster.pki import ADMIN_USER
+    return ADMIN_USER
+
+
+ADMIN = admin_user()
+
+AUDIT_POLICY = """\
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+- level: RequestResponse
+  resources: [{group: "", resources: ["configmaps"]}]
+  namespaces: ["audited"]
+- level: None
+  resources: [{group: "", resources: ["events"]}]
+- level: Metadata
+"""
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("node-identity")
+    policy = data_dir / "audit-policy.yaml"
+    policy.write_text(AUDIT_POLICY)
+    local = LocalServer(data_dir / "server", extra_args=[
+        "--disable-agent", "--audit-log", str(data_dir / "audit" / "audit.log"),
+        "--audit-policy-file", str(policy)])
+    local.audit_log = data_dir / "audit" / "audit.log"
+    local.start()
+    yield local
+    local.stop()
+
+
+@pytest.fixture
+def kubectl(server, tmp_path):
+    return Kubectl(server, tmp_path / "kube-cache")
+
+
+def pki_of(server):
+    return ensure_pki(server.data_dir / "server" / "tls", [])
+
+
+def node_client(server, node: str, tmp_path) -> Client:
+    pki = pki_of(server)
+    cert, key = issue_client_cert(pki, f"system:node:{node}", ["system:nodes"], tmp_path / f"certs-{node}")
+    return Client(server.url, client_ssl_context(pki, cert, key), field_manager="kubelet")
+
+
+def run(server, scenario):
+    async def main():
+        async with Client.from_kubeconfig(server.kubeconfig) as admin:
+            await scenario(admin)
+    asyncio.run(main())
+
+
+def csr_request(common_name: str, organizations: list[str]) -> str:
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([*(x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in organizations),
+                         x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    pem = x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, hashes.SHA256()) \
+        .public_bytes(serialization.Encoding.PEM)
+    return base64.b64encode(pem).decode()
+
+
+async def make_node(admin, name: str) -> None:
+    try:
+        await admin.create(NODES, {"apiVersion": "v1", "kind": "Node", "metadata": {
+            "name": name, "labels": {"kubernetes.io/hostname": name}}})
+    except errors.AlreadyExists:
+        pass
+
+
+async def make_bound_pod(admin, name: str, node: str, secret: str) -> None:
+    await admin.create(SECRETS, {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": secret, "namespace": "default"},
+                                 "stringData": {"password": "s3cret"}})
+    await admin.create(PODS, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"},
+                              "spec": {"nodeName": node, "containers": [{
+                                  "name": "main", "image": "pyk8s/busybox:1.35",
+                                  "env": [{"name": "PASSWORD", "valueFrom": {"secretKeyRef": {"name": secret, "key": "password"}}}]}]}})
+
+
+# --------------------------------------------------------------------------- CSRs
+
+def test_csr_is_listed_approved_by_kubectl_and_signed(server, kubectl):
+    body = {"apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
+            "metadata": {"name": "alice"},
+            "spec": {"request": csr_request("alice", ["developers"]), "signerName": "kubernetes.io/kube-apiserver-client",
+                     "expirationSeconds": 86400, "usages": ["digital signature", "client auth"],
+                     "username": "someone-else", "groups": ["system:masters"]}}
+    kubectl("create", "-f", "-", input=json.dumps(body))
+    created = json.loads(kubectl("get", "csr", "alice", "-o", "json"))
+    assert created["spec"]["username"] == ADMIN  # the requestor, not what the body claimed
+    assert "system:masters" in created["spec"]["groups"]
+    header, row = kubectl("get", "csr", "alice").splitlines()
+    assert header.split() == ["NAME", "AGE", "SIGNERNAME", "REQUESTOR", "REQUESTEDDURATION", "CONDITION"]
+    assert row.split()[2:] == ["kubernetes.io/kube-apiserver-client", ADMIN, "24h", "Pending"]
+
+    assert kubectl("certificate", "approve", "alice").strip() == \
+        "certificatesigningrequest.certificates.k8s.io/alice approved"
+    issued = eventually(lambda: (lambda c: c if c.get("status", {}).get("certificate") else None)(
+        json.loads(kubectl("get", "csr", "alice", "-o", "json"))))
+    certificate = x509.load_pem_x509_certificate(base64.b64decode(issued["status"]["certificate"]))
+    assert certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "alice"
+    ca = x509.load_pem_x509_certificate((server.data_dir / "server" / "tls" / "ca.crt").read_bytes())
+    certificate.verify_directly_issued_by(ca)
+    assert kubectl("get", "csr", "alice").splitlines()[1].split()[-1] == "Approved,Issued"
+    condition = issued["status"]["conditions"][0]
+    assert (condition["type"], condition["reason"]) == ("Approved", "KubectlApprove")
+
+
+def test_denied_csr_is_not_signed_and_cannot_then_be_approved(server, kubectl):
+    body = {"apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
+            "metadata": {"name": "mallory"},
+            "spec": {"request": csr_request("mallory", []), "signerName": "kubernetes.io/kube-apiserver-client",
+                     "usages": ["client auth"]}}
+    kubectl("create", "-f", "-", input=json.dumps(body))
+    kubectl("certificate", "deny", "mallory")
+    row = kubectl("get", "csr", "mallory").splitlines()[1].split()
+    assert row[-2:] == ["<none>", "Denied"]
+    approved = kubectl.run("certificate", "approve", "mallory", check=False)
+    assert 'certificate signing request "mallory" is already Denied' in approved.stderr
+
+    async def approve_anyway(admin):
+        csr = await admin.get(CSRS, "mallory")
+        csr["status"]["conditions"].append({"type": "Approved", "status": "True", "reason": "Insist"})
+        with pytest.raises(errors.Invalid) as refused:
+            await admin.update(CSRS, csr, subresource="approval")
+        assert "Approved and Denied conditions are mutually exclusive" in str(refused.value)
+    run(server, approve_anyway)
+
+
+def test_node_client_csr_from_a_bootstrap_token_is_auto_approved_and_issued(server):
+    token = (server.data_dir / "node-token").read_text().strip().split("::", 1)[1]
+    ca_pem = (server.data_dir / "server" / "tls" / "ca.crt").read_bytes()
+
+    async def scenario(admin):
+        async with Client.from_token(server.url, token, ca_pem) as joining:
+            created = await joining.create(CSRS, {
+                "apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
+                "metadata": {"generateName": "csr-"},
+                "spec": {"request": csr_request("system:node:csr-node", ["system:nodes"]),
+                         "signerName": "kubernetes.io/kube-apiserver-client-kubelet",
+                         "usages": ["digital signature", "client auth"]}})
+            assert created["spec"]["username"].startswith("system:bootstrap:")
+            name = created["metadata"]["name"]
+
+            async def issued():
+                csr = await joining.get(CSRS, name)
+                return csr if csr.get("status", {}).get("certificate") else None
+            from conftest import eventually_async
+            csr = await eventually_async(issued, timeout=20)
+            assert csr["status"]["conditions"][0]["reason"] == "AutoApproved"
+    run(server, scenario)
+
+
+def test_csr_for_another_signer_or_identity_stays_pending(server, kubectl):
+    """A kubelet CSR asking for system:masters is no node client request: left Pending."""
+    token = (server.data_dir / "node-token").read_text().strip().split("::", 1)[1]
+    ca_pem = (server.data_dir / "server" / "tls" / "ca.crt").read_bytes()
+
+    async def scenario(admin):
+        async with Client.from_token(server.url, token, ca_pem) as joining:
+            await joining.create(CSRS, {
+                "apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
+                "metadata": {"name": "sneaky"},
+                "spec": {"request": csr_request("system:node:x", ["system:masters"]),
+                         "signerName": "kubernetes.io/kube-apiserver-client-kubelet",
+                         "usages": ["digital signature", "client auth"]}})
+    run(server, scenario)
+    # The approver has seen it (a later CSR was approved) but left it alone.
+    eventually(lambda: "Approved" in kubectl("get", "csr"))
+    assert kubectl("get", "csr", "sneaky").splitlines()[1].split()[-1] == "Pending"
+
+
+def test_invalid_csr_is_rejected(server, kubectl):
+    body = {"apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
+            "metadata": {"name": "broken"},
+            "spec": {"request": base64.b64encode(b"not a pem").decode(), "signerName": "kubernetes.io/kube-apiserver-client",
+                     "usages": ["client auth"], "expirationSeconds": 60}}
+    result = kubectl.run("create", "-f", "-", input=json.dumps(body), check=False)
+    assert result.returncode != 0
+    assert "PEM block type must be CERTIFICATE REQUEST" in result.stderr
+    assert "may not specify a duration less than 600 seconds (10 minutes)" in result.stderr
+
+
+# --------------------------------------------------------------------------- Node authorizer
+
+def test_node_reads_only_the_secrets_of_its_own_pods(server, tmp_path):
+    async def scenario(admin):
+        await make_node(admin, "n1")
+        await make_node(admin, "n2")
+        await make_bound_pod(admin, "on-n1", "n1", "n1-secret")
+        await make_bound_pod(admin, "on-n2", "n2", "n2-secret")
+        async with node_client(server, "n1", tmp_path) as n1, node_client(server, "n2", tmp_path) as n2:
+            async def n1_reads_its_secret():
+                try:
+                    return await n1.get(SECRETS, "n1-secret", "default")
+                except errors.Forbidden:
+                    return None
+            from conftest import eventually_async
+            await eventually_async(n1_reads_its_secret, timeout=10)  # once the graph has the pod
+            with pytest.raises(errors.Forbidden) as refused:
+                await n2.get(SECRETS, "n1-secret", "default")
+            assert str(refused.value) == (
+                'secrets "n1-secret" is forbidden: User "system:node:n2" cannot get resource "secrets" in API group "" '
+                "in the namespace \"default\": no relationship found between node 'n2' and this object")
+            assert (await n2.get(SECRETS, "n2-secret", "default"))["metadata"]["name"] == "n2-secret"
+            # Pods, nodes and services stay readable to every node, as upstream.
+            assert (await n2.get(PODS, "on-n1", "default"))["spec"]["nodeName"] == "n1"
+            assert (await n2.get(NODES, "n1"))["metadata"]["name"] == "n1"
+            # A pod deleted from the node takes the relationship with it.
+            await admin.delete(PODS, "on-n1", "default", grace_period_seconds=0)
+
+            async def n1_refused():
+                try:
+                    await n1.get(SECRETS, "n1-secret", "default")
+                    return False
+                except errors.Forbidden:
+                    return True
+            await eventually_async(n1_refused, timeout=10)
+        await admin.delete(PODS, "on-n2", "default", grace_period_seconds=0)
+    run(server, scenario)
+
+
+# --------------------------------------------------------------------------- NodeRestriction
+
+def test_node_restriction_limits_a_node_to_itself_and_its_pods(server, tmp_path):
+    async def scenario(admin):
+        await make_node(admin, "r1")
+        await make_node(admin, "r2")
+        await make_bound_pod(admin, "pod-r1", "r1", "r1-secret")
+        async with node_client(server, "r1", tmp_path) as r1, node_client(server, "r2", tmp_path) as r2:
+            with pytest.raises(errors.Forbidden) as other_node:
+                await r2.patch(NODES, "r1", {"metadata": {"labels": {"x": "y"}}})
+            assert str(other_node.value) == 'nodes "r1" is forbidden: node "r2" is not allowed to modify node "r1"'
+
+            with pytest.raises(errors.Forbidden) as label:
+                await r2.patch(NODES, "r2", {"metadata": {"labels": {"node-restriction.kubernetes.io/trusted": "yes"}}})
+            assert str(label.value) == ('nodes "r2" is forbidden: is not allowed to modify labels: '
+                                        'node-restriction.kubernetes.io/trusted')
+            with pytest.raises(errors.Forbidden):
+                await r2.patch(NODES, "r2", {"metadata": {"labels": {"node-role.kubernetes.io/control-plane": "true"}}})
+            # Its own labels in the kubelet's set, and its status, are fine.
+            await r2.patch(NODES, "r2", {"metadata": {"labels": {"node.kubernetes.io/instance-type": "small"}}})
+            await r2.patch(NODES, "r2", {"status": {"capacity": {"pods": "10"}}}, subresource="status")
+
+            with pytest.raises(errors.Forbidden) as status:
+                await r2.patch(PODS, "pod-r1", {"status": {"phase": "Running"}}, namespace="default", subresource="status")
+            assert str(status.value) == ('pods "pod-r1" is forbidden: node "r2" can only update pod status for pods '
+                                         'with spec.nodeName set to itself')
+            await r1.patch(PODS, "pod-r1", {"status": {"phase": "Running"}}, namespace="default", subresource="status")
+
+            with pytest.raises(errors.Forbidden) as delete:
+                await r2.delete(PODS, "pod-r1", "default")
+            assert str(delete.value) == ('pods "pod-r1" is forbidden: node "r2" can only delete pods with '
+                                         'spec.nodeName set to itself')
+            with pytest.raises(errors.Forbidden) as create:
+                await r1.create(PODS, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "sneaky", "namespace": "default"},
+                                       "spec": {"nodeName": "r1", "containers": [{"name": "c", "image": "x"}]}})
+            assert 'can only create mirror pods' in str(create.value)
+
+            lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                     "metadata": {"name": "r1", "namespace": "kube-node-lease"}, "spec": {"holderIdentity": "r1"}}
+            with pytest.raises(errors.Forbidden) as lease_refused:
+                await r2.create(LEASES, lease)
+            assert 'can only access node lease with the same name as the requesting node' in str(lease_refused.value)
+            await r1.create(LEASES, lease)
+            await r1.delete(PODS, "pod-r1", "default", grace_period_seconds=0)
+    run(server, scenario)
+
+
+# --------------------------------------------------------------------------- credentials
+
+def test_certificates_from_another_ca_or_malformed_tokens_are_refused_not_500(server, tmp_path):
+    foreign = ensure_pki(tmp_path / "foreign", [])
+    context = ssl.create_default_context(cafile=str(pki_of(server).ca_cert))
+    context.load_cert_chain(str(foreign.admin_cert), str(foreign.admin_key))
+    try:
+        with urllib.request.urlopen(urllib.request.Request(server.url + "/api/v1/namespaces"), context=context, timeout=10):
+            code = 200
+    except urllib.error.HTTPError as error:
+        code = error.code
+    except (ssl.SSLError, urllib.error.URLError, ConnectionError):
+        code = "refused in the TLS handshake"
+    assert code in (401, "refused in the TLS handshake")
+    plain = ssl.create_default_context(cafile=str(pki_of(server).ca_cert))
+    for token in ("", "garbage", "a.b.c", "abcdef.0123456789abcdef", "eyJhbGciOiJub25lIn0.e30."):
+        request = urllib.request.Request(server.url + "/api/v1/namespaces", headers={"Authorization": f"Bearer {token}"})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, context=plain, timeout=10)
+        assert refused.value.code == 401
+
+
+# --------------------------------------------------------------------------- audit
+
+def audit_events(server) -> list[dict]:
+    return [json.loads(line) for line in server.audit_log.read_text().splitlines() if line.strip()]
+
+
+def test_audit_log_records_creates_at_the_policy_level(server, kubectl):
+    kubectl("create", "namespace", "audited")
+    kubectl("create", "configmap", "recorded", "-n", "audited", "--from-literal=k=v")
+    kubectl("create", "configmap", "metadata-only", "--from-literal=k=v")
+
+    def create_event(name):
+        for event in audit_events(server):
+            if event.get("verb") == "create" and event.get("objectRef", {}).get("name") == name \
+                    and event["stage"] == "ResponseComplete":
+                return event
+            if event.get("verb") == "create" and event.get("objectRef", {}).get("resource") == "configmaps" \
+                    and event["stage"] == "ResponseComplete" and event.get("responseObject", {}).get("metadata", {}).get("name") == name:
+                return event
+        return None
+    recorded = eventually(lambda: create_event("recorded"))
+    assert recorded["apiVersion"] == "audit.k8s.io/v1" and recorded["kind"] == "Event"
+    assert recorded["level"] == "RequestResponse"
+    assert recorded["user"]["username"] == ADMIN
+    assert recorded["objectRef"] == {"resource": "configmaps", "namespace": "audited", "apiVersion": "v1"}
+    assert recorded["responseStatus"]["code"] == 201
+    assert recorded["requestObject"]["data"] == {"k": "v"}
+    assert recorded["responseObject"]["metadata"]["name"] == "recorded"
+    assert recorded["annotations"]["authorization.k8s.io/decision"] == "allow"
+    assert recorded["sourceIPs"] == ["127.0.0.1"] and recorded["userAgent"].startswith("kubectl")
+
+    def metadata_event():
+        for event in audit_events(server):
+            if event.get("verb") == "create" and event.get("objectRef", {}).get("namespace") == "default" \
+                    and event.get("objectRef", {}).get("resource") == "configmaps":
+                return event
+        return None
+    plain = eventually(metadata_event)
+    assert plain["level"] == "Metadata"
+    assert "requestObject" not in plain and "responseObject" not in plain
+    events = audit_events(server)
+    assert not any(event["stage"] == "RequestReceived" for event in events)  # omitted by the policy
+    assert not any(event.get("objectRef", {}).get("resource") == "events" and "apiGroup" not in event["objectRef"]
+                   for event in events)  # level None for core events
+    kubectl("delete", "namespace", "audited", "--wait=false")
