@@ -7,6 +7,8 @@ pyk8s figure is printed next to the floor measured in the same run. See bench/RE
 
     .venv/bin/python bench/api.py            # default, about 2-3 minutes
     .venv/bin/python bench/api.py --quick    # smaller counts, under a minute
+    .venv/bin/python bench/api.py --datastore etcd   # the same API on etcd beside SQLite, and
+                                                     # raw etcd txn-creates/s with the store's client
 
 The whole run happens inside its own network namespace (only loopback), created before
 anything else starts; the servers are child processes and are stopped on every exit path.
@@ -507,6 +509,159 @@ async def raw_store_creates(count: int, directory: Path) -> float:
         await store.close()
 
 
+def start_etcd(directory: Path) -> tuple[subprocess.Popen, str]:
+    """One etcd member (Debian's etcd-server) on free loopback ports of the bench's private
+    namespace, data under `directory` (the same disk as the SQLite file). Returns (process,
+    the --datastore value)."""
+    import socket
+
+    def free_port() -> int:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            return probe.getsockname()[1]
+
+    client, peer = free_port(), free_port()
+    directory.mkdir(parents=True, exist_ok=True)
+    log = open(directory / "etcd.log", "ab")
+    process = subprocess.Popen(
+        ["etcd", "--name", "bench", "--data-dir", str(directory / "data"),
+         "--listen-client-urls", f"http://127.0.0.1:{client}", "--advertise-client-urls", f"http://127.0.0.1:{client}",
+         "--listen-peer-urls", f"http://127.0.0.1:{peer}", "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
+         "--initial-cluster", f"bench=http://127.0.0.1:{peer}", "--logger", "zap", "--log-level", "warn"],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    log.close()
+    deadline = time.monotonic() + 30
+    while subprocess.run(["etcdctl", "--endpoints", f"127.0.0.1:{client}", "endpoint", "health"],
+                         capture_output=True, env=dict(os.environ, ETCDCTL_API="3")).returncode != 0:
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("etcd did not start: " + (directory / "etcd.log").read_text()[-2000:])
+        time.sleep(0.05)
+    return process, f"etcd://127.0.0.1:{client}"
+
+
+async def raw_etcd_creates(datastore: str, count: int, concurrency: int) -> float:
+    """Guarded creates (the store's Txn) straight to etcd with the store's own client."""
+    from pyk8s.storage.etcd import EtcdStore
+
+    store = EtcdStore(datastore, compact_interval=0)
+    await store.start()
+    try:
+        value = orjson.dumps(pod_manifest("x", BENCH_NAMESPACE))
+        keys = iter(range(count))
+
+        async def worker() -> None:
+            for i in keys:
+                await store.create(f"/raw-bench/{concurrency}/{i:06d}", value)
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return count / (time.perf_counter() - start)
+    finally:
+        await store.close()
+
+
+async def watch_latency(url: str, context: ssl.SSLContext, writer: Target, writes: int, rate: float,
+                        prefix: str) -> tuple[list[float], int]:
+    """One watch on WATCH_NAMESPACE; `writes` creates issued at `rate`/s; the latency of each
+    event is from the create's scheduled time to the event's arrival (sorted ms, missing)."""
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context, limit=0),
+                                    timeout=aiohttp.ClientTimeout(total=None, sock_read=None))
+    loop = asyncio.get_running_loop()
+    scheduled_at: dict[str, float] = {}
+    latencies: list[float] = []
+    connected = asyncio.Event()
+    done = asyncio.Event()
+
+    async def watcher() -> None:
+        async with session.get(url + pods_path(WATCH_NAMESPACE), params={"watch": "true"},
+                               headers={"Accept": "application/json"}) as reply:
+            connected.set()
+            async for line in reply.content:
+                if not line.strip():
+                    continue
+                event = orjson.loads(line)
+                name = event["object"]["metadata"].get("name", "")
+                if event["type"] == "ADDED" and name in scheduled_at:
+                    latencies.append((loop.time() - scheduled_at[name]) * 1000)
+                    if len(latencies) == writes:
+                        done.set()
+                        return
+
+    task = loop.create_task(watcher())
+    try:
+        await asyncio.wait_for(connected.wait(), 30)
+        await asyncio.sleep(0.2)
+
+        async def create(i: int) -> None:
+            name = f"{prefix}-{i:05d}"
+            scheduled_at[name] = loop.time()
+            await writer.create(WATCH_NAMESPACE, name)
+
+        await open_loop(create, rate, writes / rate)
+        try:
+            await asyncio.wait_for(done.wait(), 10)
+        except asyncio.TimeoutError:
+            pass
+        return sorted(latencies), writes - len(latencies)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await session.close()
+
+
+async def compare_datastores(plan: Plan, servers: dict[str, str], etcd_datastore: str, tls_dir: Path,
+                             report: Report) -> None:
+    """The same API workload on each server (one per datastore), then raw etcd creates."""
+    from pyk8s.api.resources import lookup
+    from pyk8s.client import Client
+
+    context = client_ssl_context(tls_dir)
+    rates: dict[str, dict[int, float]] = {}
+    for datastore, url in servers.items():
+        target = Target(datastore, url, context)
+        try:
+            async with Client(url, context) as client:
+                for namespace in (BENCH_NAMESPACE, WATCH_NAMESPACE):
+                    await client.create(lookup("", "v1", "namespaces"),
+                                        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+            rates[datastore] = {}
+            created_names: list[str] = []
+            for concurrency, count in zip(plan.concurrency, plan.creates_per_level):
+                names = [f"checkout-c{concurrency}-{i:05d}" for i in range(count)]
+                created, seconds, failures = await run_creates(target, BENCH_NAMESPACE, names, concurrency,
+                                                               plan.phase_time_limit)
+                created_names += names[:created]
+                rates[datastore][concurrency] = created / seconds
+                say(f"[{datastore:<6}] creates, {concurrency:>2} tasks: {created} in {seconds:5.2f}s = "
+                    f"{created / seconds:7,.0f}/s  errors {failures}")
+                report.add(f"{datastore}: creates/s, {concurrency} concurrent", f"{created / seconds:,.0f}", "")
+            pick = random.Random(7)
+
+            async def get(_: int) -> None:
+                await target.get(BENCH_NAMESPACE, pick.choice(created_names))
+
+            values, failures, unfinished = await open_loop(get, plan.get_rate, plan.get_seconds)
+            p50, p99 = percentile(values, 0.5), percentile(values, 0.99)
+            say(f"[{datastore:<6}] GET at {plan.get_rate:.0f}/s: p50 {p50:.2f} ms  p99 {p99:.2f} ms  "
+                f"errors {failures}  unfinished {unfinished}")
+            report.add(f"{datastore}: GET p99 at {plan.get_rate:.0f} req/s (ms)", f"{p99:.2f}", "")
+            latencies, missing = await watch_latency(url, context, target, plan.watch_writes // 2, 50.0, "lat")
+            w50, w99 = percentile(latencies, 0.5), percentile(latencies, 0.99)
+            say(f"[{datastore:<6}] watch latency, create -> event, 50 creates/s: p50 {w50:.1f} ms  p99 {w99:.1f} ms"
+                f"  missing {missing}")
+            report.add(f"{datastore}: watch latency p50 / p99 (ms)", f"{w50:.1f} / {w99:.1f}", "",
+                       None if not missing else False, f"{missing} events missing" if missing else "")
+        finally:
+            await target.close()
+    for concurrency in plan.concurrency if "etcd" in rates else ():
+        raw = await raw_etcd_creates(etcd_datastore, plan.creates_per_level[-1], concurrency)
+        api = rates["etcd"][concurrency]
+        say(f"[raw   ] etcd txn-creates, {concurrency:>2} tasks, same client: {raw:7,.0f}/s; API on etcd = "
+            f"{api / raw:.0%} of it")
+        report.add(f"raw etcd txn-creates/s, {concurrency} concurrent", f"{raw:,.0f}", "")
+        report.add(f"API creates on etcd / raw, {concurrency} concurrent", f"{api / raw:.0%}", ">= 70%", api / raw >= 0.7)
+
+
 # ---------------------------------------------------------------- the run
 
 @dataclass
@@ -666,6 +821,9 @@ def main() -> int:
     parser.add_argument("--py-spy", metavar="PY_SPY", help="path to a py-spy binary: record the server per phase")
     parser.add_argument("--profile-dir", type=Path, default=Path("bench-profile"),
                         help="where --py-spy writes <phase>.txt collapsed stacks (default ./bench-profile)")
+    parser.add_argument("--datastore", choices=["sqlite", "etcd"], default="sqlite",
+                        help="etcd: run the creates/GET/watch-latency phases on a server on etcd (Debian's etcd, "
+                             "one member started here) beside the same on SQLite, plus raw etcd txn-creates/s")
     args = parser.parse_args()
     if args.py_spy:
         PhaseProfile.py_spy, PhaseProfile.directory = args.py_spy, args.profile_dir.resolve()
@@ -675,6 +833,8 @@ def main() -> int:
 
     assert in_isolated_network(), "refusing to run outside a private network namespace"
     scratch = Path(tempfile.mkdtemp(prefix="pyk8s-bench-"))
+    if args.datastore == "etcd":
+        return main_datastores(plan, scratch, args.keep)
     # The figures are the API server's (kube-apiserver's job): by default nothing else runs
     # in the server process, so no controller, scheduler or kubelet reacts to the pods.
     server = LocalServer(scratch / "data", extra_args=[] if args.full else ["--disable-agent", "--disable-controllers"])
@@ -719,6 +879,51 @@ def main() -> int:
             shutil.rmtree(scratch, ignore_errors=True)
         else:
             say(f"data kept in {scratch}")
+
+
+def main_datastores(plan: Plan, scratch: Path, keep: bool) -> int:
+    """`--datastore etcd`: a server on SQLite and one on etcd, the same phases on both."""
+    from pyk8s.cluster.localcluster import LocalServer
+
+    etcd_process, etcd_datastore = start_etcd(scratch / "etcd")
+    servers = {"sqlite": LocalServer(scratch / "sqlite", extra_args=["--disable-agent", "--disable-controllers"]),
+               "etcd": LocalServer(scratch / "etcd-server", extra_args=["--disable-agent", "--disable-controllers",
+                                                                         "--datastore", etcd_datastore])}
+    report = Report()
+    started = time.perf_counter()
+    try:
+        say(f"pyk8s API on etcd beside SQLite ({'quick' if plan is QUICK else 'default'}), {os.cpu_count()} CPUs; "
+            f"etcd {etcd_datastore} (one member, data on the same disk as the SQLite file)")
+        for server in servers.values():
+            server.start(timeout=60)
+        # One CA per data dir: the client certificate of the first server's dir is trusted by
+        # neither of the other, so each server is driven with its own.
+        for name, server in servers.items():
+            asyncio.run(compare_datastores(plan, {name: server.url}, etcd_datastore,
+                                           server.data_dir / "server" / "tls", report)
+                        if name == "sqlite" else _etcd_phase(plan, server, etcd_datastore, report))
+        report.notes.append("raw = EtcdStore.create (one guarded Txn per create) from this process, the client the "
+                            "API server uses; the API figure includes HTTPS, admission, validation and encoding.")
+        report.print()
+        say(f"\nfinished in {time.perf_counter() - started:.0f}s")
+        return 0
+    except BaseException:
+        for name, server in servers.items():
+            say(f"\n--- {name} server log tail ---\n{server.log_tail()}")
+        raise
+    finally:
+        for server in servers.values():
+            server.stop(timeout=60)
+        etcd_process.kill()
+        etcd_process.wait()
+        if not keep:
+            import shutil
+
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+async def _etcd_phase(plan: Plan, server, etcd_datastore: str, report: Report) -> None:
+    await compare_datastores(plan, {"etcd": server.url}, etcd_datastore, server.data_dir / "server" / "tls", report)
 
 
 if __name__ == "__main__":

@@ -545,6 +545,12 @@ class EtcdStore(Store):
         self._stream: _WatchStream | None = None
         self._compactor: asyncio.Task | None = None
         self._compact_lock = asyncio.Lock()
+        # keep_current_in_memory: key -> (KeyValue or None when deleted, revision of that
+        # state), fed by a watch of each prefix and by this store's own acknowledged writes.
+        self._memory_prefixes: tuple[str, ...] = ()
+        self._memory: dict[str, tuple[KeyValue | None, int]] = {}
+        self._memory_primed: set[str] = set()
+        self._memory_tasks: list[asyncio.Task] = []
 
     def __repr__(self) -> str:
         return f"EtcdStore({','.join(endpoint.target for endpoint in self.client.endpoints)})"
@@ -589,6 +595,10 @@ class EtcdStore(Store):
             self._compacted_revision = revision
 
     async def close(self) -> None:
+        for task in self._memory_tasks:
+            task.cancel()
+        await asyncio.gather(*self._memory_tasks, return_exceptions=True)
+        self._memory_tasks.clear()
         if self._compactor is not None:
             self._compactor.cancel()
             try:
@@ -626,7 +636,7 @@ class EtcdStore(Store):
             [wire.request_op_put(wire.put_request(raw_key, value))],
             [wire.request_op_range(wire.range_request(raw_key))]))
         if response.succeeded:
-            return KeyValue(key, value, response.revision, response.revision)
+            return self._remember(KeyValue(key, value, response.revision, response.revision))
         raise KeyExists(self._stored(key, response))
 
     def _stored(self, key: str, response: wire.TxnResponse) -> KeyValue:
@@ -649,7 +659,7 @@ class EtcdStore(Store):
         if not response.succeeded:
             raise RevisionMismatch(self._stored(key, response))
         _, prev = response.responses[0]
-        return KeyValue(key, value, prev.create_revision, response.revision)
+        return self._remember(KeyValue(key, value, prev.create_revision, response.revision))
 
     async def delete(self, key: str, expected_revision: int = 0) -> KeyValue:
         raw_key = key.encode()
@@ -661,7 +671,10 @@ class EtcdStore(Store):
             raise RevisionMismatch(self._stored(key, response))
         _, prevs = response.responses[0]
         prev = _kv(prevs[0])
-        return KeyValue(key, prev.value, prev.create_revision, response.revision)
+        deleted = KeyValue(key, prev.value, prev.create_revision, response.revision)
+        if self._memory_prefixes and key.startswith(self._memory_prefixes):
+            self._remember_state(key, None, response.revision)
+        return deleted
 
     # -- reads ---------------------------------------------------------------------------
 
@@ -683,6 +696,12 @@ class EtcdStore(Store):
         return error
 
     async def get(self, key: str, revision: int = 0) -> KeyValue | None:
+        if not revision and self._memory_primed and key.startswith(tuple(self._memory_primed)):
+            state = self._memory.get(key)
+            if state is not None:
+                return state[0]
+            # Never seen: perhaps created by another server a moment ago; ask etcd (upstream's
+            # NamespaceLifecycle does the same live lookup on a cache miss).
         if revision and revision < self._compacted_revision:
             raise Compacted(revision, self._compacted_revision)
         response = await self._range(wire.range_request(key.encode(), revision=revision), revision)
@@ -721,6 +740,57 @@ class EtcdStore(Store):
         response = await self._range(
             wire.range_request(raw_prefix, prefix_range_end(raw_prefix), count_only=True), 0)
         return response.count
+
+    # -- keys kept in memory -------------------------------------------------------------
+
+    def keep_current_in_memory(self, prefix: str) -> None:
+        """Serve current gets under `prefix` from a map kept by a watch of the prefix (like
+        upstream's namespace lister) and by this store's own writes, which update it before
+        they are acknowledged: a get after this server's write sees it. Until the first list
+        is in, and while the watch is resuming, gets go to etcd."""
+        self._memory_prefixes += (prefix,)
+        self._memory_tasks.append(asyncio.get_running_loop().create_task(
+            self._keep_in_memory(prefix), name=f"etcd-store-memory {prefix}"))
+
+    def _remember(self, kv: KeyValue) -> KeyValue:
+        if self._memory_prefixes and kv.key.startswith(self._memory_prefixes):
+            self._remember_state(kv.key, kv, kv.mod_revision)
+        return kv
+
+    def _remember_state(self, key: str, kv: KeyValue | None, revision: int) -> None:
+        known = self._memory.get(key)
+        if known is None or known[1] < revision:
+            self._memory[key] = (kv, revision)
+
+    async def _keep_in_memory(self, prefix: str) -> None:
+        while True:
+            try:
+                listed = await self.list(prefix)
+                for key in [key for key in self._memory if key.startswith(prefix)]:
+                    if self._memory[key][1] <= listed.revision:
+                        del self._memory[key]
+                for kv in listed.items:
+                    self._remember_state(kv.key, kv, kv.mod_revision)
+                # Keys absent from the list are absent at its revision (not remembered: a
+                # miss in a primed prefix reads as absent).
+                watch = self.watch(prefix, listed.revision)
+                self._memory_primed.add(prefix)
+                try:
+                    while (batch := await watch.next_batch(30.0)) is not None:
+                        for event in batch:
+                            if event.type == "PUT":
+                                self._remember_state(event.kv.key, event.kv, event.kv.mod_revision)
+                            else:
+                                self._remember_state(event.kv.key, None, event.kv.mod_revision)
+                finally:
+                    self._memory_primed.discard(prefix)
+                    watch.close()
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                log.info("keeping %s in memory: %s; reading from etcd meanwhile", prefix, error)
+                self._memory_primed.discard(prefix)
+                await asyncio.sleep(1.0)
 
     # -- watch ---------------------------------------------------------------------------
 
