@@ -515,10 +515,13 @@ async def serve_audited(auditor: Auditor, authenticate, serve, request):
     from pyk8s.apiserver import negotiation
 
     received = _now()
+    from pyk8s.apiserver.requestcontext import current_user
     try:
         user = await authenticate(request)
     except Exception:  # noqa: BLE001 - serve() answers it properly
         user = None
+    if isinstance(user, bool):  # an authenticate() that only says yes or no: the user is kept aside
+        user = current_user.get() if user else None
     transport = request.transport
     peer = transport.get_extra_info("peername") if transport is not None else None
     source_ips = [peer[0]] if peer else []

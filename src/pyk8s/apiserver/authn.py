@@ -27,6 +27,7 @@ from typing import Any, Callable
 
 from pyk8s.api import errors
 from pyk8s.api.resources import lookup
+from pyk8s.apiserver import requestcontext
 
 SECRETS = lookup("", "v1", "secrets")
 
@@ -190,6 +191,13 @@ class RequestAuthenticator:
 
     async def authenticate(self, method: str, path: str, peercert: dict[str, Any] | None,
                            authorization: str | None) -> UserInfo | None:
+        user = await self._authenticate(method, path, peercert, authorization)
+        # Kept for what runs below the HTTP layer on this request (CSR requestor, NodeRestriction).
+        requestcontext.current_user.set(user)
+        return user
+
+    async def _authenticate(self, method: str, path: str, peercert: dict[str, Any] | None,
+                            authorization: str | None) -> UserInfo | None:
         if peercert:
             return user_from_certificate(peercert)
         if authorization is not None:

@@ -13,12 +13,10 @@ current_user: ContextVar[Any] = ContextVar("pyk8s_request_user", default=None)
 
 
 def request_user() -> Any:
-    """The request's user: ours, else the one the authorizer recorded (authz.CURRENT_USER)."""
-    user = current_user.get()
-    if user is not None:
-        return user
+    """The user the request acts as: the authorizer's (authz.CURRENT_USER, after
+    impersonation) when there is one, else the authenticated user."""
     try:
         from pyk8s.apiserver.authz import CURRENT_USER
     except ImportError:
-        return None
-    return CURRENT_USER.get()
+        return current_user.get()
+    return CURRENT_USER.get() or current_user.get()
