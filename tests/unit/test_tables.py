@@ -134,6 +134,8 @@ EXPECTED_COLUMNS = {
                                           "AllowVolumeExpansion", "Age"], []),
     ("discovery.k8s.io", "EndpointSlice"): (["Name", "AddressType", "Ports", "Endpoints", "Age"], []),
     ("coordination.k8s.io", "Lease"): (["Name", "Holder", "Age"], []),
+    ("certificates.k8s.io", "CertificateSigningRequest"):
+        (["Name", "Age", "SignerName", "Requestor", "RequestedDuration", "Condition"], []),
     ("events.k8s.io", "Event"): (["Last Seen", "Type", "Reason", "Object", "Message"],
                                  ["Subobject", "Source", "First Seen", "Count", "Name"]),
 }

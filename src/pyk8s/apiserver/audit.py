@@ -178,6 +178,10 @@ def log_everything_policy() -> Policy:
     return Policy(rules=[PolicyRule("Metadata")])
 
 
+def _quoted(values: Iterable[str]) -> str:
+    return ", ".join(f'"{value}"' for value in values)
+
+
 def _strings(value: Any, what: str) -> tuple[str, ...]:
     if value is None:
         return ()
@@ -190,7 +194,7 @@ def _stages(value: Any, what: str) -> tuple[str, ...]:
     stages = _strings(value, what)
     for stage in stages:
         if stage not in STAGES:
-            raise PolicyError(f'{what}: Unsupported value: "{stage}": supported values: "{", ".join(STAGES)}"')
+            raise PolicyError(f'{what}: Unsupported value: "{stage}": supported values: {_quoted(STAGES)}')
     return stages
 
 
@@ -207,7 +211,7 @@ def parse_policy(document: dict[str, Any]) -> Policy:
             raise PolicyError(f"{where} must be a mapping")
         level = raw.get("level")
         if level not in LEVELS:
-            raise PolicyError(f'{where}.level: Unsupported value: "{level}": supported values: "{", ".join(LEVELS)}"')
+            raise PolicyError(f'{where}.level: Unsupported value: "{level}": supported values: {_quoted(LEVELS)}')
         resources = raw.get("resources")
         if resources is not None and (not isinstance(resources, list) or not all(isinstance(r, dict) for r in resources)):
             raise PolicyError(f"{where}.resources must be a list of group resources")
