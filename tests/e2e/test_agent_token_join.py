@@ -2,9 +2,10 @@
 --server URL --token "$(cat <data-dir>/node-token)"` and no kubeconfig.
 
 One control plane (controllers and scheduler, no embedded agent) and one separate agent
-process per module, both inside the test's network namespace. Checked: the node registers
-and becomes Ready, the scheduler places a pod on it, `kubectl logs` reaches its kubelet
-(which answers only clients with a certificate of the cluster CA), and a token whose CA pin
+process per module, both inside the test's network namespace. Checked: the node exchanges
+the token for its own certificate through an auto-approved CSR, registers and becomes
+Ready, the scheduler places a pod on it, `kubectl logs` reaches its kubelet (which answers
+only clients with a certificate of the cluster CA), and a token whose CA pin
 does not match makes the agent exit non-zero before it registers anything.
 """
 
@@ -133,6 +134,29 @@ def test_node_joined_with_the_token_runs_a_scheduled_pod_and_serves_its_logs(joi
     logs = joined.wait_for(lambda: joined.kubectl("logs", "joined-talker", check=False).stdout)
     assert logs == "hello from the joined node\n"
     joined.kubectl("delete", "pod", "joined-talker", "--grace-period=1")
+
+
+def test_joined_agent_runs_on_a_csr_issued_node_certificate(joined):
+    """The token bought the node its own certificate: a CSR from the bootstrap user,
+    auto-approved and issued, stored in the agent's data dir for restarts."""
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    csrs = json.loads(joined.kubectl("get", "csr", "-o", "json").stdout)["items"]
+    mine = [c for c in csrs if c["spec"]["signerName"] == "kubernetes.io/kube-apiserver-client-kubelet"
+            and c["spec"]["username"].startswith("system:bootstrap:")]
+    assert mine, csrs
+    row = next(line for line in joined.kubectl("get", "csr").stdout.splitlines()
+               if line.startswith(mine[0]["metadata"]["name"] + " "))
+    assert row.split()[-1] == "Approved,Issued"
+    stored = joined.agent_dir / "kubelet" / "pki" / "kubelet-client-current.pem"
+    assert stored.stat().st_mode & 0o777 == 0o600
+    certificate = x509.load_pem_x509_certificate(stored.read_bytes())
+    assert certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == f"system:node:{NODE}"
+    assert [o.value for o in certificate.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)] == ["system:nodes"]
+    # The node's Lease is held by the node identity, which NodeRestriction lets touch only its own.
+    lease = joined.get("lease", NODE, namespace="kube-node-lease")
+    assert lease["spec"]["holderIdentity"] == NODE
 
 
 def test_joined_kubelet_answers_only_clients_with_a_cluster_certificate(joined):
