@@ -808,12 +808,107 @@ async def run(plan: Plan, pyk8s_url: str, pyk8s_pid: int, floor: BaselineServer,
         await baseline.close()
 
 
+# ---------------------------------------------------------------- authorization on vs off
+
+async def authorization_phase(label: str, url: str, tls_dir: Path, scratch: Path, plan: Plan,
+                              report_rows: dict[str, tuple[float, float]]) -> None:
+    """500 Roles and 500 RoleBindings (50 namespaces, 10 users each) plus a user `bench-user`
+    allowed to create and get pods in BENCH_NAMESPACE by one of them; then creates/s (16
+    tasks) and GET p99 at a fixed rate as that user, whose every request RBAC decides (the
+    admin, in system:masters, is allowed before RBAC is asked)."""
+    from pyk8s.api.resources import lookup
+    from pyk8s.client import Client
+    from pyk8s.cluster.pki import Pki, issue_client_cert
+
+    rbac = "rbac.authorization.k8s.io"
+    roles, bindings, namespaces = lookup(rbac, "v1", "roles"), lookup(rbac, "v1", "rolebindings"), lookup("", "v1", "namespaces")
+    async with Client(url, client_ssl_context(tls_dir)) as client:
+        for index in range(50):
+            await client.create(namespaces, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": f"rbac-{index}"}})
+        await client.create(namespaces, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": BENCH_NAMESPACE}})
+
+        async def make(index: int) -> None:
+            namespace = f"rbac-{index % 50}"
+            await client.create(roles, {"apiVersion": f"{rbac}/v1", "kind": "Role",
+                                        "metadata": {"name": f"role-{index}", "namespace": namespace},
+                                        "rules": [{"apiGroups": [""], "resources": ["configmaps", "secrets"],
+                                                   "verbs": ["get", "list"]},
+                                                  {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get"]}]})
+            await client.create(bindings, {"apiVersion": f"{rbac}/v1", "kind": "RoleBinding",
+                                           "metadata": {"name": f"binding-{index}", "namespace": namespace},
+                                           "roleRef": {"apiGroup": rbac, "kind": "Role", "name": f"role-{index}"},
+                                           "subjects": [{"kind": "User", "name": f"user-{index % 10}"},
+                                                        {"kind": "Group", "name": f"group-{index % 7}"}]})
+        for start in range(0, 500, 50):
+            await asyncio.gather(*(make(i) for i in range(start, start + 50)))
+        await client.create(roles, {"apiVersion": f"{rbac}/v1", "kind": "Role",
+                                    "metadata": {"name": "pod-writer", "namespace": BENCH_NAMESPACE},
+                                    "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "create"]}]})
+        await client.create(bindings, {"apiVersion": f"{rbac}/v1", "kind": "RoleBinding",
+                                       "metadata": {"name": "bench-user", "namespace": BENCH_NAMESPACE},
+                                       "roleRef": {"apiGroup": rbac, "kind": "Role", "name": "pod-writer"},
+                                       "subjects": [{"kind": "User", "name": "bench-user"}]})
+    pki = Pki(ca_cert=tls_dir / "ca.crt", ca_key=tls_dir / "ca.key", server_cert=tls_dir / "server.crt",
+              server_key=tls_dir / "server.key", admin_cert=tls_dir / "admin.crt", admin_key=tls_dir / "admin.key")
+    cert, key = issue_client_cert(pki, "bench-user", ["group-3"], scratch / f"user-{label}")
+    context = ssl.create_default_context(cafile=str(tls_dir / "ca.crt"))
+    context.load_cert_chain(str(cert), str(key))
+    user = Target(label, url, context)
+    try:
+        await asyncio.sleep(0.5)  # the authorizer's index follows the store's watch
+        names = [f"authz-{i:05d}" for i in range(plan.creates_per_level[-1])]
+        created, seconds, failures = await run_creates(user, BENCH_NAMESPACE, names, 16, plan.phase_time_limit)
+        rate = created / seconds
+        pick = random.Random(7)
+
+        async def get(_: int) -> None:
+            await user.get(BENCH_NAMESPACE, pick.choice(names[:created]))
+
+        values, get_failures, _ = await open_loop(get, plan.get_rate, plan.get_seconds)
+        p99 = percentile(values, 0.99)
+        say(f"{label:<32}: creates {rate:7,.0f}/s (16 tasks, errors {failures}); GET at {plan.get_rate:.0f}/s "
+            f"p50 {percentile(values, 0.5):5.2f} ms p99 {p99:6.2f} ms (errors {get_failures})")
+        report_rows[label] = (rate, p99)
+    finally:
+        await user.close()
+
+
+def authorization_comparison(plan: Plan) -> int:
+    """Same workload against a server with --authorization-mode RBAC and one with
+    AlwaysAllow, started one after the other in this run."""
+    from pyk8s.cluster.localcluster import LocalServer
+
+    rows: dict[str, tuple[float, float]] = {}
+    for mode in ("AlwaysAllow", "RBAC", "AlwaysAllow ", "RBAC "):
+        scratch = Path(tempfile.mkdtemp(prefix="pyk8s-bench-authz-"))
+        server = LocalServer(scratch / "data", extra_args=["--disable-agent", "--disable-controllers",
+                                                           "--authorization-mode", mode.strip()])
+        try:
+            server.start()
+            asyncio.run(authorization_phase(f"authorization {mode}", server.url, server.data_dir / "server" / "tls",
+                                            scratch, plan, rows))
+        finally:
+            server.stop(timeout=60)
+            import shutil
+            shutil.rmtree(scratch, ignore_errors=True)
+    best = {mode: (max(rows[f"authorization {mode}"][0], rows[f"authorization {mode} "][0]),
+                   min(rows[f"authorization {mode}"][1], rows[f"authorization {mode} "][1]))
+            for mode in ("AlwaysAllow", "RBAC")}
+    (off_rate, off_p99), (on_rate, on_p99) = best["AlwaysAllow"], best["RBAC"]
+    say(f"\n500 Roles + 500 RoleBindings, best of two runs each: creates/s {on_rate:,.0f} with RBAC vs "
+        f"{off_rate:,.0f} without ({(1 - on_rate / off_rate) * 100:+.1f} % slower); GET p99 {on_p99:.2f} ms vs "
+        f"{off_p99:.2f} ms ({(on_p99 / off_p99 - 1) * 100:+.1f} %)")
+    return 0
+
+
 def main() -> int:
     if "--serve-baseline" in sys.argv:
         serve_baseline(sys.argv[1:])
         return 0
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller counts, finishes in under a minute")
+    parser.add_argument("--authorization", action="store_true",
+                        help="only compare --authorization-mode RBAC with AlwaysAllow (500 Roles, 500 bindings)")
     parser.add_argument("--keep", action="store_true", help="keep the data dir (server log) for inspection")
     parser.add_argument("--full", action="store_true",
                         help="run the whole control plane (controllers, scheduler, embedded node) instead of "
@@ -828,6 +923,8 @@ def main() -> int:
     if args.py_spy:
         PhaseProfile.py_spy, PhaseProfile.directory = args.py_spy, args.profile_dir.resolve()
     plan = QUICK if args.quick else Plan()
+    if args.authorization:
+        return authorization_comparison(plan)
 
     from pyk8s.cluster.localcluster import LocalServer, in_isolated_network
 

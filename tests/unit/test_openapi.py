@@ -48,6 +48,8 @@ def test_document_is_openapi_3_with_refs_resolving_inside_it(group, version):
 
 @pytest.mark.parametrize("resource", RESOURCES, ids=lambda r: f"{r.group or 'core'}/{r.plural}")
 def test_each_kind_has_a_gvk_patch_operation_with_field_validation_and_patch_bodies(resource):
+    if "patch" not in resource.verbs:
+        pytest.skip("create-only kind (an access review): upstream's document has no patch either")
     document = group_version_document(resource.group, resource.version)
     wanted = {"group": resource.group, "version": resource.version, "kind": resource.kind}
     patches = [item["patch"] for item in document["paths"].values()

@@ -84,7 +84,7 @@ def test_server_cert_is_kube_apiserver_for_server_auth_valid_one_year(pki):
 
 def test_admin_cert_is_admin_in_system_masters_for_client_auth(pki):
     admin = load(pki.admin_cert)
-    assert admin.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "admin"
+    assert admin.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "system:admin"
     assert [a.value for a in admin.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)] == ["system:masters"]
     assert eku(admin) == [ExtendedKeyUsageOID.CLIENT_AUTH]
 
@@ -97,7 +97,7 @@ def test_private_keys_are_readable_by_owner_only(pki):
 def test_tls_handshake_verifies_both_directions_and_server_sees_admin_groups(pki):
     peer = handshake(server_ssl_context(pki), client_ssl_context(pki), "localhost")
     subject = dict(attribute for rdn in peer["subject"] for attribute in rdn)
-    assert subject == {"organizationName": "system:masters", "commonName": "admin"}
+    assert subject == {"organizationName": "system:masters", "commonName": "system:admin"}
 
 
 def test_client_rejects_server_name_missing_from_sans(pki):

@@ -136,8 +136,19 @@ EXPECTED_COLUMNS = {
     ("coordination.k8s.io", "Lease"): (["Name", "Holder", "Age"], []),
     ("certificates.k8s.io", "CertificateSigningRequest"):
         (["Name", "Age", "SignerName", "Requestor", "RequestedDuration", "Condition"], []),
+    ("rbac.authorization.k8s.io", "Role"): (["Name", "Created At"], []),
+    ("rbac.authorization.k8s.io", "ClusterRole"): (["Name", "Created At"], []),
+    ("rbac.authorization.k8s.io", "RoleBinding"): (["Name", "Role", "Age"], ["Users", "Groups", "ServiceAccounts"]),
+    ("rbac.authorization.k8s.io", "ClusterRoleBinding"): (["Name", "Role", "Age"],
+                                                          ["Users", "Groups", "ServiceAccounts"]),
     ("events.k8s.io", "Event"): (["Last Seen", "Type", "Reason", "Object", "Message"],
                                  ["Subobject", "Source", "First Seen", "Count", "Name"]),
+    # the access reviews are never listed: upstream's default Name and Age
+    ("authorization.k8s.io", "LocalSubjectAccessReview"): (["Name", "Age"], []),
+    ("authorization.k8s.io", "SelfSubjectAccessReview"): (["Name", "Age"], []),
+    ("authorization.k8s.io", "SelfSubjectRulesReview"): (["Name", "Age"], []),
+    ("authorization.k8s.io", "SubjectAccessReview"): (["Name", "Age"], []),
+    ("authentication.k8s.io", "SelfSubjectReview"): (["Name", "Age"], []),
 }
 
 

@@ -85,6 +85,7 @@ _EVENTS_V1_FIELDS = {
 }
 
 _ALL = ("all",)
+_RBAC = "rbac.authorization.k8s.io"
 
 RESOURCES: tuple[Resource, ...] = (
     # core/v1
@@ -123,11 +124,23 @@ RESOURCES: tuple[Resource, ...] = (
     Resource("coordination.k8s.io", "v1", "leases", "Lease", True),
     # events.k8s.io/v1: stored on its own for now (upstream converts to and from core events).
     Resource("events.k8s.io", "v1", "events", "Event", True, ("ev",), field_selectors=_EVENTS_V1_FIELDS),
+    # rbac.authorization.k8s.io/v1 (apiserver/authz.py); the reviews are create-only and never stored
+    Resource(_RBAC, "v1", "clusterrolebindings", "ClusterRoleBinding", False),
+    Resource(_RBAC, "v1", "clusterroles", "ClusterRole", False),
+    Resource(_RBAC, "v1", "rolebindings", "RoleBinding", True),
+    Resource(_RBAC, "v1", "roles", "Role", True),
+    Resource("authorization.k8s.io", "v1", "localsubjectaccessreviews", "LocalSubjectAccessReview", True, verbs=("create",)),
+    Resource("authorization.k8s.io", "v1", "selfsubjectaccessreviews", "SelfSubjectAccessReview", False, verbs=("create",)),
+    Resource("authorization.k8s.io", "v1", "selfsubjectrulesreviews", "SelfSubjectRulesReview", False, verbs=("create",)),
+    Resource("authorization.k8s.io", "v1", "subjectaccessreviews", "SubjectAccessReview", False, verbs=("create",)),
+    Resource("authentication.k8s.io", "v1", "selfsubjectreviews", "SelfSubjectReview", False, verbs=("create",)),
 )
 
 # Group order as upstream's discovery lists them (kubectl uses it to pick between
 # same-named resources: core events win over events.k8s.io events).
-GROUP_ORDER = ("", "apps", "events.k8s.io", "batch", "certificates.k8s.io", "storage.k8s.io", "coordination.k8s.io", "discovery.k8s.io")
+GROUP_ORDER = ("", "apps", "events.k8s.io", "authentication.k8s.io", "authorization.k8s.io", "batch",
+               "certificates.k8s.io", "rbac.authorization.k8s.io", "storage.k8s.io", "coordination.k8s.io",
+               "discovery.k8s.io")
 
 _BY_PATH = {(r.group, r.version, r.plural): r for r in RESOURCES}
 _BY_KIND = {}

@@ -1113,6 +1113,10 @@ _PRINTERS: dict[tuple[str, str], _Printer] = {
     ("storage.k8s.io", "StorageClass"): (_STORAGE_CLASS_COLUMNS, _storage_class_cells),
     ("discovery.k8s.io", "EndpointSlice"): (_ENDPOINT_SLICE_COLUMNS, _endpoint_slice_cells),
     ("coordination.k8s.io", "Lease"): (_LEASE_COLUMNS, _lease_cells),
+    ("rbac.authorization.k8s.io", "Role"): (_ROLE_COLUMNS, _role_cells),
+    ("rbac.authorization.k8s.io", "ClusterRole"): (_ROLE_COLUMNS, _role_cells),
+    ("rbac.authorization.k8s.io", "RoleBinding"): (_ROLE_BINDING_COLUMNS, _role_binding_cells),
+    ("rbac.authorization.k8s.io", "ClusterRoleBinding"): (_ROLE_BINDING_COLUMNS, _role_binding_cells),
     ("events.k8s.io", "Event"): (_EVENT_COLUMNS, _events_v1_cells),
 }
 

@@ -241,6 +241,11 @@ _NAME_RULES: dict[tuple[str, str], Callable[[str, bool], list[str]]] = {
     ("", "Service"): name_is_dns1035_label,
     ("", "PersistentVolume"): name_is_path_segment,
     ("", "PersistentVolumeClaim"): name_is_path_segment,
+    # RBAC names are path segments (system:node, kubeadm:...), as upstream's ValidateRBACName
+    ("rbac.authorization.k8s.io", "Role"): name_is_path_segment,
+    ("rbac.authorization.k8s.io", "ClusterRole"): name_is_path_segment,
+    ("rbac.authorization.k8s.io", "RoleBinding"): name_is_path_segment,
+    ("rbac.authorization.k8s.io", "ClusterRoleBinding"): name_is_path_segment,
 }
 
 
@@ -1519,6 +1524,9 @@ def _validate_update_rules(resource: Resource, causes: _Causes, new: dict, old: 
         _validate_pvc_update(causes, new, old)
     elif key == ("storage.k8s.io", "StorageClass"):
         _validate_storage_class_update(causes, new, old)
+    elif key in (("rbac.authorization.k8s.io", "RoleBinding"), ("rbac.authorization.k8s.io", "ClusterRoleBinding")):
+        if new.get("roleRef") != old.get("roleRef"):
+            causes.append(errors.invalid("roleRef", new.get("roleRef"), "cannot change roleRef"))
 
 
 def _collect_create(resource: Resource, obj: dict) -> _Causes:

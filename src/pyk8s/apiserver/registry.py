@@ -177,6 +177,9 @@ class Registry:
     # Upstream's ServiceAccount admission plugin on pod creates (apiserver/serviceaccounts.py):
     # off for an API-only server, which has no controller to make the accounts it demands.
     service_account_admission = False
+    # Checks that may refuse a write after validation: await hook(resource, obj, old or None)
+    # (apiserver/authz.py's RBAC escalation check).
+    write_hooks: tuple = ()
 
     def __init__(self, store: Store, *, service_cidr: str = "10.43.0.0/16",
                  node_port_range: tuple[int, int] = (30000, 32767)):
@@ -316,6 +319,8 @@ class Registry:
             from pyk8s.apiserver.serviceaccounts import admit_pod
             await admit_pod(self, obj)
         validate_create(resource, obj)
+        for hook in self.write_hooks:
+            await hook(resource, obj, None)
         if field_manager is not None:
             managedfields.update(resource, None, obj, field_manager)
         name = meta["name"]
@@ -414,6 +419,8 @@ class Registry:
             if resource.kind in admission.KINDS:
                 await admission.admit_update(self, resource, obj, old)
             validate_update(resource, obj, old)
+            for hook in self.write_hooks:
+                await hook(resource, obj, old)
         await identityadmission.admit_update(self, resource, subresource, obj, old)
         if field_manager is not None:
             managedfields.update(resource, old, obj, field_manager, subresource=subresource)

@@ -24,7 +24,7 @@ from pyk8s.api.patch import json_merge_patch, json_patch
 from pyk8s.api.resources import Resource, group_versions, lookup
 from pyk8s.api.selectors import parse_field_selector, parse_label_selector, validate_field_selector
 from pyk8s.api import tables
-from pyk8s.apiserver import discovery, negotiation, nodeproxy, openapi, streaming
+from pyk8s.apiserver import authz, discovery, negotiation, nodeproxy, openapi, streaming
 from pyk8s.api import fieldvalidation, managedfields
 from pyk8s.apiserver.bootstrap import bootstrap
 from pyk8s.apiserver.registry import DeleteOptions, ListOptions, Registry, StoredObject, decode_without_managed_fields
@@ -65,6 +65,8 @@ class APIServer:
         self._kubelet_client: nodeproxy.KubeletClient | None = None
         from pyk8s.apiserver import audit
         self.auditor = audit.auditor_for(config)  # None unless --audit-log (audit.py)
+        # RBAC behind system:masters, the Node authorizer's slot between them (authz.py).
+        self.authorization = authz.Authorization(store, self.registry, getattr(config, "authorization_mode", "RBAC"))
         from pyk8s.apiserver.authn import RequestAuthenticator
         from pyk8s.apiserver.serviceaccounts import ServiceAccountTokenAuthenticator
         from pyk8s.cluster.serviceaccountkeys import load_service_account_keys
@@ -89,6 +91,7 @@ class APIServer:
         await bootstrap(self.registry, self.config)
         from pyk8s.apiserver import nodeauthorizer
         await nodeauthorizer.install(self)  # the pod -> node graph and the Node authorizer
+        await self.authorization.start()
         loop = asyncio.get_running_loop()
 
         def make_request(message, payload, protocol, writer, task) -> web.BaseRequest:
@@ -114,6 +117,7 @@ class APIServer:
         self._ready = self._serving = False
         if getattr(self, "node_graph_populator", None) is not None:
             await self.node_graph_populator.stop()
+        await self.authorization.stop()
         if self._kubelet_client is not None:
             await self._kubelet_client.close()
         if self._runner is not None:
@@ -134,8 +138,10 @@ class APIServer:
 
     async def _serve(self, request: web.BaseRequest) -> web.StreamResponse:
         try:
-            if not await self._authenticated(request):
+            user = await self._authenticated(request)
+            if user is None:
                 raise errors.Unauthorized("Unauthorized")
+            self._authorize(request, user)
             return await self._dispatch(request)
         except errors.ApiError as exc:
             return _status_response(exc)
@@ -147,14 +153,22 @@ class APIServer:
             log.exception("internal error serving %s %s", request.method, request.path)
             return _status_response(errors.InternalError.of(str(exc)))
 
-    async def _authenticated(self, request: web.BaseRequest) -> bool:
-        """A client certificate, a bootstrap token, or anonymous discovery (authn.py)."""
+    async def _authenticated(self, request: web.BaseRequest):
+        """A client certificate, a bootstrap token, or anonymous discovery (authn.py); None
+        when the request does not authenticate."""
         transport = request.transport
         if transport is None:
-            return False
-        user = await self.authenticator.authenticate(request.method, request.path, transport.get_extra_info("peercert"),
+            return None
+        return await self.authenticator.authenticate(request.method, request.path, transport.get_extra_info("peercert"),
                                                      request.headers.get("Authorization"))
-        return user is not None
+
+    def _authorize(self, request: web.BaseRequest, user) -> None:
+        """Impersonation, then the authorizer chain (authz.py): Forbidden unless allowed. The
+        user the request runs as is kept for the write path (authz.CURRENT_USER)."""
+        acting = self.authorization.check_request(
+            authz.request_user(user.name, user.groups, dict(getattr(user, "extra", ()) or ()), getattr(user, "uid", "")),
+            request.method, request.path, request.query, request.headers)
+        authz.CURRENT_USER.set(acting)
 
     # ------------------------------------------------------------ routing
 
@@ -266,6 +280,12 @@ class APIServer:
         target, legacy_watch = self._target(group, version, rest)
         method = request.method
         query = request.query
+        review = self.authorization.review_handler(target.resource.group, target.resource.plural)
+        if review is not None:
+            if method != "POST" or target.name is not None:
+                raise errors.MethodNotAllowed("the server does not allow this method on the requested resource")
+            answer = await review(authz.CURRENT_USER.get(), target.namespace, await self._read_body(request))
+            return _respond(answer, negotiation.choose_form(request.headers.get("Accept"), allow_as=()), status=201)
         if target.name is None:
             if method == "GET":
                 if legacy_watch or _truthy(query.get("watch")):

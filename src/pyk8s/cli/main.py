@@ -154,6 +154,8 @@ def _add_server_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--token", default="", help="with --server: the first server's <data-dir>/server-token")
     parser.add_argument("--cluster-reset-restore-path", default="", metavar="FILE",
                         help="with --cluster-init: restore this etcd snapshot as a new one-member cluster")
+    parser.add_argument("--authorization-mode", choices=["RBAC", "AlwaysAllow"], default=_DEFAULTS.authorization_mode,
+                        help="RBAC (default; system:masters, then RBAC) or AlwaysAllow (no authorization, for baselines)")
 
 
 def server_config_from_args(args: argparse.Namespace) -> ServerConfig:
@@ -191,6 +193,7 @@ def server_config_from_args(args: argparse.Namespace) -> ServerConfig:
         join_server=getattr(args, "join_server", "") or "",
         token=getattr(args, "token", "") or "",
         cluster_reset_restore_path=getattr(args, "cluster_reset_restore_path", "") or "",
+        authorization_mode=getattr(args, "authorization_mode", _DEFAULTS.authorization_mode),
     )
 
 

@@ -38,7 +38,7 @@ RENEW_BEFORE = datetime.timedelta(days=90)
 # Tolerate clocks of other nodes that are a little behind ours.
 CLOCK_SKEW = datetime.timedelta(minutes=5)
 
-ADMIN_USER = "admin"
+ADMIN_USER = "system:admin"  # k3s's admin identity, in system:masters
 ADMIN_GROUP = "system:masters"
 SERVER_COMMON_NAME = "kube-apiserver"
 

@@ -61,6 +61,7 @@ class ServerConfig:
         """What another server joins with: `pyk8s server --server URL --token "$(cat it)"`."""
         return self.data_dir / "server-token"
 
+    authorization_mode: str = "RBAC"  # upstream's --authorization-mode: "RBAC" or "AlwaysAllow" (apiserver/authz.py)
 
     @property
     def pod_log_root(self) -> Path:

@@ -11,6 +11,7 @@ log = logging.getLogger("pyk8s.controllers")
 CONTROLLERS = (
     "pyk8s.controllers.namespace:NamespaceController",
     "pyk8s.controllers.serviceaccount:ServiceAccountController",
+    "pyk8s.controllers.clusterroleaggregation:ClusterRoleAggregationController",
     "pyk8s.controllers.garbagecollector:GarbageCollector",
     "pyk8s.controllers.replicaset:ReplicaSetController",
     "pyk8s.controllers.replicaset:ReplicationControllerController",
