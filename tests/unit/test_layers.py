@@ -11,7 +11,7 @@ SOURCE = Path(__file__).resolve().parents[2] / "src" / "pyk8s"
 # package -> the pyk8s packages (top-level names under pyk8s) it may import
 ALLOWED = {
     "api": {"api"},
-    "storage": {"storage"},
+    "storage": {"storage", "api"},  # CONVENTIONS: storage -> api (store errors are API errors)
     "client": {"client", "api"},
     "apiserver": {"apiserver", "api", "storage", "httpstream", "spdy",
                   "cluster"},  # cluster.pki only, for its serving and kubelet-client TLS contexts
