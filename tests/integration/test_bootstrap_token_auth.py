@@ -3,7 +3,8 @@ with no client certificate: what a joining node sees before it has any credentia
 
 Checked: the node token the server writes (CA pin + a bootstrap token it keeps across
 restarts), bearer tokens accepted or refused according to their Secret (refusals look
-exactly like a request with no credential at all), a deleted token stops working, and only
+exactly like a request with no credential at all; an accepted token is then authorized by
+RBAC like any user), a deleted token stops working, and only
 GET of kube-public/cluster-info is open to anonymous requests.
 """
 
@@ -113,14 +114,19 @@ def test_node_token_file_pins_the_ca_and_holds_a_working_bootstrap_token(server)
     assert "node token: " + str(path) in server.log_path.read_text()
 
 
-def test_valid_bootstrap_token_reads_and_writes_the_api(server):
+def test_valid_bootstrap_token_authenticates_and_rbac_decides_what_it_may_do(server):
     token = create_token(server, expiration=rfc3339(datetime.timedelta(hours=1)))
-    assert request(server, "GET", PODS_PATH, token=token)[0] == 200
-    name = f"token-made-{uuid.uuid4().hex[:6]}"
-    status, created = request(server, "POST", "/api/v1/namespaces/default/configmaps", token=token,
-                              body={"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}})
-    assert status == 201, created
-    assert request(server, "DELETE", f"/api/v1/namespaces/default/configmaps/{name}", token=token)[0] == 200
+    status, review = request(server, "POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews", token=token,
+                             body={"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})
+    assert status == 201, review
+    user = review["status"]["userInfo"]
+    assert user["username"] == f"system:bootstrap:{token.split('.')[0]}"
+    assert user["groups"] == ["system:bootstrappers", "system:bootstrappers:test", "system:authenticated"]
+    # No binding grants a test token's groups more (the node token's group has the node's roles).
+    status, refused = request(server, "GET", PODS_PATH, token=token)
+    assert status == 403
+    assert refused["message"] == (f'pods is forbidden: User "{user["username"]}" cannot list resource "pods" '
+                                  f'in API group "" in the namespace "default"')
 
 
 def test_refused_tokens_get_the_same_401_as_no_credential(server):
@@ -140,12 +146,12 @@ def test_refused_tokens_get_the_same_401_as_no_credential(server):
     }
     for case, credential in refused.items():
         assert request(server, "GET", PODS_PATH, **credential) == (401, UNAUTHORIZED), case
-    assert request(server, "GET", PODS_PATH, token=valid)[0] == 200
+    assert request(server, "GET", PODS_PATH, token=valid)[0] == 403  # authenticated; RBAC refuses
 
 
 def test_deleted_token_stops_working_after_the_cache_window(server):
     token = create_token(server)
-    assert request(server, "GET", PODS_PATH, token=token)[0] == 200
+    assert request(server, "GET", PODS_PATH, token=token)[0] == 403  # authenticated; RBAC refuses
     delete_token(server, token)
     eventually(lambda: request(server, "GET", PODS_PATH, token=token)[0] == 401, what="the deleted token refused")
 
