@@ -53,7 +53,29 @@ EXTRA_MESSAGES = {
     "authentication/v1.TokenRequestStatus": [
         (1, "token", 2, "string", None, "a"), (2, "expirationTimestamp", 2, "msg", "meta/v1.Time", "s")],
 }
-EXTRA_KINDS = ["authentication/v1.TokenRequest"]
+# certificates.k8s.io/v1 CertificateSigningRequest (node client certificates); spec.extra
+# (a map of string lists) is not carried.
+PACKAGE_API_VERSION["certificates/v1"] = "certificates.k8s.io/v1"
+EXTRA_MESSAGES.update({
+    "certificates/v1.CertificateSigningRequest": [
+        (1, "metadata", 2, "msg", "meta/v1.ObjectMeta", "s"),
+        (2, "spec", 2, "msg", "certificates/v1.CertificateSigningRequestSpec", "s"),
+        (3, "status", 2, "msg", "certificates/v1.CertificateSigningRequestStatus", "s")],
+    "certificates/v1.CertificateSigningRequestSpec": [
+        (1, "request", 2, "bytes", None, "a"), (7, "signerName", 2, "string", None, "a"),
+        (8, "expirationSeconds", 0, "int32", None, "p"), (5, "usages", 2, "string", None, "r"),
+        (2, "username", 2, "string", None, ""), (3, "uid", 2, "string", None, ""),
+        (4, "groups", 2, "string", None, "r")],
+    "certificates/v1.CertificateSigningRequestStatus": [
+        (1, "conditions", 2, "msg", "certificates/v1.CertificateSigningRequestCondition", "r"),
+        (2, "certificate", 2, "bytes", None, "")],
+    "certificates/v1.CertificateSigningRequestCondition": [
+        (1, "type", 2, "string", None, "a"), (6, "status", 2, "string", None, "a"),
+        (2, "reason", 2, "string", None, ""), (3, "message", 2, "string", None, ""),
+        (4, "lastUpdateTime", 2, "msg", "meta/v1.Time", "s"),
+        (5, "lastTransitionTime", 2, "msg", "meta/v1.Time", "s")],
+})
+EXTRA_KINDS = ["authentication/v1.TokenRequest", "certificates/v1.CertificateSigningRequest"]
 
 SCALAR_TYPES = {"string": 2, "bytes": 2, "bool": 0, "int32": 0, "int64": 0}
 WIRE_RE = re.compile(r"^(VARINT|LEN)\((\d)\) key ([0-9a-f ]+)$")

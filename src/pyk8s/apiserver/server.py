@@ -82,7 +82,6 @@ class APIServer:
         self.authenticator = RequestAuthenticator(self.registry, ServiceAccountTokenAuthenticator(
             self.registry, self.service_account_keys, issuer=self.service_account_issuer, audiences=self.api_audiences))
 
-
     # ------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
@@ -164,7 +163,7 @@ class APIServer:
 
     def _authorize(self, request: web.BaseRequest, user) -> None:
         """Impersonation, then the authorizer chain (authz.py): Forbidden unless allowed. The
-        user the request runs as is kept for the write path (authz.CURRENT_USER)."""
+        user the request runs as is kept for the write path (requestcontext.current_user)."""
         acting = self.authorization.check_request(
             authz.request_user(user.name, user.groups, dict(getattr(user, "extra", ()) or ()), getattr(user, "uid", "")),
             request.method, request.path, request.query, request.headers)

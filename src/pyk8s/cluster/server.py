@@ -139,6 +139,8 @@ async def serve(config: ServerConfig, stop: asyncio.Event) -> None:
     from pyk8s.cluster.servercluster import start_embedded_datastore
     # A joining server fetches the cluster's CA before its certificates are made.
     etcd_member, etcd_store = await start_embedded_datastore(config, advertise, hosts)
+    from pyk8s.cluster.datastore import is_etcd_datastore
+    shared_store = etcd_member is not None or is_etcd_datastore(config.datastore)
     pki = ensure_pki(config.data_dir / "server" / "tls", hosts)
 
     config.datastore_path.parent.mkdir(parents=True, exist_ok=True)
@@ -200,7 +202,7 @@ async def serve(config: ServerConfig, stop: asyncio.Event) -> None:
         def new_manager():
             return ControllerManager(controller_client,
                                      options=controller_options(config.cluster_cidr, config.controller_manager_args))
-        manager = _leader_elected(etcd_member, controller_client, "kube-controller-manager", new_manager)
+        manager = _leader_elected(shared_store, controller_client, "kube-controller-manager", new_manager)
         await manager.start()
         components.append(manager)
         # Upstream's API server keeps the `kubernetes` Service; it needs our address and port.
@@ -233,7 +235,7 @@ async def serve(config: ServerConfig, stop: asyncio.Event) -> None:
             await credentials_controller.start()
             components.append(credentials_controller)
         scheduler_client = component_client("system:kube-scheduler", [])
-        scheduler = _leader_elected(etcd_member, scheduler_client, "kube-scheduler",
+        scheduler = _leader_elected(shared_store, scheduler_client, "kube-scheduler",
                                     lambda: _optional_scheduler(scheduler_client))
         if scheduler is not None:
             await scheduler.start()
@@ -303,10 +305,11 @@ async def _start_dns_addon(config: ServerConfig, component_client) -> None:
         log.exception("applying the cluster DNS add-on failed")
 
 
-def _leader_elected(etcd_member, client, lease_name: str, factory):
-    """On etcd, several servers: the component runs only while this server holds Lease
-    kube-system/<lease_name> (client/leaderelection.py); alone on SQLite, always."""
-    if etcd_member is None:
+def _leader_elected(shared_store: bool, client, lease_name: str, factory):
+    """On etcd (embedded or external), where other servers may share the store: the component
+    runs only while this server holds Lease kube-system/<lease_name>
+    (client/leaderelection.py); alone on SQLite, always."""
+    if not shared_store:
         return factory()
     from pyk8s.client.leaderelection import LeaderElected
     return LeaderElected(client, lease_name, factory)
@@ -322,15 +325,6 @@ async def _label_control_plane_node(client, node_name: str) -> None:
         log.exception("labelling node %s as control plane failed", node_name)
     finally:
         await client.close()
-
-
-def _leader_elected(etcd_member, client, lease_name: str, factory):
-    """On etcd, several servers: the component runs only while this server holds Lease
-    kube-system/<lease_name> (client/leaderelection.py); alone on SQLite, always."""
-    if etcd_member is None:
-        return factory()
-    from pyk8s.client.leaderelection import LeaderElected
-    return LeaderElected(client, lease_name, factory)
 
 
 def _optional_scheduler(client):
