@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
+from pyk8s.api.requestinfo import parse_request_info
+
 RBAC_GROUP = "rbac.authorization.k8s.io"
 AUTOUPDATE_ANNOTATION = "rbac.authorization.kubernetes.io/autoupdate"
 
@@ -21,11 +23,6 @@ UNAUTHENTICATED = "system:unauthenticated"
 ANONYMOUS = "system:anonymous"
 SERVICE_ACCOUNT_PREFIX = "system:serviceaccount:"
 SERVICE_ACCOUNTS_GROUP = "system:serviceaccounts"
-
-# Upstream's RequestInfoFactory: the prefixes of resource requests and the verbs of methods.
-_METHOD_VERBS = {"POST": "create", "GET": "get", "HEAD": "get", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
-_NAMESPACE_SUBRESOURCES = frozenset({"status", "finalize"})
-
 
 @dataclass(frozen=True)
 class User:
@@ -52,57 +49,13 @@ class Attributes:
 
 
 def request_attributes(user: User, method: str, path: str, query: Mapping[str, str]) -> Attributes:
-    """The attributes of an HTTP request, as upstream's RequestInfoFactory parses them:
-    `/api/v1/...` and `/apis/<group>/<version>/...` with at least a resource are resource
-    requests (verb from the method; get without a name is list or, with ?watch, watch;
-    delete without a name is deletecollection); everything else is a non-resource request
-    whose verb is the lowercase method."""
-    parts = [p for p in path.strip("/").split("/")] if path.strip("/") else []
-    non_resource = Attributes(user, method.lower(), resource_request=False, path=path)
-    if not parts or parts[0] not in ("api", "apis"):
-        return non_resource
-    if parts[0] == "api":
-        if len(parts) < 3:
-            return non_resource
-        group, version, rest = "", parts[1], parts[2:]
-    else:
-        if len(parts) < 4:
-            return non_resource
-        group, version, rest = parts[1], parts[2], parts[3:]
-    verb = _METHOD_VERBS.get(method.upper(), method.lower())
-    if rest[0] == "watch":  # /api/v1/watch/... (deprecated, still served)
-        verb = "watch"
-        rest = rest[1:]
-        if not rest:
-            return non_resource
-    namespace = ""
-    if rest[0] == "namespaces":
-        if len(rest) > 1:
-            namespace = rest[1]
-            if len(rest) > 2 and rest[2] not in _NAMESPACE_SUBRESOURCES:
-                rest = rest[2:]
-    resource = rest[0]
-    name = rest[1] if len(rest) > 1 else ""
-    subresource = rest[2] if len(rest) > 2 else ""
-    if not name and verb == "get":
-        verb = "watch" if (query.get("watch") or "").lower() in ("1", "true") else "list"
-        selected = _exact_name(query.get("fieldSelector") or "")
-        if selected:
-            name = selected
-    if not name and verb == "delete":
-        verb = "deletecollection"
-    return Attributes(user, verb, True, group, version, resource, subresource, namespace, name, path)
-
-
-def _exact_name(field_selector: str) -> str:
-    """metadata.name=X (or ==X) in a field selector narrows a list to one name, as upstream."""
-    for term in field_selector.split(","):
-        key, op, value = term.partition("==") if "==" in term else term.partition("=")
-        if op and key.strip() == "metadata.name" and not key.endswith("!"):
-            value = value.strip()
-            if value and "/" not in value and value not in (".", ".."):
-                return value
-    return ""
+    """The attributes of an HTTP request, as upstream's RequestInfoFactory parses them
+    (api/requestinfo.py), a list's name narrowed by an exact metadata.name field selector."""
+    info = parse_request_info(method, path, query, name_from_field_selector=True)
+    if not info.resource_request:
+        return Attributes(user, info.verb, resource_request=False, path=path)
+    return Attributes(user, info.verb, True, info.api_group, info.api_version, info.resource, info.subresource,
+                      info.namespace, info.name, path)
 
 
 # ------------------------------------------------------------------ rule matching

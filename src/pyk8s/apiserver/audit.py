@@ -27,16 +27,16 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
-from urllib.parse import unquote
 
 import orjson
 import yaml
+
+from pyk8s.api.requestinfo import RequestInfo, parse_request_info
 
 log = logging.getLogger("pyk8s.apiserver.audit")
 
 LEVELS = ("None", "Metadata", "Request", "RequestResponse")
 STAGES = ("RequestReceived", "ResponseStarted", "ResponseComplete", "Panic")
-_METHOD_VERBS = {"POST": "create", "GET": "get", "HEAD": "get", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
 
 
 class PolicyError(ValueError):
@@ -45,54 +45,10 @@ class PolicyError(ValueError):
 
 # --------------------------------------------------------------------------- what is asked
 
-@dataclass
-class RequestInfo:
-    verb: str
-    resource_request: bool = False
-    api_group: str = ""
-    api_version: str = ""
-    resource: str = ""
-    subresource: str = ""
-    namespace: str = ""
-    name: str = ""
-    path: str = ""
-
-
 def request_info(method: str, path: str, query) -> RequestInfo:
-    """Upstream's RequestInfoFactory, for audit: verb, group/version/resource/subresource,
-    namespace and name of `/api/...` and `/apis/...` paths; others are non-resource."""
-    parts = [unquote(p) for p in path.strip("/").split("/")] if path.strip("/") else []
-    plain = RequestInfo(method.lower(), path=path)
-    if not parts or parts[0] not in ("api", "apis"):
-        return plain
-    if parts[0] == "api":
-        if len(parts) < 3:
-            return plain
-        group, version, rest = "", parts[1], parts[2:]
-    else:
-        if len(parts) < 4:
-            return plain
-        group, version, rest = parts[1], parts[2], parts[3:]
-    verb = _METHOD_VERBS.get(method.upper(), method.lower())
-    if rest[0] == "watch":
-        verb, rest = "watch", rest[1:]
-        if not rest:
-            return plain
-    namespace = ""
-    if rest[0] == "namespaces" and len(rest) > 1:
-        namespace = rest[1]
-        if len(rest) > 2 and rest[2] not in ("status", "finalize"):
-            rest = rest[2:]
-    resource = rest[0]
-    name = rest[1] if len(rest) > 1 else ""
-    subresource = rest[2] if len(rest) > 2 else ""
-    if resource == "namespaces" and name == "" and namespace:
-        name = namespace
-    if not name and verb == "get":
-        verb = "watch" if (query.get("watch") or "").lower() in ("1", "true") else "list"
-    if not name and verb == "delete":
-        verb = "deletecollection"
-    return RequestInfo(verb, True, group, version, resource, subresource, namespace, name, path)
+    """Upstream's RequestInfoFactory (api/requestinfo.py), for audit: path segments
+    percent-decoded, a nameless namespaces request named after its namespace."""
+    return parse_request_info(method, path, query, unescape_segments=True, namespace_names_itself=True)
 
 
 # --------------------------------------------------------------------------- the policy
