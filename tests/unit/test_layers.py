@@ -61,3 +61,11 @@ def test_packages_import_only_the_layers_below_them():
 def test_every_package_is_covered_by_the_layer_rules():
     packages = {p.name for p in SOURCE.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
     assert packages == set(ALLOWED)
+
+
+def test_test_modules_have_unique_names():
+    """pytest imports test modules by basename (rootdir-relative, no packages): two files
+    with one name in tests/unit and tests/integration stop the whole run at collection."""
+    tests = Path(__file__).resolve().parents[1]
+    names = [path.name for path in tests.rglob("test_*.py")]
+    assert sorted({name for name in names if names.count(name) > 1}) == []
