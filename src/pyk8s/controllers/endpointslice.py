@@ -35,13 +35,13 @@ from pyk8s.client.informer import object_key
 from pyk8s.controllers import endpointutil as util
 from pyk8s.controllers import podtemplate
 from pyk8s.controllers.base import Controller, owner_reference, split_key
+from pyk8s.controllers.endpointutil import ENDPOINT_SLICES, endpoint_key, port_map_key
 
 log = logging.getLogger("pyk8s.controllers.endpointslice")
 
 SERVICES = lookup("", "v1", "services")
 PODS = lookup("", "v1", "pods")
 NODES = lookup("", "v1", "nodes")
-ENDPOINT_SLICES = lookup("discovery.k8s.io", "v1", "endpointslices")
 
 CONTROLLER_NAME = "endpointslice-controller.k8s.io"
 # Upstream --max-endpoints-per-slice default.
@@ -59,18 +59,8 @@ def endpoint_ports(service: dict[str, Any], pod: dict[str, Any]) -> list[dict[st
         number = util.find_port(pod, service_port)
         if number is None:
             continue
-        port = {"name": service_port.get("name") or "", "port": number,
-                "protocol": service_port.get("protocol") or "TCP"}
-        if service_port.get("appProtocol"):
-            port["appProtocol"] = service_port["appProtocol"]
-        ports.append(port)
+        ports.append(util.slice_port(service_port, number))
     return ports
-
-
-def port_map_key(ports: list[dict[str, Any]] | None) -> tuple:
-    """The identity of a set of ports, whatever their order."""
-    return tuple(sorted((p.get("name") or "", p.get("port") or 0, p.get("protocol") or "TCP",
-                         p.get("appProtocol") or "") for p in ports or []))
 
 
 def pod_to_endpoint(pod: dict[str, Any], node: dict[str, Any] | None, service: dict[str, Any],
@@ -94,14 +84,6 @@ def pod_to_endpoint(pod: dict[str, Any], node: dict[str, Any] | None, service: d
     if zone:
         endpoint["zone"] = zone
     return endpoint
-
-
-def endpoint_key(endpoint: dict[str, Any]) -> tuple:
-    """Which endpoint this is, across versions (upstream's endpoint hash: addresses,
-    hostname and the pod it stands for)."""
-    ref = endpoint.get("targetRef") or {}
-    return (tuple(sorted(endpoint.get("addresses") or [])), endpoint.get("hostname") or "",
-            ref.get("namespace") or "", ref.get("name") or "")
 
 
 def _comparable(endpoint: dict[str, Any]) -> dict[str, Any]:
@@ -356,10 +338,7 @@ class EndpointSliceController(Controller):
             self._pods_on_node(new["metadata"]["name"])
 
     def _service_key_of(self, endpoint_slice: dict[str, Any]) -> str | None:
-        labels = endpoint_slice["metadata"].get("labels") or {}
-        if labels.get(util.LABEL_MANAGED_BY) != CONTROLLER_NAME or not labels.get(util.LABEL_SERVICE_NAME):
-            return None
-        return f"{endpoint_slice['metadata'].get('namespace')}/{labels[util.LABEL_SERVICE_NAME]}"
+        return util.slice_owner_key(endpoint_slice, CONTROLLER_NAME)
 
     def _slice_changed(self, endpoint_slice: dict[str, Any]) -> None:
         key = self._service_key_of(endpoint_slice)
@@ -398,38 +377,17 @@ class EndpointSliceController(Controller):
         address_type = util.service_ip_family(service)
         desired, missing_node = desired_endpoints(service, pods, self._node, address_type)
         trigger_time = self.trigger_times.compute(key, service, pods)
-        existing = [s for s in self.slices.list(namespace)
-                    if (s["metadata"].get("labels") or {}).get(util.LABEL_SERVICE_NAME) == name
-                    and (s["metadata"].get("labels") or {}).get(util.LABEL_MANAGED_BY) == CONTROLLER_NAME]
+        existing = util.managed_slices(self.slices, namespace, name, CONTROLLER_NAME)
         to_create, to_update, to_delete = plan_slices(service, desired, existing, address_type)
 
         written_keys = self._slices_written.setdefault(key, set())
-        if not service["metadata"].get("deletionTimestamp"):
-            for endpoint_slice in to_create:
-                set_trigger_time(endpoint_slice, trigger_time)
-                try:
-                    created = await self.client.create(ENDPOINT_SLICES, endpoint_slice, namespace)
-                except errors.Forbidden as exc:
-                    if "because it is being terminated" in str(exc):
-                        return
-                    raise
-                slice_key = object_key(created)
-                self.written.wrote(slice_key, created)
-                written_keys.add(slice_key)
-        for endpoint_slice in to_update:
+        if service["metadata"].get("deletionTimestamp"):
+            to_create = []
+        for endpoint_slice in to_create + to_update:
             set_trigger_time(endpoint_slice, trigger_time)
-            updated = await self.client.update(ENDPOINT_SLICES, endpoint_slice)
-            slice_key = object_key(updated)
-            self.written.wrote(slice_key, updated)
-            written_keys.add(slice_key)
-        for endpoint_slice in to_delete:
-            slice_key = object_key(endpoint_slice)
-            try:
-                await self.client.delete(ENDPOINT_SLICES, endpoint_slice["metadata"]["name"], namespace)
-            except errors.NotFound:
-                pass
-            self.written.deleted(slice_key)
-            written_keys.add(slice_key)
+        if not await util.write_slices(self.client, self.written, written_keys, namespace,
+                                       to_create, to_update, to_delete):
+            return
         self._slices_written[key] = {k for k in written_keys if self.written.tracks(k)}
         if missing_node:
             log.info("service %s: pods %s skipped, their node is not known yet", key, ", ".join(missing_node))

@@ -30,13 +30,12 @@ from pyk8s.client.events import EventRecorder
 from pyk8s.client.informer import object_key
 from pyk8s.controllers import endpointutil as util
 from pyk8s.controllers.base import Controller, owner_reference, split_key
-from pyk8s.controllers.endpointslice import endpoint_key, port_map_key
+from pyk8s.controllers.endpointutil import ENDPOINT_SLICES, endpoint_key, port_map_key
 
 log = logging.getLogger("pyk8s.controllers.endpointslicemirroring")
 
 SERVICES = lookup("", "v1", "services")
 ENDPOINTS = lookup("", "v1", "endpoints")
-ENDPOINT_SLICES = lookup("discovery.k8s.io", "v1", "endpointslices")
 
 CONTROLLER_NAME = "endpointslicemirroring-controller.k8s.io"
 # Upstream --mirroring-max-endpoints-per-subset default.
@@ -61,13 +60,7 @@ def address_to_endpoint(address: dict[str, Any], ready: bool) -> tuple[dict[str,
 
 
 def slice_ports(ports: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
-    result = []
-    for port in ports or []:
-        entry = {"name": port.get("name") or "", "port": port.get("port"), "protocol": port.get("protocol") or "TCP"}
-        if port.get("appProtocol"):
-            entry["appProtocol"] = port["appProtocol"]
-        result.append(entry)
-    return result
+    return [util.slice_port(port, port.get("port")) for port in ports or []]
 
 
 def desired_mirror(endpoints: dict[str, Any], max_per_subset: int = MAX_ENDPOINTS_PER_SUBSET):
@@ -182,10 +175,7 @@ class EndpointSliceMirroringController(Controller):
                                  on_delete=self._slice_deleted)
 
     def _endpoints_key_of(self, endpoint_slice: dict[str, Any]) -> str | None:
-        labels = endpoint_slice["metadata"].get("labels") or {}
-        if labels.get(util.LABEL_MANAGED_BY) != CONTROLLER_NAME or not labels.get(util.LABEL_SERVICE_NAME):
-            return None
-        return f"{endpoint_slice['metadata'].get('namespace')}/{labels[util.LABEL_SERVICE_NAME]}"
+        return util.slice_owner_key(endpoint_slice, CONTROLLER_NAME)
 
     def _slice_changed(self, endpoint_slice: dict[str, Any]) -> None:
         key = self._endpoints_key_of(endpoint_slice)
@@ -197,9 +187,7 @@ class EndpointSliceMirroringController(Controller):
         self._slice_changed(endpoint_slice)
 
     def _mirrored(self, namespace: str | None, name: str) -> list[dict[str, Any]]:
-        return [s for s in self.slices.list(namespace)
-                if (s["metadata"].get("labels") or {}).get(util.LABEL_SERVICE_NAME) == name
-                and (s["metadata"].get("labels") or {}).get(util.LABEL_MANAGED_BY) == CONTROLLER_NAME]
+        return util.managed_slices(self.slices, namespace, name, CONTROLLER_NAME)
 
     def _should_mirror(self, key: str) -> dict[str, Any] | None:
         service = self.services.get(key)
@@ -241,26 +229,9 @@ class EndpointSliceMirroringController(Controller):
                                           "were skipped")
             if endpoints["metadata"].get("deletionTimestamp"):
                 to_create = []
-        for endpoint_slice in to_create:
-            try:
-                created = await self.client.create(ENDPOINT_SLICES, endpoint_slice, namespace)
-            except errors.Forbidden as exc:
-                if "because it is being terminated" in str(exc):
-                    return
-                raise
-            self.written.wrote(object_key(created), created)
-            written_keys.add(object_key(created))
-        for endpoint_slice in to_update:
-            updated = await self.client.update(ENDPOINT_SLICES, endpoint_slice)
-            self.written.wrote(object_key(updated), updated)
-            written_keys.add(object_key(updated))
-        for endpoint_slice in to_delete:
-            try:
-                await self.client.delete(ENDPOINT_SLICES, endpoint_slice["metadata"]["name"], namespace)
-            except errors.NotFound:
-                pass
-            self.written.deleted(object_key(endpoint_slice))
-            written_keys.add(object_key(endpoint_slice))
+        if not await util.write_slices(self.client, self.written, written_keys, namespace,
+                                       to_create, to_update, to_delete):
+            return
         self._slices_written[key] = {k for k in written_keys if self.written.tracks(k)}
         if not self._slices_written[key]:
             del self._slices_written[key]

@@ -1,10 +1,12 @@
 """What the Endpoints and EndpointSlice controllers share (upstream
 pkg/controller/util/endpoint and staging k8s.io/endpointslice/util): which pods back a
 Service, which port a service port reaches on a pod, which Services a pod change touches,
-the last-change trigger time, and a guard against acting on an informer cache that has not
-yet seen our own writes.
+the last-change trigger time, a guard against acting on an informer cache that has not
+yet seen our own writes, and what the EndpointSlice and mirroring controllers share about
+slices (port and endpoint identity, which controller a slice belongs to, writing a plan).
 
-Everything here except `services_for_pod*` (which read an informer) is pure.
+Everything here except `services_for_pod*` and `managed_slices` (which read an informer) and
+`write_slices` (which writes through the client) is pure.
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ import datetime
 import ipaddress
 from typing import Any, Iterable
 
+from pyk8s.api import errors
+from pyk8s.api.resources import lookup
 from pyk8s.api.selectors import label_selector_from_set
+from pyk8s.client.informer import object_key
 from pyk8s.controllers import podtemplate
 
 # Annotation and label names (core/v1 and discovery/v1 constants).
@@ -274,3 +279,79 @@ class WrittenVersions:
     def forget(self, key: str) -> None:
         self._written.pop(key, None)
         self._deleted.discard(key)
+
+
+# -- endpoint slices ----------------------------------------------------------------------------
+
+ENDPOINT_SLICES = lookup("discovery.k8s.io", "v1", "endpointslices")
+
+
+def slice_port(port: dict[str, Any], number: Any) -> dict[str, Any]:
+    """A slice port named and typed as `port` (a Service or Endpoints port), reaching
+    `number`; the name is "" when unnamed (kubectl reads the name of every port)."""
+    entry = {"name": port.get("name") or "", "port": number, "protocol": port.get("protocol") or "TCP"}
+    if port.get("appProtocol"):
+        entry["appProtocol"] = port["appProtocol"]
+    return entry
+
+
+def port_map_key(ports: list[dict[str, Any]] | None) -> tuple:
+    """The identity of a set of ports, whatever their order."""
+    return tuple(sorted((p.get("name") or "", p.get("port") or 0, p.get("protocol") or "TCP",
+                         p.get("appProtocol") or "") for p in ports or []))
+
+
+def endpoint_key(endpoint: dict[str, Any]) -> tuple:
+    """Which endpoint this is, across versions (upstream's endpoint hash: addresses,
+    hostname and the pod it stands for)."""
+    ref = endpoint.get("targetRef") or {}
+    return (tuple(sorted(endpoint.get("addresses") or [])), endpoint.get("hostname") or "",
+            ref.get("namespace") or "", ref.get("name") or "")
+
+
+def slice_owner_key(endpoint_slice: dict[str, Any], managed_by: str) -> str | None:
+    """`namespace/service-name` of a slice managed by `managed_by`, else None."""
+    labels = endpoint_slice["metadata"].get("labels") or {}
+    if labels.get(LABEL_MANAGED_BY) != managed_by or not labels.get(LABEL_SERVICE_NAME):
+        return None
+    return f"{endpoint_slice['metadata'].get('namespace')}/{labels[LABEL_SERVICE_NAME]}"
+
+
+def managed_slices(slices, namespace: str | None, name: str, managed_by: str) -> list[dict[str, Any]]:
+    """The slices of Service (or Endpoints) `name` that `managed_by` manages. `slices` is an
+    informer."""
+    return [s for s in slices.list(namespace)
+            if (s["metadata"].get("labels") or {}).get(LABEL_SERVICE_NAME) == name
+            and (s["metadata"].get("labels") or {}).get(LABEL_MANAGED_BY) == managed_by]
+
+
+async def write_slices(client, written: WrittenVersions, written_keys: set[str], namespace: str | None,
+                       to_create: list[dict[str, Any]], to_update: list[dict[str, Any]],
+                       to_delete: list[dict[str, Any]]) -> bool:
+    """Create, update and delete the planned slices, noting each write in `written` and its
+    key in `written_keys`. False when a create finds the namespace terminating (the key is
+    then dropped, as upstream); nothing after that create is written."""
+    for endpoint_slice in to_create:
+        try:
+            created = await client.create(ENDPOINT_SLICES, endpoint_slice, namespace)
+        except errors.Forbidden as exc:
+            if "because it is being terminated" in str(exc):
+                return False
+            raise
+        slice_key = object_key(created)
+        written.wrote(slice_key, created)
+        written_keys.add(slice_key)
+    for endpoint_slice in to_update:
+        updated = await client.update(ENDPOINT_SLICES, endpoint_slice)
+        slice_key = object_key(updated)
+        written.wrote(slice_key, updated)
+        written_keys.add(slice_key)
+    for endpoint_slice in to_delete:
+        slice_key = object_key(endpoint_slice)
+        try:
+            await client.delete(ENDPOINT_SLICES, endpoint_slice["metadata"]["name"], namespace)
+        except errors.NotFound:
+            pass
+        written.deleted(slice_key)
+        written_keys.add(slice_key)
+    return True
