@@ -19,7 +19,7 @@ import errno
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Iterable
 
 from pyk8s.kubelet.volumes.atomic_writer import (AtomicWriter, FileProjection, PayloadError,
                                                  set_volume_ownership)
@@ -149,3 +149,37 @@ def unmount(path: Path) -> None:
 
 def mode_of(value: Any, default: int = 0o644) -> int:
     return int(value) if value is not None else default
+
+
+# -- what configMap, secret and projected volumes share ---------------------------------------
+
+def key_payload(keys: Iterable[str], value: Callable[[str], bytes | None], items: list[dict[str, Any]] | None,
+                default_mode: int, optional: bool, missing_key_message: str) -> dict[str, FileProjection]:
+    """Upstream's MakePayload for keyed objects (configmap and secret): every key in `keys`
+    at `default_mode`, or only `items` (key -> path, per-item mode); an item whose key has
+    no value fails with `missing_key_message` and the key, unless optional."""
+    payload: dict[str, FileProjection] = {}
+    if not items:
+        for key in keys:
+            payload[key] = FileProjection(value(key) or b"", default_mode)
+        return payload
+    for item in items:
+        content = value(item["key"])
+        if content is None:
+            if optional:
+                continue
+            raise MountError(f"{missing_key_message}: {item['key']}")
+        payload[item["path"]] = FileProjection(content, mode_of(item.get("mode"), default_mode))
+    return payload
+
+
+async def get_referenced_object(context: VolumeContext, resource: str, kind: str, namespace: str, name: str,
+                                optional: bool) -> dict[str, Any]:
+    """The object a volume source names, {} when it is missing and optional. The kubelet's
+    object cache names the resource in the singular (upstream): `configmap "x" not found`."""
+    found = await context.get_object(resource, namespace, name)
+    if found is None:
+        if not optional:
+            raise MountError(f'{kind} "{name}" not found')
+        found = {}
+    return found

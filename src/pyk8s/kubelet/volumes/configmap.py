@@ -7,7 +7,8 @@ import base64
 from typing import Any
 
 from pyk8s.kubelet.volumes.atomic_writer import FileProjection
-from pyk8s.kubelet.volumes.base import MountError, ProjectedFilesPlugin, VolumeContext, mode_of
+from pyk8s.kubelet.volumes.base import (ProjectedFilesPlugin, VolumeContext, get_referenced_object, key_payload,
+                                        mode_of)
 
 
 def config_map_payload(config_map: dict[str, Any], items: list[dict[str, Any]] | None, default_mode: int,
@@ -24,29 +25,23 @@ def config_map_payload(config_map: dict[str, Any], items: list[dict[str, Any]] |
             return base64.b64decode(binary[key])
         return None
 
-    payload: dict[str, FileProjection] = {}
-    if not items:
-        for key in list(data) + list(binary):
-            payload[key] = FileProjection(value(key) or b"", default_mode)
-        return payload
-    for item in items:
-        content = value(item["key"])
-        if content is None:
-            if optional:
-                continue
-            raise MountError(f"configmap references non-existent config key: {item['key']}")
-        payload[item["path"]] = FileProjection(content, mode_of(item.get("mode"), default_mode))
-    return payload
+    return key_payload(list(data) + list(binary), value, items, default_mode, optional,
+                       "configmap references non-existent config key")
 
 
 async def get_config_map(context: VolumeContext, namespace: str, name: str, optional: bool) -> dict[str, Any]:
-    config_map = await context.get_object("configmaps", namespace, name)
-    if config_map is None:
-        if not optional:
-            # The kubelet's object cache names the resource in the singular (upstream).
-            raise MountError(f'configmap "{name}" not found')
-        config_map = {}
-    return config_map
+    return await get_referenced_object(context, "configmaps", "configmap", namespace, name, optional)
+
+
+async def config_map_source_payload(context: VolumeContext, namespace: str, name: str, source: dict[str, Any],
+                                    default_mode: int | None = None) -> dict[str, FileProjection]:
+    """The files of a configMap volume or projected source naming ConfigMap `name`; the
+    volume's own defaultMode unless `default_mode` (a projected volume's) is given."""
+    optional = bool(source.get("optional"))
+    config_map = await get_config_map(context, namespace, name, optional)
+    if default_mode is None:
+        default_mode = mode_of(source.get("defaultMode"))
+    return config_map_payload(config_map, source.get("items"), default_mode, optional)
 
 
 class ConfigMapPlugin(ProjectedFilesPlugin):
@@ -58,6 +53,4 @@ class ConfigMapPlugin(ProjectedFilesPlugin):
 
     async def payload(self, context, pod, volume):
         source = volume["configMap"]
-        optional = bool(source.get("optional"))
-        config_map = await get_config_map(context, pod["metadata"]["namespace"], source["name"], optional)
-        return config_map_payload(config_map, source.get("items"), mode_of(source.get("defaultMode")), optional)
+        return await config_map_source_payload(context, pod["metadata"]["namespace"], source["name"], source)

@@ -10,9 +10,9 @@ from typing import Any, Awaitable, Callable
 
 from pyk8s.kubelet.volumes.atomic_writer import FileProjection
 from pyk8s.kubelet.volumes.base import MountError, ProjectedFilesPlugin, VolumeContext, mode_of
-from pyk8s.kubelet.volumes.configmap import config_map_payload, get_config_map
+from pyk8s.kubelet.volumes.configmap import config_map_source_payload
 from pyk8s.kubelet.volumes.downwardapi import downward_payload
-from pyk8s.kubelet.volumes.secret import get_secret, secret_payload
+from pyk8s.kubelet.volumes.secret import secret_source_payload
 from pyk8s.kubelet.volumes.serviceaccounttoken import service_account_token_source
 
 Payload = dict[str, FileProjection]
@@ -20,15 +20,12 @@ SourceFunction = Callable[[VolumeContext, dict[str, Any], dict[str, Any], int], 
 
 
 async def _config_map_source(context, pod, source, default_mode) -> Payload:
-    optional = bool(source.get("optional"))
-    config_map = await get_config_map(context, pod["metadata"]["namespace"], source["name"], optional)
-    return config_map_payload(config_map, source.get("items"), default_mode, optional)
+    return await config_map_source_payload(context, pod["metadata"]["namespace"], source["name"], source,
+                                           default_mode)
 
 
 async def _secret_source(context, pod, source, default_mode) -> Payload:
-    optional = bool(source.get("optional"))
-    secret = await get_secret(context, pod["metadata"]["namespace"], source["name"], optional)
-    return secret_payload(secret, source.get("items"), default_mode, optional)
+    return await secret_source_payload(context, pod["metadata"]["namespace"], source["name"], source, default_mode)
 
 
 async def _downward_api_source(context, pod, source, default_mode) -> Payload:

@@ -7,32 +7,30 @@ import base64
 from typing import Any
 
 from pyk8s.kubelet.volumes.atomic_writer import FileProjection
-from pyk8s.kubelet.volumes.base import MountError, ProjectedFilesPlugin, VolumeContext, mode_of
+from pyk8s.kubelet.volumes.base import (ProjectedFilesPlugin, VolumeContext, get_referenced_object, key_payload,
+                                        mode_of)
 
 
 def secret_payload(secret: dict[str, Any], items: list[dict[str, Any]] | None, default_mode: int,
                    optional: bool) -> dict[str, FileProjection]:
     """Upstream's secret.MakePayload."""
     data = {key: base64.b64decode(value) for key, value in (secret.get("data") or {}).items()}
-    if not items:
-        return {key: FileProjection(value, default_mode) for key, value in data.items()}
-    payload: dict[str, FileProjection] = {}
-    for item in items:
-        if item["key"] not in data:
-            if optional:
-                continue
-            raise MountError(f"references non-existent secret key: {item['key']}")
-        payload[item["path"]] = FileProjection(data[item["key"]], mode_of(item.get("mode"), default_mode))
-    return payload
+    return key_payload(data, data.get, items, default_mode, optional, "references non-existent secret key")
 
 
 async def get_secret(context: VolumeContext, namespace: str, name: str, optional: bool) -> dict[str, Any]:
-    secret = await context.get_object("secrets", namespace, name)
-    if secret is None:
-        if not optional:
-            raise MountError(f'secret "{name}" not found')
-        secret = {}
-    return secret
+    return await get_referenced_object(context, "secrets", "secret", namespace, name, optional)
+
+
+async def secret_source_payload(context: VolumeContext, namespace: str, name: str, source: dict[str, Any],
+                                default_mode: int | None = None) -> dict[str, FileProjection]:
+    """The files of a secret volume or projected source naming Secret `name`; the volume's
+    own defaultMode unless `default_mode` (a projected volume's) is given."""
+    optional = bool(source.get("optional"))
+    secret = await get_secret(context, namespace, name, optional)
+    if default_mode is None:
+        default_mode = mode_of(source.get("defaultMode"))
+    return secret_payload(secret, source.get("items"), default_mode, optional)
 
 
 class SecretPlugin(ProjectedFilesPlugin):
@@ -45,6 +43,4 @@ class SecretPlugin(ProjectedFilesPlugin):
 
     async def payload(self, context, pod, volume):
         source = volume["secret"]
-        optional = bool(source.get("optional"))
-        secret = await get_secret(context, pod["metadata"]["namespace"], source["secretName"], optional)
-        return secret_payload(secret, source.get("items"), mode_of(source.get("defaultMode")), optional)
+        return await secret_source_payload(context, pod["metadata"]["namespace"], source["secretName"], source)
