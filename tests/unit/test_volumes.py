@@ -329,9 +329,11 @@ def test_immutable_objects_are_read_once_and_not_watched():
         objects.use("pod-1", {("configmaps", "ns", "frozen"), ("configmaps", "other", "live")})
         assert (await objects.get("configmaps", "ns", "frozen"))["data"] == {"a": "1"}
         assert (await objects.get("configmaps", "other", "live"))["data"] == {"a": "1"}
-        assert set(objects.informers) == {("configmaps", "other")}  # the immutable one's watch stopped
+        assert set(objects.informers) == {("configmaps", "other", "live")}  # the immutable one's watch stopped
         assert (await objects.get("configmaps", "ns", "frozen"))["data"] == {"a": "1"}
-        informer = objects.informers[("configmaps", "other")][0]
+        informer = objects.informers[("configmaps", "other", "live")][0]
+        # One object per watch: the Node authorizer lets a kubelet read named objects only.
+        assert informer.field_selector == "metadata.name=live"
         changes.clear()  # the initial lists announce what they found
         informer._apply({"type": "MODIFIED", "object": {"metadata": {"name": "live", "namespace": "other",
                                                                      "resourceVersion": "2"}, "data": {"a": "2"}}})

@@ -424,7 +424,7 @@ def test_claim_binding_wakes_a_waiting_pod():
         objects = ReferencedObjects(Client(), lambda *key: changes.append(key))
         objects.use("pod-1", {("persistentvolumeclaims", "ns", "data")})
         assert (await objects.get("persistentvolumeclaims", "ns", "data"))["status"]["phase"] == "Pending"
-        informer = objects.informers[("persistentvolumeclaims", "ns")][0]
+        informer = objects.informers[("persistentvolumeclaims", "ns", "data")][0]
         changes.clear()
         bound = claim()
         bound["metadata"]["resourceVersion"] = "2"

@@ -125,7 +125,8 @@ class Client:
         if self._token_file is not None:
             self._reload_token()
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(ssl=self.ssl_context, limit=64)
+            # Each watch holds a connection: a kubelet watches every object its pods use.
+            connector = aiohttp.TCPConnector(ssl=self.ssl_context, limit=512)
             self._session = aiohttp.ClientSession(connector=connector, headers=self._headers,
                                                   json_serialize=lambda v: orjson.dumps(v).decode())
         return self._session

@@ -1,11 +1,12 @@
 """The ConfigMaps, Secrets and PersistentVolumeClaims this node's pods use, kept current by watches.
 
 Upstream's kubelet watches each referenced object (its watch-based configmap/secret
-manager). One watch per object costs one HTTP/1.1 connection per object here, so objects
-are watched per (kind, namespace) instead: an informer for the ConfigMaps (or Secrets) of a
-namespace runs while some pod of this node references one there, and stops when the last
-such pod goes. Immutable objects are read once and never watched again (upstream): their
-first copy is kept, and a namespace whose referenced objects are all immutable has no watch.
+manager), and so does this cache: one informer per referenced object, a list and watch
+narrowed by `fieldSelector=metadata.name=NAME`, which is all the Node authorizer lets a
+kubelet read (a namespace-wide list of Secrets or ConfigMaps is refused). A watch runs while
+some pod of this node references its object and stops when the last such pod goes.
+Immutable objects are read once and never watched again (upstream): their first copy is
+kept.
 
 `on_change(kind, namespace, name)` is called for every add, update and delete of a
 referenced object (not for frozen immutable ones); the volume manager refreshes the pods
@@ -40,7 +41,7 @@ class ReferencedObjects:
         self.users: dict[Key, set[str]] = {}        # object -> pod UIDs
         self.by_pod: dict[str, set[Key]] = {}       # pod UID -> objects
         self.frozen: dict[Key, dict[str, Any]] = {}  # immutable objects, as first read
-        self.informers: dict[tuple[str, str], tuple[Informer, asyncio.Task]] = {}
+        self.informers: dict[Key, tuple[Informer, asyncio.Task]] = {}
 
     # ---- references --------------------------------------------------------------------
     def use(self, uid: str, keys: set[Key]) -> None:
@@ -53,8 +54,8 @@ class ReferencedObjects:
         for key in keys - old:
             self.users.setdefault(key, set()).add(uid)
         self.by_pod[uid] = set(keys)
-        for kind, namespace in {(k, n) for k, n, _ in old ^ keys}:
-            self._update_watch(kind, namespace)
+        for key in old ^ keys:
+            self._update_watch(key)
 
     def release(self, uid: str) -> None:
         self.use(uid, set())
@@ -76,7 +77,7 @@ class ReferencedObjects:
         key = (kind, namespace, name)
         if key in self.frozen:
             return self.frozen[key]
-        informer = self._informer(kind, namespace)
+        informer = self._informer(key)
         try:
             await asyncio.wait_for(informer.synced.wait(), SYNC_TIMEOUT)
         except asyncio.TimeoutError:
@@ -84,30 +85,29 @@ class ReferencedObjects:
         obj = informer.get(f"{namespace}/{name}")
         if obj is not None and obj.get("immutable") is True and key in self.users:
             self.frozen[key] = obj
-            self._update_watch(kind, namespace)
+            self._update_watch(key)
         return obj
 
     # ---- watches -----------------------------------------------------------------------
-    def _needs_watch(self, kind: str, namespace: str) -> bool:
-        return any(key[:2] == (kind, namespace) and key not in self.frozen for key in self.users)
-
-    def _update_watch(self, kind: str, namespace: str) -> None:
-        if self._needs_watch(kind, namespace):
-            self._informer(kind, namespace)
+    def _update_watch(self, key: Key) -> None:
+        if key in self.users and key not in self.frozen:
+            self._informer(key)
             return
-        entry = self.informers.pop((kind, namespace), None)
+        entry = self.informers.pop(key, None)
         if entry is not None:
             entry[1].cancel()
 
-    def _informer(self, kind: str, namespace: str) -> Informer:
-        entry = self.informers.get((kind, namespace))
+    def _informer(self, key: Key) -> Informer:
+        entry = self.informers.get(key)
         if entry is None:
-            informer = Informer(self.client, RESOURCES[kind], namespace=namespace)
+            kind, namespace, name = key
+            informer = Informer(self.client, RESOURCES[kind], namespace=namespace,
+                                field_selector=f"metadata.name={name}")
             informer.add_handlers(on_add=lambda obj: self._changed(kind, obj),
                                   on_update=lambda old, new: self._changed(kind, new, old),
                                   on_delete=lambda obj: self._changed(kind, obj))
-            task = asyncio.create_task(informer.run(), name=f"volume-{kind}-{namespace}")
-            entry = self.informers[(kind, namespace)] = (informer, task)
+            task = asyncio.create_task(informer.run(), name=f"volume-{kind}-{namespace}-{name}")
+            entry = self.informers[key] = (informer, task)
         return entry[0]
 
     def _changed(self, kind: str, obj: dict[str, Any], old: dict[str, Any] | None = None) -> None:
