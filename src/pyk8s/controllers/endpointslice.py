@@ -31,7 +31,6 @@ from typing import Any
 from pyk8s.api import errors
 from pyk8s.api.resources import lookup
 from pyk8s.api.selectors import label_selector_from_set
-from pyk8s.client.informer import object_key
 from pyk8s.controllers import endpointutil as util
 from pyk8s.controllers import podtemplate
 from pyk8s.controllers.base import Controller, owner_reference, split_key
@@ -293,8 +292,9 @@ def set_trigger_time(endpoint_slice: dict[str, Any], trigger_time) -> None:
 
 # -- the controller ---------------------------------------------------------------------------
 
-class EndpointSliceController(Controller):
+class EndpointSliceController(util.SliceOwnerHandlers, Controller):
     name = "endpointslice-controller"
+    slice_manager = CONTROLLER_NAME
     workers = 4
 
     def __init__(self, client):
@@ -337,26 +337,10 @@ class EndpointSliceController(Controller):
         if old_zone != new_zone:
             self._pods_on_node(new["metadata"]["name"])
 
-    def _service_key_of(self, endpoint_slice: dict[str, Any]) -> str | None:
-        return util.slice_owner_key(endpoint_slice, CONTROLLER_NAME)
-
-    def _slice_changed(self, endpoint_slice: dict[str, Any]) -> None:
-        key = self._service_key_of(endpoint_slice)
-        if key:
-            self.queue.add(key)
-
-    def _slice_deleted(self, endpoint_slice: dict[str, Any]) -> None:
-        self.written.observed_delete(object_key(endpoint_slice))
-        self._slice_changed(endpoint_slice)
-
     # -- reconcile -------------------------------------------------------------------------
 
     def _node(self, name: str) -> dict[str, Any] | None:
         return self.nodes.get(name) if name else None
-
-    def _stale(self, key: str) -> bool:
-        return any(self.written.is_stale(slice_key, self.slices.get(slice_key))
-                   for slice_key in self._slices_written.get(key, ()))
 
     async def reconcile(self, key: str) -> None:
         namespace, name = split_key(key)
@@ -370,7 +354,7 @@ class EndpointSliceController(Controller):
         selector = util.service_selector(service)
         if selector is None:
             return
-        if self._stale(key):
+        if self._slices_stale(key):
             raise errors.Conflict(f"endpointslice informer cache is out of date for service {key}")
         matcher = label_selector_from_set(selector)
         pods = [pod for pod in self.pods.list(namespace) if matcher.matches(pod["metadata"].get("labels") or {})]

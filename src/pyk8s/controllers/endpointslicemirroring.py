@@ -27,7 +27,6 @@ from typing import Any
 from pyk8s.api import errors
 from pyk8s.api.resources import lookup
 from pyk8s.client.events import EventRecorder
-from pyk8s.client.informer import object_key
 from pyk8s.controllers import endpointutil as util
 from pyk8s.controllers.base import Controller, owner_reference, split_key
 from pyk8s.controllers.endpointutil import ENDPOINT_SLICES, endpoint_key, port_map_key
@@ -157,8 +156,9 @@ def plan_mirror(endpoints: dict[str, Any], existing: list[dict[str, Any]],
     return to_create, to_update, to_delete
 
 
-class EndpointSliceMirroringController(Controller):
+class EndpointSliceMirroringController(util.SliceOwnerHandlers, Controller):
     name = "endpointslicemirroring-controller"
+    slice_manager = CONTROLLER_NAME
     workers = 2
 
     def __init__(self, client):
@@ -173,18 +173,6 @@ class EndpointSliceMirroringController(Controller):
         self.endpoints.add_handlers(**self.enqueue_handlers())
         self.slices.add_handlers(on_add=self._slice_changed, on_update=lambda old, new: self._slice_changed(new),
                                  on_delete=self._slice_deleted)
-
-    def _endpoints_key_of(self, endpoint_slice: dict[str, Any]) -> str | None:
-        return util.slice_owner_key(endpoint_slice, CONTROLLER_NAME)
-
-    def _slice_changed(self, endpoint_slice: dict[str, Any]) -> None:
-        key = self._endpoints_key_of(endpoint_slice)
-        if key:
-            self.queue.add(key)
-
-    def _slice_deleted(self, endpoint_slice: dict[str, Any]) -> None:
-        self.written.observed_delete(object_key(endpoint_slice))
-        self._slice_changed(endpoint_slice)
 
     def _mirrored(self, namespace: str | None, name: str) -> list[dict[str, Any]]:
         return util.managed_slices(self.slices, namespace, name, CONTROLLER_NAME)
@@ -208,8 +196,7 @@ class EndpointSliceMirroringController(Controller):
 
     async def reconcile(self, key: str) -> None:
         namespace, name = split_key(key)
-        if any(self.written.is_stale(slice_key, self.slices.get(slice_key))
-               for slice_key in self._slices_written.get(key, ())):
+        if self._slices_stale(key):
             raise errors.Conflict(f"endpointslice informer cache is out of date for endpoints {key}")
         existing = self._mirrored(namespace, name)
         endpoints = self._should_mirror(key)

@@ -325,6 +325,30 @@ def managed_slices(slices, namespace: str | None, name: str, managed_by: str) ->
             and (s["metadata"].get("labels") or {}).get(LABEL_MANAGED_BY) == managed_by]
 
 
+class SliceOwnerHandlers:
+    """Slice informer handlers and the stale-cache check for a controller that writes
+    EndpointSlices labelled managed-by `slice_manager`: a changed or deleted slice of ours
+    queues its owner's key; a delete the informer saw ends the tracking of our own delete.
+    The controller sets `queue`, `slices` (informer), `written` (WrittenVersions) and
+    `_slices_written` (owner key -> keys of the slices written for it)."""
+
+    slice_manager: str
+
+    def _slice_changed(self, endpoint_slice: dict[str, Any]) -> None:
+        key = slice_owner_key(endpoint_slice, self.slice_manager)
+        if key:
+            self.queue.add(key)
+
+    def _slice_deleted(self, endpoint_slice: dict[str, Any]) -> None:
+        self.written.observed_delete(object_key(endpoint_slice))
+        self._slice_changed(endpoint_slice)
+
+    def _slices_stale(self, key: str) -> bool:
+        """Whether the slice cache has not yet seen a write we made for owner `key`."""
+        return any(self.written.is_stale(slice_key, self.slices.get(slice_key))
+                   for slice_key in self._slices_written.get(key, ()))
+
+
 async def write_slices(client, written: WrittenVersions, written_keys: set[str], namespace: str | None,
                        to_create: list[dict[str, Any]], to_update: list[dict[str, Any]],
                        to_delete: list[dict[str, Any]]) -> bool:
