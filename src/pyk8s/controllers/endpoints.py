@@ -216,7 +216,7 @@ def desired_labels(service: dict[str, Any]) -> dict[str, str]:
 
 # -- the controller ---------------------------------------------------------------------------
 
-class EndpointsController(Controller):
+class EndpointsController(util.PodServiceHandlers, Controller):
     name = "endpoint-controller"
     workers = 4
 
@@ -231,14 +231,6 @@ class EndpointsController(Controller):
         self.services.add_handlers(**self.enqueue_handlers())
         self.pods.add_handlers(on_add=self._pod_added, on_update=self._pod_updated, on_delete=self._pod_added)
         self.endpoints.add_handlers(on_delete=self._endpoints_deleted)
-
-    def _pod_added(self, pod: dict[str, Any]) -> None:
-        for key in util.services_for_pod(self.services, pod):
-            self.queue.add(key)
-
-    def _pod_updated(self, old: dict[str, Any], new: dict[str, Any]) -> None:
-        for key in util.services_for_pod_change(self.services, old, new):
-            self.queue.add(key)
 
     def _endpoints_deleted(self, endpoints: dict[str, Any]) -> None:
         key = object_key(endpoints)

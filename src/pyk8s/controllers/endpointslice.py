@@ -292,7 +292,7 @@ def set_trigger_time(endpoint_slice: dict[str, Any], trigger_time) -> None:
 
 # -- the controller ---------------------------------------------------------------------------
 
-class EndpointSliceController(util.SliceOwnerHandlers, Controller):
+class EndpointSliceController(util.PodServiceHandlers, util.SliceOwnerHandlers, Controller):
     name = "endpointslice-controller"
     slice_manager = CONTROLLER_NAME
     workers = 4
@@ -314,14 +314,6 @@ class EndpointSliceController(util.SliceOwnerHandlers, Controller):
                                  on_delete=self._slice_deleted)
 
     # -- handlers --------------------------------------------------------------------------
-
-    def _pod_added(self, pod: dict[str, Any]) -> None:
-        for key in util.services_for_pod(self.services, pod):
-            self.queue.add(key)
-
-    def _pod_updated(self, old: dict[str, Any], new: dict[str, Any]) -> None:
-        for key in util.services_for_pod_change(self.services, old, new):
-            self.queue.add(key)
 
     def _pods_on_node(self, node_name: str) -> None:
         for pod in self.pods.list():

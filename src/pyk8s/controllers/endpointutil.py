@@ -5,8 +5,9 @@ the last-change trigger time, a guard against acting on an informer cache that h
 yet seen our own writes, and what the EndpointSlice and mirroring controllers share about
 slices (port and endpoint identity, which controller a slice belongs to, writing a plan).
 
-Everything here except `services_for_pod*` and `managed_slices` (which read an informer) and
-`write_slices` (which writes through the client) is pure.
+Everything here is pure except `services_for_pod*` and `managed_slices` (which read an
+informer), the handler mixins `PodServiceHandlers` and `SliceOwnerHandlers` (which read
+informers and queue keys) and `write_slices` (which writes through the client).
 """
 
 from __future__ import annotations
@@ -177,6 +178,19 @@ def services_for_pod_change(services, old: dict[str, Any], new: dict[str, Any]) 
     if labels_changed:
         keys |= services_for_pod(services, old)
     return keys
+
+
+class PodServiceHandlers:
+    """Pod informer handlers that queue the Services a pod change touches (Endpoints and
+    EndpointSlice controllers). The controller sets `queue` and `services` (informer)."""
+
+    def _pod_added(self, pod: dict[str, Any]) -> None:
+        for key in services_for_pod(self.services, pod):
+            self.queue.add(key)
+
+    def _pod_updated(self, old: dict[str, Any], new: dict[str, Any]) -> None:
+        for key in services_for_pod_change(self.services, old, new):
+            self.queue.add(key)
 
 
 # -- last change trigger time --------------------------------------------------------------
