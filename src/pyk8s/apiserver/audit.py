@@ -31,6 +31,7 @@ from typing import Any, Iterable
 import orjson
 import yaml
 
+from pyk8s.api.rbac import non_resource_url_matches
 from pyk8s.api.requestinfo import RequestInfo, parse_request_info
 
 log = logging.getLogger("pyk8s.apiserver.audit")
@@ -82,7 +83,7 @@ class PolicyRule:
         if self.non_resource_urls:
             if info.resource_request:
                 return False
-            if not any(_url_matches(url, info.path) for url in self.non_resource_urls):
+            if not non_resource_url_matches(self.non_resource_urls, info.path):
                 return False
         return True
 
@@ -98,12 +99,6 @@ def _group_resource_matches(entry: dict[str, Any], info: RequestInfo) -> bool:
             return False
     names = entry.get("resourceNames") or []
     return not names or info.name in names
-
-
-def _url_matches(pattern: str, path: str) -> bool:
-    if pattern == "*" or pattern == path:
-        return True
-    return pattern.endswith("*") and path.startswith(pattern[:-1])
 
 
 @dataclass
