@@ -767,17 +767,11 @@ class PodManager:
             return None
 
     async def _pull_secrets(self, pod: dict[str, Any]) -> list[dict[str, Any]]:
-        """The pod's imagePullSecrets, else its ServiceAccount's (what upstream's
-        ServiceAccount admission copies into the pod); missing ones are skipped, as upstream."""
+        """The pod's imagePullSecrets (ServiceAccount admission copied its account's in at
+        create, as upstream; the Node authorizer lets a kubelet read no ServiceAccount);
+        missing ones are skipped, as upstream."""
         namespace = pod["metadata"]["namespace"]
         names = [ref.get("name") for ref in pod["spec"].get("imagePullSecrets") or [] if ref.get("name")]
-        if not names:
-            try:
-                account = await self.client.get(lookup("", "v1", "serviceaccounts"),
-                                                pod["spec"].get("serviceAccountName") or "default", namespace)
-                names = [ref.get("name") for ref in account.get("imagePullSecrets") or [] if ref.get("name")]
-            except errors.NotFound:
-                names = []
         secrets = []
         for secret_name in names:
             try:
