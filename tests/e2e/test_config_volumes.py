@@ -426,9 +426,9 @@ def test_node_restart_keeps_volumes_and_resumes_updates(cluster, kubectl, agent_
         kubectl("patch", "secret", "survivor", "-p", '{"stringData": {"s": "2"}}')
         eventually(lambda: kubectl("exec", "survivor", "--", "cat", "/c/v") == "2"
                    and kubectl("exec", "survivor", "--", "cat", "/s/s") == "2", 10, what="updates after the restart")
-        # one tmpfs for the secret volume, not a second one stacked on it by the new agent
+        # one tmpfs each for the secret and the kube-api-access projected volume, none stacked by the new agent
         volume = agent_dir / "pods" / uid / "volumes"
-        assert len(mounts_under(volume)) == 1
+        assert len(mounts_under(volume)) == 2
     finally:
         kubectl("delete", "pod", "survivor", "--wait=false", check=False)
     eventually(lambda: not mounts_under(agent_dir / "pods" / uid), 60, what="volumes torn down")
