@@ -312,6 +312,11 @@ class Registry:
         meta["uid"] = str(uuid.uuid4())
         apply_defaults(resource, obj)
         strategies.prepare_for_create(resource, obj)
+        if resource.namespaced:
+            # NamespaceLifecycle comes first in upstream's admission chain: a create into a
+            # missing or terminating namespace is refused before any other plugin (e.g.
+            # ServiceAccount admission, which would otherwise report a missing account).
+            await self._check_namespace_accepts(namespace, resource, meta.get("name") or "")
         if resource.kind in admission.KINDS:
             await admission.admit_create(self, resource, obj)
         await identityadmission.admit_create(self, resource, obj)
@@ -324,8 +329,6 @@ class Registry:
         if field_manager is not None:
             managedfields.update(resource, None, obj, field_manager)
         name = meta["name"]
-        if resource.namespaced:
-            await self._check_namespace_accepts(namespace, resource, name)
         for key in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):
             meta.pop(key, None)
         meta["creationTimestamp"] = now_rfc3339()
