@@ -48,6 +48,12 @@ ALWAYS_CONFIGURED = {
     # volumeClaimTemplates is an atomic list, and the server defaults status.phase and
     # volumeMode in each template: the list never compares equal.
     "statefulset.yaml",
+    # ServiceAccount admission appends the kube-api-access volume (and its mounts) to a pod
+    # that declares volumes/volumeMounts of its own: kubectl's three-way patch then finds the
+    # live lists longer than the file's (strategicpatch isOrderSame) and sends
+    # $setElementOrder directives, as it does against an upstream cluster.
+    "pod-secured.yaml",
+    "pod-web.yaml",
 }
 
 
@@ -198,7 +204,9 @@ UPSTREAM_DEFAULTS: dict[str, dict[str, object]] = {
         "spec.volumeMode": "Filesystem",
         "spec.hostPath": {"path": "/tmp/corpus-pv", "type": ""},
     },
-    "persistentvolumeclaim.yaml": {"spec.volumeMode": "Filesystem", "status.phase": "Pending"},
+    # Bound: the PV binder matches corpus-pv (same class, selector, size) as upstream's does;
+    # corpus-sc (WaitForFirstConsumer) is applied after the claim, so binding is not delayed.
+    "persistentvolumeclaim.yaml": {"spec.volumeMode": "Filesystem", "status.phase": "Bound"},
     "storageclass.yaml": {"reclaimPolicy": "Delete"},
     "job.yaml": {
         **template_defaults("spec.template.spec", restartPolicy="Never"),
@@ -266,7 +274,8 @@ DESCRIBE_SHOWS: dict[str, list[str]] = {
     "persistentvolume.yaml": ["Name: corpus-pv", "StorageClass: corpus-sc", "Reclaim Policy: Retain",
                               "Access Modes: RWO", "VolumeMode: Filesystem", "Capacity: 100Mi",
                               "Type: HostPath (bare host directory volume) Path: /tmp/corpus-pv"],
-    "persistentvolumeclaim.yaml": ["Name: corpus-pvc", "StorageClass: corpus-sc", "Status: Pending",
+    # Bound to corpus-pv by the PV binder, as upstream's (see UPSTREAM_DEFAULTS).
+    "persistentvolumeclaim.yaml": ["Name: corpus-pvc", "StorageClass: corpus-sc", "Status: Bound",
                                    "VolumeMode: Filesystem"],
     "storageclass.yaml": ["Name: corpus-sc", "IsDefaultClass: No", "Provisioner: kubernetes.io/no-provisioner",
                           "ReclaimPolicy: Delete", "VolumeBindingMode: WaitForFirstConsumer"],
