@@ -79,11 +79,21 @@ async def register_node(client, name, labels=None):
     node = await client.create(NODES, {"apiVersion": "v1", "kind": "Node",
                                        "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name, **(labels or {})}}})
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    node["status"] = {"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
-                                      "message": "kubelet is posting ready status", "lastHeartbeatTime": now,
-                                      "lastTransitionTime": now}],
-                      "allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110"},
-                      "capacity": {"cpu": "4", "memory": "8Gi", "pods": "110"}}
+    status = {"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                              "message": "kubelet is posting ready status", "lastHeartbeatTime": now,
+                              "lastTransitionTime": now}],
+              "allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110"},
+              "capacity": {"cpu": "4", "memory": "8Gi", "pods": "110"}}
+    # The node IPAM controller writes spec.podCIDR(s) right after the create, as upstream's
+    # does: a status write on the created object's resourceVersion may conflict, so re-read
+    # and retry (what a kubelet does).
+    for _ in range(10):
+        node["status"] = status
+        try:
+            return await client.update(NODES, node, subresource="status")
+        except errors.Conflict:
+            node = await client.get(NODES, name)
+    node["status"] = status
     return await client.update(NODES, node, subresource="status")
 
 
