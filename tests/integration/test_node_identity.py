@@ -34,6 +34,8 @@ PODS = lookup("", "v1", "pods")
 SECRETS = lookup("", "v1", "secrets")
 LEASES = lookup("coordination.k8s.io", "v1", "leases")
 CSRS = lookup("certificates.k8s.io", "v1", "certificatesigningrequests")
+ROLES = lookup("rbac.authorization.k8s.io", "v1", "roles")
+ROLE_BINDINGS = lookup("rbac.authorization.k8s.io", "v1", "rolebindings")
 
 
 def admin_user() -> str:
@@ -254,6 +256,26 @@ def test_node_reads_only_the_secrets_of_its_own_pods(server, tmp_path):
                 'secrets "n1-secret" is forbidden: User "system:node:n2" cannot get resource "secrets" in API group "" '
                 "in the namespace \"default\": no relationship found between node 'n2' and this object")
             assert (await n2.get(SECRETS, "n2-secret", "default"))["metadata"]["name"] == "n2-secret"
+            # No relationship is the Node authorizer's NoOpinion, not a Deny: RBAC may still
+            # grant the object, as upstream.
+            await admin.create(ROLES, {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+                                       "metadata": {"name": "n2-reads-n1-secret", "namespace": "default"},
+                                       "rules": [{"verbs": ["get"], "apiGroups": [""], "resources": ["secrets"],
+                                                  "resourceNames": ["n1-secret"]}]})
+            await admin.create(ROLE_BINDINGS, {
+                "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                "metadata": {"name": "n2-reads-n1-secret", "namespace": "default"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "n2-reads-n1-secret"},
+                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "system:node:n2"}]})
+
+            async def n2_granted():
+                try:
+                    return await n2.get(SECRETS, "n1-secret", "default")
+                except errors.Forbidden:
+                    return None
+            assert (await eventually_async(n2_granted, timeout=10))["metadata"]["name"] == "n1-secret"
+            await admin.delete(ROLE_BINDINGS, "n2-reads-n1-secret", "default")
+            await admin.delete(ROLES, "n2-reads-n1-secret", "default")
             # Pods, nodes and services stay readable to every node, as upstream.
             assert (await n2.get(PODS, "on-n1", "default"))["spec"]["nodeName"] == "n1"
             assert (await n2.get(NODES, "n1"))["metadata"]["name"] == "n1"

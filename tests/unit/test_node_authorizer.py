@@ -9,7 +9,8 @@ import pytest
 from pyk8s.api import errors
 from pyk8s.api.resources import lookup
 from pyk8s.apiserver import noderestriction
-from pyk8s.apiserver.nodeauthorizer import ALLOW, DENY, NO_OPINION, NodeGraph, authorize_node, pod_references
+from pyk8s.apiserver.authz import AuthorizerChain
+from pyk8s.apiserver.nodeauthorizer import ALLOW, NO_OPINION, NodeAuthorizer, NodeGraph, authorize_node, pod_references
 
 
 @dataclass(frozen=True)
@@ -66,8 +67,31 @@ def test_node_reads_what_its_pods_use_and_nothing_else(graph):
     assert authorize_node(Attrs(node("n1"), "get", "persistentvolumeclaims", "web-data"), graph) == (ALLOW, "")
     assert authorize_node(Attrs(node("n1"), "get", "persistentvolumes", "pv-1", namespace=""), graph) == (ALLOW, "")
     assert authorize_node(Attrs(node("n2"), "get", "secrets", "web-env"), graph) == \
-        (DENY, "no relationship found between node 'n2' and this object")
-    assert authorize_node(Attrs(node("n1"), "get", "secrets", "other"), graph)[0] == DENY
+        (NO_OPINION, "no relationship found between node 'n2' and this object")
+    assert authorize_node(Attrs(node("n1"), "get", "secrets", "other"), graph)[0] == NO_OPINION
+
+
+class GrantsOneSecret:
+    """An RBAC stand-in after the Node authorizer: allows `get secrets/granted` to node n2 only."""
+
+    def authorize(self, attributes) -> tuple[str, str]:
+        if (attributes.user.name, attributes.verb, attributes.resource, attributes.name) == \
+                ("system:node:n2", "get", "secrets", "granted"):
+            return ALLOW, ""
+        return NO_OPINION, ""
+
+
+def test_an_unrelated_object_is_left_to_the_next_authorizer(graph):
+    # Upstream's Node authorizer answers NoOpinion for an object without a relationship,
+    # so RBAC can still grant it; without a grant the chain's reason is the node's.
+    chain = AuthorizerChain([NodeAuthorizer(graph), GrantsOneSecret()])
+    assert chain.authorize(Attrs(node("n2"), "get", "secrets", "granted")) == (ALLOW, "")
+    assert chain.authorize(Attrs(node("n2"), "get", "secrets", "web-env")) == \
+        (NO_OPINION, "no relationship found between node 'n2' and this object")
+    assert chain.authorize(Attrs(node("n1"), "get", "secrets", "granted")) == \
+        (NO_OPINION, "no relationship found between node 'n1' and this object")
+    # What the graph allows needs no grant.
+    assert chain.authorize(Attrs(node("n1"), "get", "secrets", "web-env")) == (ALLOW, "")
 
 
 def test_verbs_and_shapes_the_graph_does_not_decide(graph):

@@ -27,7 +27,7 @@ from pyk8s.api.resources import lookup
 
 log = logging.getLogger("pyk8s.apiserver.nodeauthorizer")
 
-ALLOW, DENY, NO_OPINION = "Allow", "Deny", "NoOpinion"
+ALLOW, NO_OPINION = "Allow", "NoOpinion"  # never Deny: the next authorizer (RBAC) may still allow
 
 NODE_USER_PREFIX = "system:node:"
 NODES_GROUP = "system:nodes"
@@ -291,11 +291,9 @@ def _related(node: str, kind: str, attributes, graph: NodeGraph) -> tuple[str, s
         return NO_OPINION, "No Object name found"
     if graph.has_path(node, kind, attributes.namespace, attributes.name):
         return ALLOW, ""
-    # Upstream answers NoOpinion here and binds nothing to system:nodes. pyk8s still binds
-    # system:nodes to system:node (bootstrappolicy.py: the kubelet's object caches list and
-    # watch whole namespaces), so a named object without a relationship is denied outright,
-    # or that binding would hand it out.
-    return DENY, _no_relationship(node)
+    # NoOpinion, as upstream: RBAC may still grant it (a binding to this node, say), and the
+    # 403 carries the reason. system:node itself is bound to no node (bootstrappolicy.py).
+    return NO_OPINION, _no_relationship(node)
 
 
 def _read_namespaced(node: str, kind: str, attributes, graph: NodeGraph) -> tuple[str, str]:
