@@ -201,6 +201,68 @@ def _try_get(host: str, port: int) -> str:
         return f"error: {error}"
 
 
+# The project's Python image (the cluster DNS's) runs both ends of a UDP flow: a server that
+# answers every datagram with its pod name, and a client that sends from ONE socket (one
+# source port, so one conntrack entry) every 0.2 s and prints each answer, "-" for none.
+UDP_SERVER = ("import socket\n"
+              "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+              "s.bind(('0.0.0.0', 5353))\n"
+              "while True:\n"
+              "    data, peer = s.recvfrom(512)\n"
+              "    s.sendto(socket.gethostname().encode(), peer)\n")
+UDP_CLIENT = ("import socket, sys, time\n"
+              "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+              "s.settimeout(0.2)\n"
+              "while True:\n"
+              "    s.sendto(b'who?', (sys.argv[1], 53))\n"
+              "    try:\n"
+              "        print(s.recvfrom(512)[0].decode(), flush=True)\n"
+              "    except OSError:\n"  # a timeout, or the ICMP error of REJECT while there is no endpoint
+              "        print('-', flush=True)\n"
+              "    time.sleep(0.2)\n")
+
+
+def _python_pod(name: str, script: str, *args: str, labels: dict | None = None) -> dict:
+    from pathlib import Path
+
+    from pyk8s.kubelet.images.python import dns_image_name
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels or {}},
+            "spec": {"terminationGracePeriodSeconds": 0,
+                     "containers": [{"name": "main", "image": dns_image_name(), "imagePullPolicy": "Never",
+                                     "command": [str(Path(sys.executable).resolve()), "-c", script, *args]}]}}
+
+
+def test_a_udp_flow_moves_to_the_new_pod_when_its_backend_is_replaced(kubectl):
+    """Upstream's stale-conntrack cleanup: a client that keeps sending from one socket keeps
+    one conntrack entry alive (DNAT to the first pod) for as long as it sends; when that pod
+    goes away the proxy deletes the entry, so the next datagram is balanced anew and the
+    replacement pod answers (DNS over UDP to a deleted pod would otherwise stay unanswered)."""
+    service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "udp-echo"},
+               "spec": {"selector": {"app": "udp-echo"},
+                        "ports": [{"name": "dns", "port": 53, "targetPort": 5353, "protocol": "UDP"}]}}
+    _manifest(kubectl, [service, _python_pod("udp-first", UDP_SERVER, labels={"app": "udp-echo"})])
+    try:
+        ip = _cluster_ip(kubectl, "udp-echo")
+        _manifest(kubectl, [_python_pod("udp-client", UDP_CLIENT, ip)])
+        kubectl("wait", "--for=condition=Ready", "pod/udp-first", "pod/udp-client", "--timeout=120s", timeout=130)
+
+        def answers() -> list[str]:
+            return kubectl("logs", "udp-client").split()
+        eventually(lambda: "udp-first" in answers(), 30, what="an answer from udp-first",
+                   context=lambda: f"answers: {answers()[-20:]}")
+        kubectl("delete", "pod", "udp-first", "--grace-period=0", "--force", "--wait=false")
+        before = len(answers())
+        _manifest(kubectl, [_python_pod("udp-second", UDP_SERVER, labels={"app": "udp-echo"})])
+        eventually(lambda: "udp-second" in answers()[before:], 60, what="an answer from udp-second on the same flow",
+                   interval=0.5, context=lambda: f"answers: {answers()[before:][-30:]}")
+        # And the flow stays with it.
+        assert answers()[-1] == "udp-second", answers()[before:][-30:]
+    finally:
+        kubectl("delete", "service", "udp-echo", "--wait=false", check=False)
+        kubectl("delete", "pod", "udp-first", "udp-second", "udp-client", "--grace-period=0", "--force",
+                "--wait=false", check=False)
+
+
 def _proxy_lines() -> list[str]:
     lines = []
     for save in ("iptables-legacy-save", "iptables-nft-save"):
