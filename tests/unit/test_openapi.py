@@ -124,7 +124,127 @@ def test_protobuf_only_accept_is_not_acceptable_but_json_fallback_is_served():
 
 def test_unknown_openapi_paths_are_404_and_other_paths_are_not_ours():
     assert openapi_response("/openapi/v3/apis/nosuch.group/v1", {}, None).status == 404
-    assert openapi_response("/openapi/v2", {}, None).status == 404
+    assert openapi_response("/openapi/v2/x", {}, None).status == 404
     assert openapi_response("/api/v1", {}, None) is None
     assert openapi_response("/openapiv3", {}, None) is None
 
+
+
+# ---------------------------------------------------------------- /openapi/v2
+
+def _fields(data: bytes) -> list[tuple[int, int | bytes]]:
+    """A protobuf message as (field number, varint or bytes), in order."""
+    fields, position = [], 0
+
+    def varint() -> int:
+        nonlocal position
+        value = shift = 0
+        while True:
+            byte = data[position]
+            position += 1
+            value |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                return value
+    while position < len(data):
+        key = varint()
+        number, wire = key >> 3, key & 7
+        assert wire in (0, 2), wire
+        if wire == 0:
+            fields.append((number, varint()))
+        else:
+            length = varint()
+            fields.append((number, bytes(data[position:position + length])))
+            position += length
+    return fields
+
+
+def _decode_schema(data: bytes) -> dict:
+    """gnostic openapi.v2.Schema back to JSON (the fields the encoder writes)."""
+    schema: dict = {}
+    for number, value in _fields(data):
+        if number in (1, 2, 3, 4):
+            schema[{1: "$ref", 2: "format", 3: "title", 4: "description"}[number]] = value.decode()
+        elif number == 19:
+            schema.setdefault("required", []).append(value.decode())
+        elif number == 21:
+            ((inner_number, inner),) = _fields(value)
+            schema["additionalProperties"] = _decode_schema(inner) if inner_number == 1 else bool(inner)
+        elif number == 22:
+            types = [item.decode() for _, item in _fields(value)]
+            schema["type"] = types[0] if len(types) == 1 else types
+        elif number == 23:
+            ((_, inner),) = _fields(value)
+            schema["items"] = _decode_schema(inner)
+        elif number == 25:
+            schema["properties"] = {}
+            for _, named in _fields(value):
+                (_, name), (_, child) = _fields(named)
+                schema["properties"][name.decode()] = _decode_schema(child)
+        elif number == 27:
+            schema["readOnly"] = bool(value)
+        elif number == 31:
+            (_, name), (_, any_value) = _fields(value)
+            ((yaml_number, text),) = _fields(any_value)
+            assert yaml_number == 2
+            schema[name.decode()] = orjson.loads(text)
+        else:
+            raise AssertionError(f"unexpected Schema field {number}")
+    return schema
+
+
+def test_v2_document_has_every_served_schema_in_swagger_2_form():
+    from pyk8s.apiserver.openapi import v2_document
+    document = v2_document()
+    assert document["swagger"] == "2.0"
+    served = {}
+    for key in index_document()["paths"]:
+        group_version = key.removeprefix("apis/").removeprefix("api/")
+        group, _, version = group_version.rpartition("/")
+        served.update(group_version_document(group, version)["components"]["schemas"])
+    assert set(document["definitions"]) == set(served)
+    review = document["definitions"]["io.k8s.api.authorization.v1.SubjectAccessReview"]
+    assert review["x-kubernetes-group-version-kind"] == [
+        {"group": "authorization.k8s.io", "kind": "SubjectAccessReview", "version": "v1"}]
+    # v3's described reference (allOf of one $ref) is v2's $ref with a description.
+    assert review["properties"]["spec"] == {"$ref": "#/definitions/io.k8s.api.authorization.v1.SubjectAccessReviewSpec",
+                                            "description": served["io.k8s.api.authorization.v1.SubjectAccessReview"][
+                                                "properties"]["spec"]["description"]}
+    text = orjson.dumps(document).decode()
+    assert "#/components/" not in text and '"allOf"' not in text
+    # Every reference resolves inside the document (kubectl's parser refuses unknown models).
+    for ref in _refs(document["definitions"]):
+        assert ref.removeprefix("#/definitions/") in document["definitions"], ref
+
+
+def _refs(node):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "$ref":
+                yield value
+            else:
+                yield from _refs(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _refs(item)
+
+
+def test_v2_protobuf_is_the_json_document_in_gnostic_form():
+    from pyk8s.apiserver.openapi import v2_document
+    accept = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"
+    answer = openapi_response("/openapi/v2", {}, accept)
+    assert answer.status == 200
+    assert answer.content_type == "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
+    document = v2_document()
+    fields = dict(_fields(answer.body))
+    assert fields[1] == b"2.0"
+    info = dict(_fields(fields[2]))
+    assert (info[1].decode(), info[2].decode()) == (document["info"]["title"], document["info"]["version"])
+    decoded = {}
+    for _, named in _fields(fields[9]):
+        (_, name), (_, schema) = _fields(named)
+        decoded[name.decode()] = _decode_schema(schema)
+    assert decoded == document["definitions"]
+    json_answer = openapi_response("/openapi/v2", {}, "application/json")
+    assert json_answer.content_type == "application/json" and orjson.loads(json_answer.body) == document
+    assert openapi_response("/openapi/v2", {}, "text/html").status == 406

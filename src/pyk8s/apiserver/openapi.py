@@ -14,8 +14,8 @@ on first request, and kept as JSON bytes together with its hash, which is what u
 kube-openapi handler does: the index names every group-version document by a URL carrying
 `?hash=<SHA-512 of the bytes, upper-case hex>`, and such URLs are served as immutable.
 
-`/openapi/v2` is not served: kubectl 1.36 only falls back to it (and only as protobuf) when
-the v3 documents are missing or lack the kind, so a 404 is the right answer here.
+`/openapi/v2` serves the same schemas as Swagger 2.0 (openapiv2.py): kubectl validates a
+kind without a PATCH operation (the access reviews) against them, downloaded as protobuf.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import orjson
 
 from pyk8s.api import schemas
 from pyk8s.api.resources import RESOURCES, Resource, group_versions
+from pyk8s.apiserver import openapiv2
 
 JSON = "application/json"
 # The protobuf form kubectl may list first; we answer it with JSON when the client also
@@ -85,6 +86,8 @@ def openapi_response(path: str, query: Mapping[str, str], accept: str | None) ->
     path = "/" + path.strip("/")
     if path != "/openapi" and not path.startswith("/openapi/"):
         return None
+    if path == "/openapi/v2":
+        return _v2_response(accept)
     if path == "/openapi/v3":
         document = _index_document()
     elif path.startswith("/openapi/v3/"):
@@ -108,6 +111,30 @@ def openapi_response(path: str, query: Mapping[str, str], accept: str | None) ->
         headers["Cache-Control"] = "public, immutable"
         headers["Expires"] = formatdate(time.time() + 365 * 24 * 3600, usegmt=True)
     return OpenAPIResponse(200, JSON, document.body, headers)
+
+
+def _v2_response(accept: str | None) -> OpenAPIResponse:
+    document = _v2_document()
+    headers = {"Vary": "Accept", "Etag": f'"{document.etag}"', "Last-Modified": _STARTED_AT}
+    if openapiv2.wants_protobuf(accept):
+        return OpenAPIResponse(200, openapiv2.PROTOBUF_V2, document.protobuf, headers)
+    if not _accepts_json(accept):
+        return OpenAPIResponse(406, "text/plain; charset=utf-8", b"", {"Vary": "Accept"})
+    return OpenAPIResponse(200, JSON, document.json, headers)
+
+
+@functools.cache
+def _v2_document() -> openapiv2.Served:
+    """Every schema of the v3 group-version documents, as one Swagger 2.0 document."""
+    components: dict[str, Any] = {}
+    for document in _group_version_documents().values():
+        components.update(orjson.loads(document.body)["components"]["schemas"])
+    return openapiv2.Served(openapiv2.document(components))
+
+
+def v2_document() -> dict[str, Any]:
+    """The parsed v2 document (for tests and tools)."""
+    return orjson.loads(_v2_document().json)
 
 
 def group_version_path(group: str, version: str) -> str:

@@ -222,7 +222,7 @@ class APIServer:
 
     def _root_paths(self) -> list[str]:
         paths = ["/.well-known/openid-configuration", "/api", "/api/v1", "/apis", "/healthz", "/livez",
-                 "/openapi/v3", "/openid/v1/jwks", "/readyz", "/version"]
+                 "/openapi/v2", "/openapi/v3", "/openid/v1/jwks", "/readyz", "/version"]
         for group, version in group_versions():
             if group:
                 paths += [f"/apis/{group}", f"/apis/{group}/{version}"]
