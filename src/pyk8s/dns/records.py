@@ -29,8 +29,8 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from dnslib import (AAAA, CNAME, DNSHeader, DNSRecord, EDNS0, NS, PTR, QTYPE, RCODE, RR, SOA, SRV, TXT, A,
-                    DNSError)
+from dnslib import (AAAA, CNAME, DNSBuffer, DNSHeader, DNSLabel, DNSQuestion, DNSRecord, EDNS0, NS, PTR, QTYPE,
+                    RCODE, RR, SOA, SRV, TXT, A, DNSError)
 
 TTL = 5
 DEFAULT_ZONE = "cluster.local"
@@ -72,6 +72,11 @@ class ServiceRecords:
     def add(self, record: RR) -> None:
         name = str(record.rname).lower().rstrip(".")
         self.names.setdefault(name, {}).setdefault(record.rtype, []).append(record)
+
+    def signature(self) -> list[tuple[str, int, str]]:
+        """What the records say, in order (two equal signatures answer every query alike)."""
+        return [(name, rtype, rr.toZone()) for name, types in self.names.items()
+                for rtype, rrs in types.items() for rr in rrs]
 
 
 def service_records(service: dict[str, Any], slices: Iterable[dict[str, Any]], zone: str) -> ServiceRecords:
@@ -135,19 +140,33 @@ def service_records(service: dict[str, Any], slices: Iterable[dict[str, Any]], z
 
 
 class ClusterZone:
-    """The records of every Service, indexed by owner name for answering.
+    """The records of every Service, indexed by owner name for answering, and the replies
+    packed from them.
 
     `set_service` / `remove_service` replace one Service's contribution; `generation`
-    grows with every change (the server's reply cache is valid for one generation)."""
+    grows with every change. Replies are packed by dnslib once per (name, type) and kept
+    as templates (see `answer`): the names a Service owns are packed when the Service
+    changes (the informer event pays, not the query); any other name when first asked.
+    A change forgets the templates of every name it touches: the Service's old and new
+    names, their ancestors (NXDOMAIN vs empty NOERROR), and the names whose replies
+    include one of them (a CNAME chased into the zone, an SRV target's address)."""
 
-    def __init__(self, zone: str = DEFAULT_ZONE, dns_ip: str = ""):
+    def __init__(self, zone: str = DEFAULT_ZONE, dns_ip: str = "", *, precompute: bool = True):
         self.zone = zone.lower().rstrip(".")
+        self._dot_zone = "." + self.zone
         self.dns_ip = dns_ip
         self.generation = 0
+        self.precompute = precompute
         self._by_service: dict[str, ServiceRecords] = {}
         self._index: dict[str, dict[int, list[RR]]] = {}
         # Names that exist without records (upstream: empty non-terminals answer NOERROR).
         self._interior: dict[str, int] = {}
+        # name -> qtype -> reply templates (None: not ours to answer). `_templates` holds the
+        # ones packed at Service changes, `_asked` the ones packed at a query (bounded).
+        self._templates: dict[str, dict[int, Template | None]] = {}
+        self._asked: dict[str, dict[int, Template | None]] = {}
+        # name -> names whose templates include records of `name`.
+        self._dependents: dict[str, set[str]] = {}
         self.soa = RR(self.zone, _SOA, ttl=TTL, rdata=SOA(
             f"ns.dns.{self.zone}.", f"hostmaster.{self.zone}.", (1, 7200, 1800, 86400, TTL)))
         for name in (self.zone, f"svc.{self.zone}", f"pod.{self.zone}"):
@@ -155,7 +174,10 @@ class ClusterZone:
 
     # ---- updates ------------------------------------------------------------------------
     def set_service(self, key: str, records: ServiceRecords) -> None:
-        self.remove_service(key)
+        old = self._by_service.get(key)
+        if old is not None and old.signature() == records.signature():
+            return  # e.g. an EndpointSlice change under a ClusterIP Service: same records
+        self._unindex(key)
         self._by_service[key] = records
         for name, types in records.names.items():
             entry = self._index.setdefault(name, {})
@@ -164,11 +186,24 @@ class ClusterZone:
             for parent in self._parents(name):
                 self._interior[parent] = self._interior.get(parent, 0) + 1
         self.generation += 1
+        self._forget(old, records)
+        if self.precompute:
+            for name, types in records.names.items():
+                per_name = self._templates.setdefault(name, {})
+                for qtype in _precomputed_types(types):
+                    if qtype not in per_name:
+                        per_name[qtype] = self._build(name, qtype)
 
     def remove_service(self, key: str) -> None:
+        old = self._unindex(key)
+        if old is not None:
+            self.generation += 1
+            self._forget(old, None)
+
+    def _unindex(self, key: str) -> ServiceRecords | None:
         old = self._by_service.pop(key, None)
         if old is None:
-            return
+            return None
         for name, types in old.names.items():
             entry = self._index.get(name)
             if entry is not None:
@@ -186,7 +221,22 @@ class ClusterZone:
                     self._interior[parent] = max(count, 1)
                 else:
                     self._interior.pop(parent, None)
-        self.generation += 1
+        return old
+
+    def _forget(self, old: ServiceRecords | None, new: ServiceRecords | None) -> None:
+        """Drop the templates a change of one Service may have made wrong."""
+        touched: set[str] = set()
+        for records in (old, new):
+            if records is not None:
+                for name in records.names:
+                    touched.add(name)
+                    touched.update(self._parents(name))
+        for name in touched:
+            self._templates.pop(name, None)
+            self._asked.pop(name, None)
+            for dependent in self._dependents.pop(name, ()):
+                self._templates.pop(dependent, None)
+                self._asked.pop(dependent, None)
 
     def _parents(self, name: str) -> list[str]:
         """Ancestors of `name` below the zone apex or a reverse zone (they exist, empty)."""
@@ -224,6 +274,47 @@ class ClusterZone:
         if name in self._interior:
             return {}
         return None
+
+    # ---- reply templates -----------------------------------------------------------------
+    def template(self, name: str, qtype: int) -> Template | None:
+        """The packed replies for `name` (lower case, no trailing dot) and `qtype`, None
+        when the name is not this zone's to answer."""
+        per_name = self._templates.get(name)
+        if per_name is not None:
+            found = per_name.get(qtype, _MISSING)
+            if found is not _MISSING:
+                return found  # type: ignore[return-value]
+        per_name = self._asked.get(name)
+        if per_name is not None:
+            found = per_name.get(qtype, _MISSING)
+            if found is not _MISSING:
+                return found  # type: ignore[return-value]
+        elif len(self._asked) >= ASKED_TEMPLATE_LIMIT:
+            self._asked.clear()  # many names asked once (search-path misses, random pod names)
+        built = self._build(name, qtype)
+        self._asked.setdefault(name, {})[qtype] = built
+        return built
+
+    def _build(self, name: str, qtype: int) -> Template | None:
+        question = DNSQuestion(name, qtype)
+        full = _reply(self, question, name, 0, 0, edns=False, truncated=False)
+        if full is None:
+            return None
+        for target in self._included_names(name):
+            self._dependents.setdefault(target, set()).add(name)
+        return full, _with_opt(full)
+
+    def truncated(self, name: str, qtype: int, edns: bool) -> bytes:
+        """The truncated reply (TC, the question only) for a reply too big for UDP: rare
+        (the client retries over TCP), so packed when needed."""
+        return _reply(self, DNSQuestion(name, qtype), name, 0, 0, edns=edns, truncated=True) or b""
+
+    def _included_names(self, name: str) -> list[str]:
+        """Other names whose records a reply for `name` may carry (see `_fill`)."""
+        records = self._index.get(name) or {}
+        targets = [str(rr.rdata.label) for rr in records.get(_CNAME, [])]
+        targets += [str(rr.rdata.target) for rr in records.get(_SRV, [])]
+        return [target.lower().rstrip(".") for target in targets]
 
     def _pod_record(self, name: str) -> dict[int, list[RR]] | None:
         suffix = f".pod.{self.zone}"
@@ -272,9 +363,115 @@ def error_reply(data: bytes, rcode: int) -> bytes | None:
     return reply.pack()
 
 
+# ---- answering ------------------------------------------------------------------------------
+# A reply is packed by dnslib for the lower-cased question, and the client's question is
+# put back in its place (same length: only the case differs), so a DNS 0x20 client sees
+# its own case while every spelling of a name gets the same bytes otherwise. Two paths give
+# the same bytes (tests/unit/test_dns_fast_path.py compares them over every variant):
+# - `answer_plain`: dnslib parses the query, the reply is built and packed for it;
+# - `answer`: a query of the usual shape (one question of class IN, no other records but
+#   an OPT) is recognised by `scan_query`, and the reply is the zone's template for
+#   (name, type) with the query's ID, RD bit and question patched in (and EDNS0's OPT
+#   record, or the truncated form, picked by the query). Any other query takes the plain path.
+
+Template = tuple[bytes, bytes]  # the reply, and the reply with our EDNS0 OPT record
+_MISSING = object()
+ASKED_TEMPLATE_LIMIT = 20_000
+_OPT_RECORD = DNSRecord(DNSHeader(id=0), ar=[EDNS0(udp_len=EDNS_UDP_SIZE)]).pack()[12:]
+_HEADER_COUNTS = b"\x00\x01\x00\x00\x00\x00\x00\x00"  # one question, nothing else
+_HEADER_COUNTS_EDNS = b"\x00\x01\x00\x00\x00\x00\x00\x01"  # one question, one additional (OPT)
+_NAME_CHARACTERS = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_*"
+_FLAG_BYTES = [bytes((value,)) for value in range(256)]
+
+
+def _with_opt(packet: bytes) -> bytes:
+    """`packet` with our EDNS0 OPT record appended as its last additional record."""
+    additional = int.from_bytes(packet[10:12], "big") + 1
+    return packet[:10] + additional.to_bytes(2, "big") + packet[12:] + _OPT_RECORD
+
+
+def _precomputed_types(types: dict[int, list[RR]]) -> list[int]:
+    """The query types packed ahead for a name with records of `types`: its own, and A and
+    AAAA for an address or alias (resolvers ask both for every name)."""
+    wanted = [rtype for rtype in types if rtype in (_A, _AAAA, _SRV, _PTR, _CNAME)]
+    if _A in types or _AAAA in types or _CNAME in types:
+        wanted += [rtype for rtype in (_A, _AAAA) if rtype not in wanted]
+    return wanted
+
+
+def scan_query(data: bytes) -> tuple[str, int, int, bool, int] | None:
+    """(lower-case name, qtype, end of the question, EDNS0?, UDP size limit) of a query
+    of the usual shape, None for anything else (the plain path parses it)."""
+    if len(data) < 17 or data[2] & 0xF8:  # a response, or an opcode other than QUERY
+        return None
+    counts = data[4:12]
+    if counts == _HEADER_COUNTS:
+        edns = False
+    elif counts == _HEADER_COUNTS_EDNS:
+        edns = True
+    else:
+        return None
+    end = len(data)
+    offset = 12
+    labels = []
+    while True:
+        if offset >= end:
+            return None
+        length = data[offset]
+        if length == 0:
+            break
+        if length > 63:  # a compression pointer, or an extended label type
+            return None
+        label = data[offset + 1:offset + 1 + length]
+        if len(label) != length or label.translate(None, _NAME_CHARACTERS):
+            return None
+        labels.append(label)
+        offset += 1 + length
+    if offset - 12 > 254:  # longer than a name may be
+        return None
+    question_end = offset + 5
+    if question_end > end or data[offset + 3:question_end] != b"\x00\x01":  # class IN only
+        return None
+    qtype = int.from_bytes(data[offset + 1:offset + 3], "big")
+    limit = MIN_UDP_SIZE
+    if edns:
+        # The OPT record: root name, type 41, class = UDP size, TTL, RDLENGTH, options.
+        opt = question_end
+        if end < opt + 11 or data[opt] != 0 or data[opt + 1:opt + 3] != b"\x00\x29":
+            return None
+        limit = max(MIN_UDP_SIZE, int.from_bytes(data[opt + 3:opt + 5], "big"))
+        options_end = opt + 11 + int.from_bytes(data[opt + 9:opt + 11], "big")
+        position = opt + 11
+        while position + 4 <= options_end:
+            position += 4 + int.from_bytes(data[position + 2:position + 4], "big")
+        if position != options_end or options_end != end:
+            return None
+    elif question_end != end:
+        return None
+    return b".".join(labels).lower().decode("ascii"), qtype, question_end, edns, limit
+
+
 def answer(zone: ClusterZone, data: bytes, *, tcp: bool = False) -> bytes | None:
     """The reply packet for query `data`, or None when the name is not ours to answer
     (the caller forwards it). Malformed queries get FORMERR."""
+    scanned = scan_query(data)
+    if scanned is None:
+        return answer_plain(zone, data, tcp=tcp)
+    name, qtype, question_end, edns, limit = scanned
+    if not (name == zone.zone or name.endswith(zone._dot_zone) or name.endswith(("in-addr.arpa", "ip6.arpa"))):
+        return None
+    template = zone.template(name, qtype)
+    if template is None:
+        return None
+    packet = template[edns]
+    if not tcp and len(packet) > limit:
+        packet = zone.truncated(name, qtype, edns)
+    return (data[:2] + _FLAG_BYTES[packet[2] | (data[2] & 1)] + packet[3:12] + data[12:question_end]
+            + packet[question_end:])
+
+
+def answer_plain(zone: ClusterZone, data: bytes, *, tcp: bool = False) -> bytes | None:
+    """`answer` with dnslib parsing the query and packing the reply."""
     try:
         request = DNSRecord.parse(data)
     except (DNSError, Exception):  # noqa: BLE001 - dnslib raises several types on bad input
@@ -290,6 +487,23 @@ def answer_record(zone: ClusterZone, request: DNSRecord, *, tcp: bool = False) -
         return reply.pack()
     question = request.q
     name = str(question.qname).lower().rstrip(".")
+    lowered = DNSQuestion(DNSLabel([label.lower() for label in question.qname.label]), question.qtype,
+                          question.qclass)
+    edns = _has_edns(request)
+    packet = _reply(zone, lowered, name, header.id, header.rd, edns=edns, truncated=False)
+    if packet is None:
+        return None
+    if not tcp and len(packet) > _udp_limit(request):
+        packet = _reply(zone, lowered, name, header.id, header.rd, edns=edns, truncated=True)
+    buffer = DNSBuffer()
+    question.pack(buffer)
+    asked = bytes(buffer.data)
+    return packet[:12] + asked + packet[12 + len(asked):]
+
+
+def _reply(zone: ClusterZone, question: DNSQuestion, name: str, query_id: int, rd: int, *, edns: bool,
+           truncated: bool) -> bytes | None:
+    """The packed reply to `question` (for `name`, lower case), None if not ours."""
     qtype = question.qtype
     ours = zone.in_zone(name)
     if not ours and not name.endswith(("in-addr.arpa", "ip6.arpa")):
@@ -297,21 +511,18 @@ def answer_record(zone: ClusterZone, request: DNSRecord, *, tcp: bool = False) -
     records = zone.lookup(name)
     if records is None and not ours:
         return None  # a reverse name of an address outside the cluster
-    reply = DNSRecord(DNSHeader(id=header.id, qr=1, aa=1, rd=header.rd, ra=1), q=question)
-    if records is None:
-        reply.header.rcode = RCODE.NXDOMAIN
-        reply.add_auth(zone.soa)
+    if truncated:
+        reply = DNSRecord(DNSHeader(id=query_id, qr=1, aa=1, tc=1, rd=rd, ra=1), q=question)
     else:
-        _fill(zone, reply, name, qtype, records)
-    if _has_edns(request):
+        reply = DNSRecord(DNSHeader(id=query_id, qr=1, aa=1, rd=rd, ra=1), q=question)
+        if records is None:
+            reply.header.rcode = RCODE.NXDOMAIN
+            reply.add_auth(zone.soa)
+        else:
+            _fill(zone, reply, name, qtype, records)
+    if edns:
         reply.add_ar(EDNS0(udp_len=EDNS_UDP_SIZE))
-    packed = reply.pack()
-    if not tcp and len(packed) > _udp_limit(request):
-        truncated = DNSRecord(DNSHeader(id=header.id, qr=1, aa=1, tc=1, rd=header.rd, ra=1), q=question)
-        if _has_edns(request):
-            truncated.add_ar(EDNS0(udp_len=EDNS_UDP_SIZE))
-        packed = truncated.pack()
-    return packed
+    return reply.pack()
 
 
 def _fill(zone: ClusterZone, reply: DNSRecord, name: str, qtype: int, records: dict[int, list[RR]]) -> None:

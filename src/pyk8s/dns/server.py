@@ -3,9 +3,9 @@ from it; names outside the zone go to the upstream resolvers (with a cache).
 
     DNSServer(client, ...).start()  ->  lists+watches Services and EndpointSlices,
                                         binds UDP/TCP :53 and HTTP /ready /health /metrics
-Flow of a UDP query: the reply cache (query bytes after the ID -> reply bytes after the
-ID, valid for one zone generation) answers repeats without parsing; otherwise
-`records.answer` builds the reply; None from it means "not our zone": the Forwarder
+Flow of a UDP query: `records.answer` gives the reply (from the zone's reply templates,
+packed when a Service changes or when a name is first asked; see records.py); None from
+it means "not our zone": the Forwarder
 asks the upstreams (their answers cached up to their TTL, at most 30 s, like k3s's
 `cache 30`) or, with no upstream configured, the reply is REFUSED at once (what CoreDNS
 answers for a zone no server block serves).
@@ -29,7 +29,6 @@ from pyk8s.dns.records import (DEFAULT_ZONE, SERVICE_NAME_LABEL, ClusterZone, an
 log = logging.getLogger("pyk8s.dns")
 SERVICES = lookup("", "v1", "services")
 ENDPOINT_SLICES = lookup("discovery.k8s.io", "v1", "endpointslices")
-REPLY_CACHE_LIMIT = 50_000
 FORWARD_CACHE_LIMIT = 10_000
 FORWARD_CACHE_MAX_TTL = 30.0
 FORWARD_TIMEOUT = 2.0
@@ -144,22 +143,12 @@ class _UDPServer(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: Any) -> None:
         dns = self.dns
         dns.queries += 1
-        if dns._cache_generation != dns.zone.generation:
-            dns._reply_cache.clear()
-            dns._cache_generation = dns.zone.generation
-        cached = dns._reply_cache.get(data[2:])
-        if cached is not None:
-            self.transport.sendto(data[:2] + cached, addr)
-            return
         reply = answer(dns.zone, data)
         if reply is None:
             task = asyncio.ensure_future(self._forward(data, addr))
             dns._tasks.add(task)
             task.add_done_callback(dns._tasks.discard)
             return
-        if len(dns._reply_cache) >= REPLY_CACHE_LIMIT:
-            dns._reply_cache.clear()
-        dns._reply_cache[data[2:]] = reply[2:]
         self.transport.sendto(reply, addr)
 
     async def _forward(self, data: bytes, addr: Any) -> None:
@@ -182,8 +171,6 @@ class DNSServer:
         self.slices = Informer(client, ENDPOINT_SLICES)
         self.queries = 0
         self.ready = False
-        self._reply_cache: dict[bytes, bytes] = {}
-        self._cache_generation = -1
         self._tasks: set[asyncio.Task] = set()
         self._informer_tasks: list[asyncio.Task] = []
         self._udp: asyncio.DatagramTransport | None = None
