@@ -301,3 +301,96 @@ def test_impersonation_needs_the_verb_and_builds_the_user():
     assert sa.groups == ("system:serviceaccounts", "system:serviceaccounts:ns", "system:authenticated")
     with pytest.raises(Exception):  # groups need impersonate on groups
         authorization.impersonate(ALICE, Headers({"Impersonate-User": "bob", "Impersonate-Group": "system:masters"}))
+
+
+# ------------------------------------------------------------------ the index's caches against plain evaluation
+
+def plain_rbac_allows(objects: dict[str, dict], attributes: Attributes) -> bool:
+    """RBAC evaluated from the objects themselves, every binding every time (no index, no
+    cache): upstream's rule resolver walk."""
+    roles = {(o["metadata"].get("namespace", ""), o["metadata"]["name"]): o.get("rules") or []
+             for k, o in objects.items() if k.startswith("Role/")}
+    cluster_roles = {o["metadata"]["name"]: o.get("rules") or [] for k, o in objects.items() if k.startswith("ClusterRole/")}
+    for key, binding in objects.items():
+        kind = key.partition("/")[0]
+        if kind not in ("RoleBinding", "ClusterRoleBinding"):
+            continue
+        namespace = binding["metadata"].get("namespace", "") if kind == "RoleBinding" else ""
+        if namespace and namespace != attributes.namespace:
+            continue
+        if not any(rbac.subject_applies(s, attributes.user, namespace) for s in binding.get("subjects") or []):
+            continue
+        ref = binding["roleRef"]
+        rules = cluster_roles.get(ref["name"]) if ref["kind"] == "ClusterRole" else roles.get((namespace, ref["name"]))
+        if any(rbac.rule_allows(attributes, r) for r in rules or []):
+            return True
+    return False
+
+
+def every_variant() -> list[Attributes]:
+    users = [User("alice", ("devs", "system:authenticated")), User("bob", ("ops",)), User("carol"),
+             User("system:serviceaccount:team:app", ("system:serviceaccounts", "system:serviceaccounts:team")),
+             User("alice", ("ops",))]  # the same name in other groups: a different cache entry
+    variants = []
+    for user in users:
+        for namespace in ("", "team", "other"):
+            for verb in ("get", "list", "watch", "create", "delete"):
+                for group, resource, subresource in (("", "pods", ""), ("", "pods", "log"), ("", "secrets", ""),
+                                                     ("apps", "deployments", ""), ("apps", "deployments", "scale")):
+                    for name in ("", "web", "db"):
+                        variants.append(Attributes(user, verb, True, group, "v1", resource, subresource, namespace, name))
+        for path in ("/healthz", "/metrics", "/apis", "/apis/apps"):
+            variants.append(Attributes(user, "get", False, path=path))
+    return variants
+
+
+def test_index_caches_answer_as_plain_evaluation_over_every_variant_and_every_change():
+    index = authz.RBACIndex()
+    authorizer = authz.RBACAuthorizer(index)
+    objects: dict[str, dict] = {}
+    keys: dict[str, str] = {}
+
+    def put(kind, obj):
+        name = f"{kind}/{obj['metadata'].get('namespace', '')}/{obj['metadata']['name']}"
+        objects[name] = obj
+        keys[name] = feed(index, kind, obj)
+
+    def remove(name):
+        del objects[name]
+        index.apply(keys.pop(name), None)
+
+    def compare(stage):
+        for attributes in every_variant() * 2:  # the second pass answers from the caches
+            expected = plain_rbac_allows(objects, attributes)
+            assert (authorizer.authorize(attributes)[0] == authz.ALLOW) is expected, (stage, attributes)
+
+    put("Role", {"metadata": {"name": "pods", "namespace": "team"}, "rules": [rule(["get", "list"], [""], ["pods"])]})
+    put("Role", {"metadata": {"name": "web-only", "namespace": "team"},
+                 "rules": [dict(rule(["get", "delete"], [""], ["pods", "pods/log"]), resourceNames=["web"])]})
+    put("ClusterRole", {"metadata": {"name": "deployer"},
+                        "rules": [rule(["*"], ["apps"], ["deployments", "deployments/*"])]})
+    put("ClusterRole", {"metadata": {"name": "health"}, "rules": [{"verbs": ["get"], "nonResourceURLs": ["/healthz", "/apis/*"]}]})
+    put("RoleBinding", {"metadata": {"name": "devs-pods", "namespace": "team"}, "roleRef": {"kind": "Role", "name": "pods"},
+                        "subjects": [{"kind": "Group", "name": "devs"}, {"kind": "ServiceAccount", "name": "app"}]})
+    put("RoleBinding", {"metadata": {"name": "bob-web", "namespace": "team"}, "roleRef": {"kind": "Role", "name": "web-only"},
+                        "subjects": [{"kind": "User", "name": "bob"}]})
+    put("RoleBinding", {"metadata": {"name": "ops-deploy", "namespace": "other"},
+                        "roleRef": {"kind": "ClusterRole", "name": "deployer"}, "subjects": [{"kind": "Group", "name": "ops"}]})
+    put("ClusterRoleBinding", {"metadata": {"name": "health"}, "roleRef": {"kind": "ClusterRole", "name": "health"},
+                               "subjects": [{"kind": "Group", "name": "system:authenticated"}]})
+    compare("initial")
+    allowed = sum(plain_rbac_allows(objects, a) for a in every_variant())
+    assert 0 < allowed < len(every_variant())  # the world allows some variants and refuses others
+
+    put("Role", {"metadata": {"name": "pods", "namespace": "team"}, "rules": [rule(["watch"], [""], ["pods", "secrets"])]})
+    compare("a Role's rules changed")
+    put("ClusterRoleBinding", {"metadata": {"name": "carol-deploys"}, "roleRef": {"kind": "ClusterRole", "name": "deployer"},
+                               "subjects": [{"kind": "User", "name": "carol"}]})
+    compare("a ClusterRoleBinding added")
+    remove("RoleBinding/team/devs-pods")
+    compare("a RoleBinding deleted")
+    remove("ClusterRole//deployer")
+    compare("a bound ClusterRole deleted")
+    put("RoleBinding", {"metadata": {"name": "bob-web", "namespace": "team"}, "roleRef": {"kind": "Role", "name": "web-only"},
+                        "subjects": [{"kind": "Group", "name": "system:serviceaccounts:team"}]})
+    compare("a RoleBinding's subjects replaced")
