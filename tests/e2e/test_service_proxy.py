@@ -222,13 +222,19 @@ UDP_CLIENT = ("import socket, sys, time\n"
               "    time.sleep(0.2)\n")
 
 
-def _python_pod(name: str, script: str, *args: str, labels: dict | None = None) -> dict:
+def _python_image(kubectl: Kubectl) -> str:
+    """The DNS image the node imported at start (its name fingerprints the sources: computed
+    now it could name an image built from files changed since)."""
+    return kubectl("get", "deployment", "coredns", "-n", "kube-system", "-o",
+                   "jsonpath={.spec.template.spec.containers[0].image}", check=False).strip()
+
+
+def _python_pod(image: str, name: str, script: str, *args: str, labels: dict | None = None) -> dict:
     from pathlib import Path
 
-    from pyk8s.kubelet.images.python import dns_image_name
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels or {}},
             "spec": {"terminationGracePeriodSeconds": 0,
-                     "containers": [{"name": "main", "image": dns_image_name(), "imagePullPolicy": "Never",
+                     "containers": [{"name": "main", "image": image, "imagePullPolicy": "IfNotPresent",
                                      "command": [str(Path(sys.executable).resolve()), "-c", script, *args]}]}}
 
 
@@ -240,11 +246,14 @@ def test_a_udp_flow_moves_to_the_new_pod_when_its_backend_is_replaced(kubectl):
     service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "udp-echo"},
                "spec": {"selector": {"app": "udp-echo"},
                         "ports": [{"name": "dns", "port": 53, "targetPort": 5353, "protocol": "UDP"}]}}
-    _manifest(kubectl, [service, _python_pod("udp-first", UDP_SERVER, labels={"app": "udp-echo"})])
+    image = eventually(lambda: _python_image(kubectl), 60, what="the cluster DNS pod's image")
+    _manifest(kubectl, [service, _python_pod(image, "udp-first", UDP_SERVER, labels={"app": "udp-echo"})])
     try:
         ip = _cluster_ip(kubectl, "udp-echo")
-        _manifest(kubectl, [_python_pod("udp-client", UDP_CLIENT, ip)])
-        kubectl("wait", "--for=condition=Ready", "pod/udp-first", "pod/udp-client", "--timeout=120s", timeout=130)
+        _manifest(kubectl, [_python_pod(image, "udp-client", UDP_CLIENT, ip)])
+        result = kubectl.run("wait", "--for=condition=Ready", "pod/udp-first", "pod/udp-client", "--timeout=120s",
+                             timeout=130, check=False)
+        assert result.returncode == 0, kubectl("describe", "pod", "udp-first", "udp-client", check=False)
 
         def answers() -> list[str]:
             return kubectl("logs", "udp-client").split()
@@ -252,7 +261,7 @@ def test_a_udp_flow_moves_to_the_new_pod_when_its_backend_is_replaced(kubectl):
                    context=lambda: f"answers: {answers()[-20:]}")
         kubectl("delete", "pod", "udp-first", "--grace-period=0", "--force", "--wait=false")
         before = len(answers())
-        _manifest(kubectl, [_python_pod("udp-second", UDP_SERVER, labels={"app": "udp-echo"})])
+        _manifest(kubectl, [_python_pod(image, "udp-second", UDP_SERVER, labels={"app": "udp-echo"})])
         eventually(lambda: "udp-second" in answers()[before:], 60, what="an answer from udp-second on the same flow",
                    interval=0.5, context=lambda: f"answers: {answers()[before:][-30:]}")
         # And the flow stays with it.
@@ -268,11 +277,14 @@ def _proxy_lines() -> list[str]:
     for save in ("iptables-legacy-save", "iptables-nft-save"):
         result = subprocess.run([save], capture_output=True, text=True)
         lines += [line for line in result.stdout.splitlines() if "KUBE-" in line]
+    # The nftables mode's table (`--proxy-mode nftables`, PYK8S_PROXY_MODE=nftables).
+    result = subprocess.run(["nft", "list", "table", "ip", "kube-proxy"], capture_output=True, text=True)
+    lines += [line.strip() for line in result.stdout.splitlines() if "chain service-" in line]
     return lines
 
 
 def test_cleanup_removes_every_proxy_rule(kubectl, workloads):
-    assert any(line.startswith(":KUBE-SVC-") for line in _proxy_lines())
+    assert any(line.startswith((":KUBE-SVC-", "chain service-")) for line in _proxy_lines())
     result = subprocess.run([sys.executable, "-m", "pyk8s.proxy.cleanup"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert _proxy_lines() == []

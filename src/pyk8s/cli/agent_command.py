@@ -41,6 +41,11 @@ def add_agent_arguments(parser: argparse.ArgumentParser) -> None:
                         help="how pods reach other nodes' pods (k3s's flag): vxlan (flannel.1, UDP 8472) or "
                              "host-gw (routes via the nodes' addresses, which must share a link)")
     parser.add_argument("--cluster-dns", default="10.43.0.10", help="the nameserver of ClusterFirst pods (k3s's default)")
+    parser.add_argument("--proxy-mode", default=os.environ.get("PYK8S_PROXY_MODE") or "iptables",
+                        choices=["iptables", "nftables"],
+                        help="how the service proxy writes its rules (upstream kube-proxy's flag): iptables "
+                             "(iptables-restore) or nftables (nft, table ip kube-proxy); default $PYK8S_PROXY_MODE "
+                             "or iptables")
     parser.add_argument("--resolv-conf", default="", metavar="FILE",
                         help="resolvers for dnsPolicy Default pods and cluster DNS upstreams (default /etc/resolv.conf)")
     parser.add_argument("--log-root", type=Path, default=None,
@@ -96,6 +101,7 @@ def run_agent(args: argparse.Namespace) -> int:
                 "the kubeconfig names no cluster CA: the kubelet endpoint accepts any client")
         agent = Agent(client, node_name=args.node_name, node_ip=args.node_ip, data_dir=args.data_dir,
                       pod_cidr=args.pod_cidr, cluster_cidr=args.cluster_cidr, cluster_dns=args.cluster_dns, resolv_conf=args.resolv_conf,
+                      proxy_mode=args.proxy_mode,
                       log_root=args.log_root or _default_log_root(args.data_dir), kubelet_port=args.kubelet_port,
                       registry_mirrors=mirrors,
                       client_ca=client_ca, flannel_backend=args.flannel_backend)

@@ -41,6 +41,7 @@ class ServerConfig:
     extra_sans: list[str] = field(default_factory=list)
     registry_mirrors: dict[str, str] = field(default_factory=dict)  # registry host -> mirror URL
     resolv_conf: str = ""  # k3s's --resolv-conf: upstream resolvers of pods and cluster DNS
+    proxy_mode: str = "iptables"  # kube-proxy's --proxy-mode: iptables or nftables (pyk8s.proxy)
     secrets_encryption: bool = False  # k3s's flag: Secrets encrypted at rest (cluster/secretsencryption.py)
     audit_log: str = ""  # upstream's --audit-log-path (apiserver/audit.py); "" = no auditing
     audit_policy_file: str = ""  # "" = every request at Metadata level
@@ -254,7 +255,8 @@ async def serve(config: ServerConfig, stop: asyncio.Event) -> None:
                       # without the controller manager no node IPAM hands out pod CIDRs
                       pod_cidr=first_pod_cidr(config.cluster_cidr) if config.disable_controllers else "", log_root=config.pod_log_root,
                       cluster_cidr=config.cluster_cidr, client_ca=pki.ca_cert, registry_mirrors=config.registry_mirrors,
-                      cluster_dns=config.cluster_dns_ip(), resolv_conf=config.resolv_conf)
+                      cluster_dns=config.cluster_dns_ip(), resolv_conf=config.resolv_conf,
+                      proxy_mode=config.proxy_mode)
         await agent.start()
         log.info("agent started: node %s", node_name)
         components.append(agent)

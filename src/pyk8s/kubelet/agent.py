@@ -42,7 +42,7 @@ class Agent:
                  cluster_domain: str = "cluster.local", log_root: Path | None = None, kubelet_port: int = 10250,
                  registry_mirrors: dict[str, str] | None = None, client_ca: Path | None = None,
                  node_labels: dict[str, str] | None = None, resolv_conf: str = "",
-                 flannel_backend: str = "vxlan", pod_cidr_timeout: float = 5.0):
+                 flannel_backend: str = "vxlan", pod_cidr_timeout: float = 5.0, proxy_mode: str = "iptables"):
         self.client = client
         self.node_name = (node_name or socket.gethostname()).lower()
         self.node_ip = node_ip
@@ -58,6 +58,7 @@ class Agent:
         self.resolv_conf = resolv_conf  # k3s's --resolv-conf: the node's resolvers for pods
         self.flannel_backend = flannel_backend  # k3s's --flannel-backend
         self.pod_cidr_timeout = pod_cidr_timeout
+        self.proxy_mode = proxy_mode  # kube-proxy's --proxy-mode
         self.network: FlannelNetwork | None = None
         self.containerd = Containerd(self.data_dir, cni_conf_dir=self.data_dir / "cni" / "net.d",
                                      registry_mirrors=registry_mirrors)
@@ -120,7 +121,8 @@ class Agent:
                                data_dir=self.data_dir, log_root=self.log_root, cluster_dns=self.cluster_dns,
                                cluster_domain=self.cluster_domain, prober=self.prober, resolv_conf=self.resolv_conf)
         await self.pods.start()
-        self.proxy = ServiceProxy(self.client, node_name=self.node_name, cluster_cidr=self.cluster_cidr)
+        self.proxy = ServiceProxy(self.client, node_name=self.node_name, cluster_cidr=self.cluster_cidr,
+                                  mode=self.proxy_mode)
         await self.proxy.start()
         # Dynamic local volumes live on this node's disk: its own provisioner makes them.
         self.provisioner = LocalPathProvisioner(self.client, node_name=self.node_name,

@@ -20,7 +20,9 @@ from pyk8s.kubelet import cni
 from pyk8s.kubelet.containerd import Containerd
 from pyk8s.kubelet.cri import CRIClient, CRIError
 from pyk8s.kubelet.pods import remove_pod_cgroups
-from pyk8s.proxy.iptables import RestoreFailed, remove_all_rules
+from pyk8s.proxy.cleanup import remove_all as remove_all_proxy_rules
+from pyk8s.proxy.iptables import RestoreFailed
+from pyk8s.proxy.nftables import NftFailed
 
 log = logging.getLogger("pyk8s.kubelet.cleanup")
 
@@ -69,9 +71,9 @@ async def remove_node_state(agent_data_dir: Path) -> int:
 
 def remove_proxy_rules() -> None:
     try:
-        remove_all_rules()
-    except RestoreFailed as error:
-        log.warning("removing the service proxy's iptables rules failed: %s", error)
+        remove_all_proxy_rules()
+    except (RestoreFailed, NftFailed) as error:
+        log.warning("removing the service proxy's rules failed: %s", error)
 
 
 def shims_of(containerd_socket: str) -> list[int]:

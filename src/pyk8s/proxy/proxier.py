@@ -1,13 +1,18 @@
-"""ServiceProxy: keeps this node's iptables rules equal to what Services and EndpointSlices say.
+"""ServiceProxy: keeps this node's iptables rules (or, with mode "nftables", its nft table)
+equal to what Services and EndpointSlices say.
 
 Informers on Services and discovery.k8s.io/v1 EndpointSlices mark the Service they touch
-as dirty; one sync task turns dirty Services into a partial `iptables-restore --noflush`
-(top-level chains plus the dirty services' chains) at most every `min_sync_interval`, and
-writes everything (a full sync, which also adds missing jumps and deletes any chain no
+as dirty; one sync task turns dirty Services into a partial update (iptables mode: a
+`iptables-restore --noflush` of the top-level chains plus the dirty services' chains;
+nftables mode: an `nft -f` of the dirty services' chains and map elements) at most every
+`min_sync_interval`, and writes everything (a full sync, which also deletes any chain no
 service uses) at start and every `full_sync_interval` (upstream: minSyncPeriod 1 s,
-syncPeriod 1 h). Nothing is flushed at start: a restarted proxy replaces the rules the
-previous one left in one transaction, so traffic never goes without rules. Rules stay when
-the proxy stops; `remove_all_rules` (pyk8s.proxy.cleanup) removes them.
+syncPeriod 1 h). Only the first sync reads what the kernel has (iptables-save; the nftables
+mode replaces its table instead); later ones know what they wrote. Nothing is flushed at
+start: a restarted proxy replaces the rules the previous one left in one transaction, so
+traffic never goes without rules. Rules stay when
+the proxy stops; pyk8s.proxy.cleanup removes them (both modes). At start the proxy removes
+the other mode's rules, as upstream does.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import time
 
 from pyk8s.api.resources import lookup
 from pyk8s.client.informer import shared_informers
-from pyk8s.proxy import iptables, rules
+from pyk8s.proxy import iptables, nftables, rules
 
 log = logging.getLogger("pyk8s.proxy")
 
@@ -28,7 +33,7 @@ ENDPOINT_SLICES = lookup("discovery.k8s.io", "v1", "endpointslices")
 
 class ServiceProxy:
     def __init__(self, client, *, node_name: str, cluster_cidr: str = "10.42.0.0/16",
-                 min_sync_interval: float = 0.1, full_sync_interval: float = 60.0):
+                 min_sync_interval: float = 0.1, full_sync_interval: float = 60.0, mode: str = "iptables"):
         self.client = client
         self.node_name = node_name
         self.cluster_cidr = cluster_cidr
@@ -40,7 +45,10 @@ class ServiceProxy:
         self.slices = informers.informer(ENDPOINT_SLICES)
         self._slices_of: dict[str, set[str]] = {}  # service key -> slice keys
         self._states: dict[str, rules.ServiceState] = {}
-        self._chains: dict[str, set[str]] = {}  # service key -> nat chains written for it
+        if mode not in BACKENDS:
+            raise ValueError(f"unknown proxy mode {mode!r} (one of {', '.join(BACKENDS)})")
+        self.mode = mode
+        self._backend = BACKENDS[mode](node_name=node_name, cluster_cidr=cluster_cidr)
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
@@ -84,6 +92,8 @@ class ServiceProxy:
 
     async def start(self, sync_timeout: float = 30.0) -> None:
         failed = await asyncio.to_thread(iptables.set_sysctls)
+        # Upstream removes the other mode's rules when it starts: one set of rules per node.
+        await asyncio.to_thread(self._backend.remove_other_mode)
         for name, why in failed.items():
             log.warning("cannot set %s (%s): some service traffic may not work", name, why)
         self.services.add_handlers(on_add=self._service_changed, on_update=self._service_changed,
@@ -96,7 +106,7 @@ class ServiceProxy:
         await asyncio.wait_for(asyncio.gather(self.services.synced.wait(), self.slices.synced.wait()), sync_timeout)
         await self.sync(full=True)
         self._task = asyncio.create_task(self._run(), name="service-proxy")
-        log.info("service proxy started (%s iptables): %d services", iptables.backend(), len(self._states))
+        log.info("service proxy started (%s mode): %d services", self._backend.describe(), len(self._states))
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -122,7 +132,7 @@ class ServiceProxy:
                 if full:
                     next_full = time.monotonic() + self.full_sync_interval
             except Exception as error:  # retried: the next sync rewrites everything
-                log.warning("iptables sync failed (retrying with a full sync): %s", error)
+                log.warning("%s sync failed (retrying with a full sync): %s", self.mode, error)
                 next_full = time.monotonic() + backoff
                 backoff = min(backoff * 2, 10.0)
             await asyncio.sleep(self.min_sync_interval)
@@ -146,10 +156,7 @@ class ServiceProxy:
                     state = self._state_of(key)
                     if state is not None and state.ports:
                         states[key] = state
-                existing, jumps = await iptables.current()
-                rendered = rules.render(states, node_name=self.node_name, cluster_cidr=self.cluster_cidr,
-                                        maybe_stale=existing.get("nat", ()),
-                                        missing_jumps=[jump for jump in rules.JUMPS if jump not in jumps])
+                await self._backend.sync(states, None)
             else:
                 if not dirty:
                     return
@@ -160,16 +167,12 @@ class ServiceProxy:
                         states[key] = state
                     else:
                         states.pop(key, None)
-                maybe_stale = set().union(*(self._chains.get(key, set()) for key in dirty))
-                rendered = rules.render(states, node_name=self.node_name, cluster_cidr=self.cluster_cidr,
-                                        dirty=dirty, maybe_stale=maybe_stale)
-            await iptables.restore(rendered.text)
+                await self._backend.sync(states, dirty)
         except BaseException:
             self._dirty |= dirty  # not applied: try again
             raise
         old_states = self._states
         self._states = states
-        self._chains = rendered.chains
         self.syncs += 1
         self.last_sync_seconds = time.perf_counter() - started
         log.debug("%s sync of %d services in %.3fs", "full" if full else "partial", len(states),
@@ -204,3 +207,68 @@ class ServiceProxy:
                         await iptables.flush_udp_conntrack(destination=destination)
                     if port.node_port:
                         await iptables.flush_udp_conntrack(original_port=port.node_port)
+
+
+class IptablesBackend:
+    """`iptables-restore --noflush` of rules.render: the chains of the dirty services, or
+    all of them. Which chains exist is read (iptables-save) only before the first sync and
+    after a failed one; otherwise the chains the last syncs wrote are known."""
+
+    def __init__(self, *, node_name: str, cluster_cidr: str):
+        self.node_name, self.cluster_cidr = node_name, cluster_cidr
+        self._chains: dict[str, set[str]] | None = None  # service key -> nat chains written for it
+
+    def describe(self) -> str:
+        return f"iptables, {iptables.backend()}"
+
+    @staticmethod
+    def remove_other_mode() -> None:
+        if nftables.table_exists():
+            nftables.remove_table()
+
+    async def sync(self, states: dict[str, rules.ServiceState], dirty: set[str] | None) -> None:
+        known, self._chains = self._chains, None  # unknown until this sync has been applied
+        if dirty is None or known is None:
+            missing_jumps: list = []
+            if known is None:
+                existing, jumps = await iptables.current()
+                maybe_stale: set[str] = set(existing.get("nat", ()))
+                missing_jumps = [jump for jump in rules.JUMPS if jump not in jumps]
+            else:
+                maybe_stale = set().union(*known.values()) if known else set()
+            rendered = rules.render(states, node_name=self.node_name, cluster_cidr=self.cluster_cidr,
+                                    maybe_stale=maybe_stale, missing_jumps=missing_jumps)
+        else:
+            maybe_stale = set().union(*(known.get(key, set()) for key in dirty))
+            rendered = rules.render(states, node_name=self.node_name, cluster_cidr=self.cluster_cidr,
+                                    dirty=dirty, maybe_stale=maybe_stale)
+        await iptables.restore(rendered.text)
+        self._chains = rendered.chains
+
+
+class NftablesBackend:
+    """One `nft -f` transaction of nftables.render per sync; what the table holds is
+    remembered from the transactions (never read back)."""
+
+    def __init__(self, *, node_name: str, cluster_cidr: str):
+        self.node_name, self.cluster_cidr = node_name, cluster_cidr
+        self._written: dict[str, nftables.Written] | None = None  # None: replace the table
+        self._flushed: set[str] = set()
+
+    @staticmethod
+    def describe() -> str:
+        return "nftables"
+
+    @staticmethod
+    def remove_other_mode() -> None:
+        iptables.remove_all_rules()
+
+    async def sync(self, states: dict[str, rules.ServiceState], dirty: set[str] | None) -> None:
+        written, self._written = self._written, None  # a failed transaction: replace the table next time
+        transaction = nftables.render(states, node_name=self.node_name, cluster_cidr=self.cluster_cidr,
+                                      previous=written, dirty=dirty, flushed_before=self._flushed)
+        await nftables.apply(transaction.text)
+        self._written, self._flushed = transaction.written, transaction.flushed
+
+
+BACKENDS = {"iptables": IptablesBackend, "nftables": NftablesBackend}
