@@ -5,13 +5,19 @@ expansion, the scheduler's VolumeBinding answers (with hollow Node objects) and 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from functools import partial
 
 import pytest
 
-from conftest import eventually
+from pyk8s.api import errors
+from pyk8s.api.resources import lookup
+from pyk8s.client import Client
+from pyk8s.provisioner import LocalPathProvisioner
+
+from conftest import eventually, eventually_async
 
 wait_for = partial(eventually, interval=0.05)
 
@@ -309,3 +315,171 @@ def test_wait_for_first_consumer_claim_is_provisioned_for_the_chosen_node(kubect
     finally:
         kubectl.run("delete", "pod", pod, "--grace-period=0", "--force", check=False)
         cleanup(kubectl, ("pvc", claim))
+
+
+# -- the local-path provisioner, run here for a hollow node -----------------------------------
+
+PVS = lookup("", "v1", "persistentvolumes")
+PVCS = lookup("", "v1", "persistentvolumeclaims")
+PODS = lookup("", "v1", "pods")
+EVENTS = lookup("", "v1", "events")
+STORAGE_CLASSES = lookup("storage.k8s.io", "v1", "storageclasses")
+SELECTED_NODE = "volume.kubernetes.io/selected-node"
+
+
+def run_async(server, scenario):
+    async def main():
+        async with Client.from_kubeconfig(server.kubeconfig) as client:
+            await scenario(client)
+    asyncio.run(main())
+
+
+async def events_of(client, name: str) -> list[dict]:
+    listed = await client.list(EVENTS, "default", fieldSelector=f"involvedObject.name={name}")
+    return listed["items"]
+
+
+def test_failed_provisioning_warns_reschedules_and_retries_until_the_directory_can_be_made(server, hollow_node,
+                                                                                              tmp_path):
+    """A node's provisioner that cannot make the claim's directory (a file is in the way)
+    records ProvisioningFailed and clears `selected-node`, as upstream's external-provisioner;
+    the scheduler's PreBind fails ("provisioning failed for PVC") and picks the node again
+    after its back-off, and so on until the directory can be made. The provisioned PV carries
+    the provisioner's finalizer, which goes only once the directory is gone."""
+    provisioner_name = f"test.pyk8s.io/{_name('lp')}"
+    cls, claim_name, pod_name = _name("failing"), _name("blocked"), _name("waits")
+    storage = tmp_path / "storage"
+
+    async def scenario(client):
+        provisioner = LocalPathProvisioner(client, node_name=hollow_node, storage_dir=storage,
+                                           provisioner=provisioner_name)
+        await provisioner.start()
+        history: list[tuple[str, dict]] = []  # (kind, object) as the watches saw them
+        ready = asyncio.Event()
+
+        async def record(resource, kind):
+            listed = await client.list(resource, "default" if resource is PVCS else None)
+            ready.set()
+            async for event in client.watch(resource, "default" if resource is PVCS else None,
+                                            resource_version=listed["metadata"]["resourceVersion"]):
+                obj = event["object"]
+                if event["type"] in ("ADDED", "MODIFIED", "DELETED") and obj["metadata"]["name"] in (claim_name, volume_name[0]):
+                    # the directory's state when the PV changed
+                    history.append((kind, obj, (storage / directory[0]).exists() if directory else None))
+        volume_name, directory = [""], []
+        watchers = [asyncio.create_task(record(PVCS, "claim"))]
+        await ready.wait()
+        try:
+            await client.create(STORAGE_CLASSES, {
+                "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": cls},
+                "provisioner": provisioner_name, "volumeBindingMode": "WaitForFirstConsumer",
+                "reclaimPolicy": "Delete"})
+            claim = await client.create(PVCS, pvc(claim_name, "10Mi", cls=cls), "default")
+            volume_name[0] = f"pvc-{claim['metadata']['uid']}"
+            directory.append(f"{volume_name[0]}_default_{claim_name}")
+            storage.mkdir(parents=True, exist_ok=True)
+            blocker = storage / directory[0]
+            blocker.write_text("in the way\n")
+            ready.clear()
+            watchers.append(asyncio.create_task(record(PVS, "volume")))
+            await ready.wait()
+            await client.create(PODS, pod_using(pod_name, claim_name), "default")
+
+            def failures():
+                return [e for e in events if e["reason"] == "ProvisioningFailed"]
+            events: list[dict] = []
+
+            async def failed_twice():
+                events[:] = await events_of(client, claim_name)
+                return sum(e.get("count", 1) for e in failures()) >= 2
+            await eventually_async(failed_twice, 30, what="two failed provisioning attempts")
+            failed = failures()[0]
+            assert failed["type"] == "Warning"
+            assert failed["message"] == (f'failed to provision volume with StorageClass "{cls}": '
+                                         f"mkdir {blocker}: file exists")
+            assert failed["source"]["component"] == f"{provisioner_name}_{hollow_node}"
+            # selected-node was set by the scheduler, cleared by the provisioner, set again
+            selected = [(obj["metadata"].get("annotations") or {}).get(SELECTED_NODE)
+                        for kind, obj, _ in history if kind == "claim"]
+            first = selected.index(hollow_node)
+            assert None in selected[first:] and hollow_node in selected[selected.index(None, first):]
+            scheduling = [e["message"] for e in await events_of(client, pod_name) if e["reason"] == "FailedScheduling"]
+            assert f'running PreBind plugin "VolumeBinding": binding volumes: provisioning failed for PVC "{claim_name}"' \
+                in scheduling
+            assert not (await client.get(PODS, pod_name, "default"))["spec"].get("nodeName")
+
+            blocker.unlink()  # the cause goes: a later attempt succeeds
+            await eventually_async(lambda: _bound_pod(client, pod_name), 30, what="pod scheduled once provisioned")
+            claim = await client.get(PVCS, claim_name, "default")
+            assert claim["status"]["phase"] == "Bound" and claim["spec"]["volumeName"] == volume_name[0]
+            assert claim["metadata"]["annotations"][SELECTED_NODE] == hollow_node
+            assert (storage / directory[0]).is_dir()
+            volume = await client.get(PVS, volume_name[0])
+            assert volume["metadata"]["finalizers"] == ["external-provisioner.volume.kubernetes.io/finalizer",
+                                                        "kubernetes.io/pv-protection"]
+            assert "ProvisioningSucceeded" in [e["reason"] for e in await events_of(client, claim_name)]
+
+            # reclaim Delete: the directory goes first, then the finalizer, then the PV
+            await client.delete(PODS, pod_name, "default", grace_period_seconds=0)
+            await client.delete(PVCS, claim_name, "default")
+
+            async def volume_gone():
+                try:
+                    await client.get(PVS, volume_name[0])
+                except errors.NotFound:
+                    return True
+                return False
+            await eventually_async(volume_gone, 30, what="provisioned PV deleted")
+            assert not (storage / directory[0]).exists()
+            await asyncio.sleep(0.2)  # the watch's last events
+            released = [(obj, exists) for kind, obj, exists in history
+                        if kind == "volume" and (obj.get("status") or {}).get("phase") == "Released"]
+            assert released, "the PV was never seen Released"
+            without_ours = [exists for obj, exists in released
+                            if "external-provisioner.volume.kubernetes.io/finalizer" not in (obj["metadata"].get("finalizers") or [])]
+            assert without_ours and not any(without_ours)  # the finalizer went after the directory
+        finally:
+            for task in watchers:
+                task.cancel()
+            await asyncio.gather(*watchers, return_exceptions=True)
+            await provisioner.stop()
+            for resource, name, namespace in ((PODS, pod_name, "default"), (PVCS, claim_name, "default"),
+                                              (STORAGE_CLASSES, cls, None)):
+                try:
+                    await client.delete(resource, name, namespace, grace_period_seconds=0 if resource is PODS else None)
+                except errors.NotFound:
+                    pass
+
+    run_async(server, scenario)
+
+
+async def _bound_pod(client, name: str) -> bool:
+    pod = await client.get(PODS, name, "default")
+    return bool(pod["spec"].get("nodeName"))
+
+
+def test_claim_of_no_class_gets_the_default_class_once_one_exists(kubectl):
+    """upstream's retroactive default StorageClass: a claim created while no class is the
+    default keeps no class until one becomes the default; then the PV controller writes it
+    in. An explicit "" stays "", and a class once set cannot change."""
+    claim, explicit, cls = _name("classless"), _name("noclass"), _name("newdefault")
+    kubectl("annotate", "sc", "local-path", "storageclass.kubernetes.io/is-default-class=false", "--overwrite")
+    try:
+        apply(kubectl, pvc(claim, cls=None))
+        apply(kubectl, pvc(explicit, cls=""))
+        assert "storageClassName" not in get(kubectl, "pvc", claim)["spec"]
+        wait_for(lambda: ("FailedBinding", "no persistent volumes available for this claim and no storage class is set")
+                 in events_for(kubectl, claim), what="FailedBinding while there is no default")
+        apply(kubectl, {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+                        "metadata": {"name": cls, "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+                        "provisioner": "example.com/none", "volumeBindingMode": "WaitForFirstConsumer"})
+        wait_for(lambda: get(kubectl, "pvc", claim)["spec"].get("storageClassName") == cls,
+                 what="the default class written into the claim")
+        wait_for(lambda: ("WaitForFirstConsumer", "waiting for first consumer to be created before binding")
+                 in events_for(kubectl, claim), what="the claim handled as one of its new class")
+        assert get(kubectl, "pvc", explicit)["spec"]["storageClassName"] == ""
+        refused = kubectl.run("patch", "pvc", claim, "-p", '{"spec":{"storageClassName":"local-path"}}', check=False)
+        assert refused.returncode != 0 and "spec is immutable after creation" in refused.stderr
+    finally:
+        cleanup(kubectl, ("pvc", claim), ("pvc", explicit), ("sc", cls))
+        kubectl("annotate", "sc", "local-path", "storageclass.kubernetes.io/is-default-class=true", "--overwrite")

@@ -520,6 +520,29 @@ def test_pvc_spec_is_immutable_except_storage_growth():
     assert error.causes[0]["field"] == "spec" and error.causes[0]["message"].startswith("Forbidden: spec is immutable")
 
 
+def test_pvc_class_may_be_set_once_when_it_had_none():
+    """upstream validateStorageClassUpgradeFromNil (retroactive default StorageClass)."""
+    old = _defaulted("", "PersistentVolumeClaim", _pvc())
+    assert "storageClassName" not in old["spec"]
+    given = copy.deepcopy(old)
+    given["spec"]["storageClassName"] = "fast"
+    validate_update(_resource("", "PersistentVolumeClaim"), given, old)
+    changed = copy.deepcopy(given)
+    changed["spec"]["storageClassName"] = "slow"
+    assert _update_error("", "PersistentVolumeClaim", changed, given).causes[0]["field"] == "spec"
+    chosen_none = copy.deepcopy(old)
+    chosen_none["spec"]["storageClassName"] = ""
+    assert _update_error("", "PersistentVolumeClaim", given, chosen_none).causes[0]["field"] == "spec"
+    annotated = copy.deepcopy(old)
+    annotated["metadata"]["annotations"] = {"volume.beta.kubernetes.io/storage-class": "slow"}
+    given_other = copy.deepcopy(annotated)
+    given_other["spec"]["storageClassName"] = "fast"
+    assert _update_error("", "PersistentVolumeClaim", given_other, annotated).causes[0]["field"] == "spec"
+    given_same = copy.deepcopy(annotated)
+    given_same["spec"]["storageClassName"] = "slow"
+    validate_update(_resource("", "PersistentVolumeClaim"), given_same, annotated)
+
+
 def test_namespace_finalizers_must_be_standard_or_qualified():
     namespace = {"metadata": {"name": "ns"}, "spec": {"finalizers": ["custom"]}}
     assert _messages(_create_error("", "Namespace", namespace)) == [

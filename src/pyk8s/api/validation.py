@@ -1405,6 +1405,13 @@ def _validate_pvc_update(causes: _Causes, new: dict, old: dict) -> None:
     if not old_spec.get("volumeName"):
         new_spec.pop("volumeName", None)
         old_spec = {k: v for k, v in old_spec.items() if k != "volumeName"}
+    # upstream validateStorageClassUpgradeFromNil (retroactive default StorageClass): a claim
+    # created with no class may be given one later (the beta annotation's, if it has one).
+    old_annotation = _dict(_dict(old.get("metadata")).get("annotations")).get("volume.beta.kubernetes.io/storage-class")
+    if old_spec.get("storageClassName") is None and new_spec.get("storageClassName") is not None \
+            and old_annotation in (None, new_spec["storageClassName"]):
+        new_spec.pop("storageClassName")
+        old_spec = {k: v for k, v in old_spec.items() if k != "storageClassName"}
     for key in ("volumeAttributesClassName",):
         new_spec.pop(key, None)
         old_spec = {k: v for k, v in old_spec.items() if k != key}

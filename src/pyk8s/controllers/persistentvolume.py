@@ -12,6 +12,8 @@ StorageClasses feed one work queue of `claim:<ns>/<name>` and `volume:<name>` ke
   ExternalProvisioning: every provisioner here is external, like upstream's CSI ones); a
   claim of no class waits for a PV (FailedBinding). Pending claims are synced again every
   15 s, as upstream's resync, so their events repeat with a count.
+- A claim that names no class (no `storageClassName`, not even "") and finds no volume gets
+  the default StorageClass as soon as one exists (upstream's retroactive default class).
 - A bound claim whose PV is gone or bound elsewhere is Lost.
 - A volume whose claim is gone is Released, then reclaimed: Retain keeps it; Delete of a
   provisioned volume is its provisioner's job (it removes the directory and the PV); Delete
@@ -158,8 +160,11 @@ class PersistentVolumeController(Controller):
 
     def _class_changed(self, storage_class: dict[str, Any]) -> None:
         name = storage_class["metadata"]["name"]
+        default = vb.is_default_class(storage_class)
         for claim in self.claims.list():
-            if vb.claim_class(claim) == name and _phase(claim) != vb.CLAIM_BOUND:
+            if _phase(claim) == vb.CLAIM_BOUND:
+                continue
+            if vb.claim_class(claim) == name or (default and not vb.claim_names_class(claim)):
                 self.queue.add("claim:" + object_key(claim))
 
     # -- reads ------------------------------------------------------------------------
@@ -203,6 +208,8 @@ class PersistentVolumeController(Controller):
             delay = bool(storage_class) and storage_class.get("volumeBindingMode") == vb.WAIT_FOR_FIRST_CONSUMER
             excluded = {name for name, holder in self._reserved.items() if holder != key}
             volume = self.index.find(claim, delay_binding=delay, excluded=excluded)
+            if volume is None and await self._assign_default_class(key, claim):
+                return  # the claim's update brings it back, now of the default class
             if volume is None:
                 self._waiting.setdefault(class_name, set()).add(key)
                 await self._no_volume_for(claim, class_name, storage_class, delay)
@@ -235,6 +242,23 @@ class PersistentVolumeController(Controller):
                                       f'volume "{volume_name}" already bound to a different claim.')
             await self._set_claim_phase(key, claim, vb.CLAIM_PENDING)
             raise Requeue(RESYNC_PERIOD)
+
+    async def _assign_default_class(self, key: str, claim: dict[str, Any]) -> bool:
+        """upstream assignDefaultStorageClass (retroactive default StorageClass): a claim that
+        names no class and found no volume gets the default class once there is one."""
+        if vb.claim_names_class(claim) or claim["metadata"].get("deletionTimestamp"):
+            return False
+        default = vb.default_class(self.classes.list())
+        if default is None:
+            return False
+        updated = copy.deepcopy(claim)
+        updated.setdefault("spec", {})["storageClassName"] = default["metadata"]["name"]
+        try:
+            await self._write_claim(key, updated)
+        except errors.NotFound:
+            return True
+        self._stop_waiting(key)
+        return True
 
     async def _no_volume_for(self, claim: dict[str, Any], class_name: str, storage_class: dict[str, Any] | None,
                              delay: bool) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import hashlib
 import logging
 import os
@@ -22,6 +23,12 @@ log = logging.getLogger("pyk8s.provisioner")
 PROVISIONER_NAME = "pyk8s.io/local-path"
 ANN_NODE = "pyk8s.io/local-path-node"  # which node's disk holds the directory
 HOSTNAME_LABEL = "kubernetes.io/hostname"
+# upstream external-provisioner's finalizer: a Delete volume's PV outlives its directory
+FINALIZER = "external-provisioner.volume.kubernetes.io/finalizer"
+# Retry delays after a failed provisioning or deletion (csi-provisioner's
+# --retry-interval-start and --retry-interval-max defaults).
+RETRY_START = 1.0
+RETRY_MAX = 300.0
 
 PVS = lookup("", "v1", "persistentvolumes")
 PVCS = lookup("", "v1", "persistentvolumeclaims")
@@ -66,10 +73,18 @@ def provisioned_volume(claim: dict[str, Any], storage_class: dict[str, Any], nod
     }
     if storage_class.get("mountOptions"):
         volume_spec["mountOptions"] = list(storage_class["mountOptions"])
-    return {"apiVersion": "v1", "kind": "PersistentVolume",
-            "metadata": {"name": f"pvc-{claim['metadata']['uid']}",
-                         "annotations": {vb.ANN_DYNAMICALLY_PROVISIONED: provisioner, ANN_NODE: node_name}},
-            "spec": volume_spec}
+    metadata: dict[str, Any] = {"name": f"pvc-{claim['metadata']['uid']}",
+                                "annotations": {vb.ANN_DYNAMICALLY_PROVISIONED: provisioner, ANN_NODE: node_name}}
+    if volume_spec["persistentVolumeReclaimPolicy"] == "Delete":
+        metadata["finalizers"] = [FINALIZER]
+    return {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": metadata, "spec": volume_spec}
+
+
+def failure_message(exc: BaseException) -> str:
+    """An error as a Go provisioner words it (`mkdir <path>: file exists`)."""
+    if isinstance(exc, OSError) and exc.strerror and exc.filename:
+        return f"mkdir {exc.filename}: {exc.strerror[:1].lower()}{exc.strerror[1:]}"
+    return str(exc)
 
 
 class LocalPathProvisioner:
@@ -83,7 +98,7 @@ class LocalPathProvisioner:
         self.volumes = Informer(client, PVS)
         self.classes = Informer(client, STORAGE_CLASSES)
         self.nodes = Informer(client, NODES)
-        self.queue = WorkQueue()
+        self.queue = WorkQueue(base_delay=RETRY_START, max_delay=RETRY_MAX)
         self._tasks: list[asyncio.Task] = []
         self.claims.add_handlers(on_add=self._claim_changed, on_update=lambda old, new: self._claim_changed(new))
         self.volumes.add_handlers(on_add=self._volume_changed, on_update=lambda old, new: self._volume_changed(new))
@@ -113,9 +128,14 @@ class LocalPathProvisioner:
             self.queue.add("claim:" + object_key(claim))
 
     def _volume_changed(self, volume: dict[str, Any]) -> None:
-        if (volume["metadata"].get("annotations") or {}).get(vb.ANN_DYNAMICALLY_PROVISIONED) == self.provisioner \
-                and (volume.get("status") or {}).get("phase") == vb.VOLUME_RELEASED:
+        if self._is_mine(volume):
             self.queue.add("volume:" + volume["metadata"]["name"])
+
+    def _is_mine(self, volume: dict[str, Any]) -> bool:
+        """A volume this provisioner made on this node's disk."""
+        annotations = volume["metadata"].get("annotations") or {}
+        return annotations.get(vb.ANN_DYNAMICALLY_PROVISIONED) == self.provisioner \
+            and annotations.get(ANN_NODE) == self.node_name
 
     def _requeue_claims(self, _obj: dict[str, Any]) -> None:
         for claim in self.claims.list():
@@ -137,7 +157,7 @@ class LocalPathProvisioner:
                 if kind == "claim":
                     await self._provision(name)
                 else:
-                    await self._delete(name)
+                    await self._sync_volume(name)
                 self.queue.forget(key)
             except asyncio.CancelledError:
                 raise
@@ -183,19 +203,44 @@ class LocalPathProvisioner:
                 return  # made by an earlier attempt of ours
         except Exception as exc:
             await self.recorder.event(claim, "Warning", "ProvisioningFailed",
-                                      f'failed to provision volume with StorageClass "{storage_class["metadata"]["name"]}": {exc}')
-            raise
+                                      f'failed to provision volume with StorageClass "{storage_class["metadata"]["name"]}": '
+                                      f"{failure_message(exc)}")
+            if await self._reschedule(claim):
+                return  # the scheduler picks a node again, which brings the claim back
+            raise  # retried here, with back-off
         await self.recorder.event(claim, "Normal", "ProvisioningSucceeded", f"Successfully provisioned volume {volume_name}")
 
-    async def _delete(self, name: str) -> None:
+    async def _reschedule(self, claim: dict[str, Any]) -> bool:
+        """upstream external-provisioner's rescheduleProvisioning: a claim the scheduler sent
+        here (`selected-node`) gets the annotation removed, so the scheduler chooses again.
+        False when there is none, or this identity may not change the claim (a node's
+        credentials under NodeRestriction): then the provisioning is retried on this node."""
+        annotations = claim["metadata"].get("annotations") or {}
+        if vb.ANN_SELECTED_NODE not in annotations:
+            return False
+        updated = copy.deepcopy(claim)
+        del updated["metadata"]["annotations"][vb.ANN_SELECTED_NODE]
+        try:
+            await self.client.update(PVCS, updated)
+        except errors.Forbidden as exc:
+            log.info("provisioner: cannot reschedule %s (%s): retrying on this node", object_key(claim), exc)
+            return False
+        except errors.NotFound:
+            return True
+        return True
+
+    async def _sync_volume(self, name: str) -> None:
         volume = self.volumes.get(name)
-        if volume is None:
+        if volume is None or not self._is_mine(volume):
             return
-        annotations = volume["metadata"].get("annotations") or {}
+        volume = await self._keep_finalizer(volume)
         spec = volume.get("spec") or {}
-        if annotations.get(vb.ANN_DYNAMICALLY_PROVISIONED) != self.provisioner \
-                or (volume.get("status") or {}).get("phase") != vb.VOLUME_RELEASED \
-                or spec.get("persistentVolumeReclaimPolicy") != "Delete" or annotations.get(ANN_NODE) != self.node_name:
+        finalizers = volume["metadata"].get("finalizers") or []
+        # upstream shouldDelete: Released with reclaim Delete, unless a deleted PV has already
+        # lost our finalizer (its directory is gone).
+        if (volume.get("status") or {}).get("phase") != vb.VOLUME_RELEASED \
+                or spec.get("persistentVolumeReclaimPolicy") != "Delete" \
+                or (volume["metadata"].get("deletionTimestamp") and FINALIZER not in finalizers):
             return
         path = Path((spec.get("hostPath") or {}).get("path") or "")
         try:
@@ -206,7 +251,38 @@ class LocalPathProvisioner:
         try:
             await self.client.delete(PVS, name)
         except errors.NotFound:
-            pass
+            return
+        # The directory is gone: our finalizer goes, and with it (once nothing else holds
+        # it) the PV.
+        try:
+            current = await self.client.get(PVS, name)
+        except errors.NotFound:
+            return
+        await self._set_finalizer(current, present=False)
+
+    async def _keep_finalizer(self, volume: dict[str, Any]) -> dict[str, Any]:
+        """upstream handleProtectionFinalizer: a Bound Delete volume carries our finalizer
+        (volumes made before it existed get it too); a volume switched to Retain or Recycle
+        loses it."""
+        policy = (volume.get("spec") or {}).get("persistentVolumeReclaimPolicy")
+        finalizers = volume["metadata"].get("finalizers") or []
+        if policy == "Delete" and FINALIZER not in finalizers and not volume["metadata"].get("deletionTimestamp") \
+                and (volume.get("status") or {}).get("phase") == vb.VOLUME_BOUND:
+            return await self._set_finalizer(volume, present=True)
+        if policy in ("Retain", "Recycle") and FINALIZER in finalizers:
+            return await self._set_finalizer(volume, present=False)
+        return volume
+
+    async def _set_finalizer(self, volume: dict[str, Any], *, present: bool) -> dict[str, Any]:
+        finalizers = [f for f in volume["metadata"].get("finalizers") or [] if f != FINALIZER]
+        if present:
+            finalizers.append(FINALIZER)
+        updated = copy.deepcopy(volume)
+        updated["metadata"]["finalizers"] = finalizers
+        try:
+            return await self.client.update(PVS, updated)
+        except errors.NotFound:
+            return volume
 
     def _remove_directory(self, path: Path) -> None:
         # Only what this provisioner made: a directory right under its storage dir.

@@ -73,7 +73,9 @@ class Scheduler:
         self.volume_informer = Informer(client, PVS)
         self.class_informer = Informer(client, STORAGE_CLASSES)
         self.volume_index = vb.VolumeIndex()
-        self._claim_waiters: dict[str, list[asyncio.Future]] = {}
+        # claim key -> PreBind waits on it: (future, node it must be provisioned on or None,
+        # resourceVersion of our selected-node write)
+        self._claim_waiters: dict[str, list[tuple[asyncio.Future, str | None, int]]] = {}
         self.algorithm = Algorithm(self.cache, volume_binding=VolumeBinding(
             self.claim_informer.get, self.volume_index, self.class_informer.get))
         self.recorder = EventRecorder(client, scheduler_name)
@@ -162,11 +164,33 @@ class Scheduler:
             self.queue.add(key, _priority(new))
 
     def _claim_changed(self, claim: dict[str, Any]) -> None:
+        key = object_key(claim)
         if claim_is_bound(claim):
-            for waiter in self._claim_waiters.pop(object_key(claim), ()):
+            for waiter, _, _ in self._claim_waiters.pop(key, ()):
                 if not waiter.done():
                     waiter.set_result(None)
+        elif key in self._claim_waiters:
+            self._check_provisioning(claim)
         self.queue.move_all_to_active()
+
+    def _check_provisioning(self, claim: dict[str, Any]) -> None:
+        """upstream checkBindings: a claim handed to a provisioner for a node that no longer
+        names that node (the provisioner gave up and cleared `selected-node`) fails PreBind,
+        so the pod goes back to the queue and the scheduler picks a node again."""
+        key = object_key(claim)
+        selected = (claim["metadata"].get("annotations") or {}).get(vb.ANN_SELECTED_NODE)
+        version = int(claim["metadata"].get("resourceVersion") or 0)
+        waiting = []
+        for waiter, node_name, written in self._claim_waiters.get(key, ()):
+            if node_name is not None and version >= written and selected != node_name and not waiter.done():
+                name = claim["metadata"]["name"]
+                waiter.set_exception(RuntimeError(f'provisioning failed for PVC "{name}"'))
+            if not waiter.done():
+                waiting.append((waiter, node_name, written))
+        if waiting:
+            self._claim_waiters[key] = waiting
+        else:
+            self._claim_waiters.pop(key, None)
 
     def _volume_changed(self, volume: dict[str, Any]) -> None:
         current = self.volume_index.get(volume["metadata"]["name"])
@@ -291,28 +315,50 @@ class Scheduler:
         if reasons:
             raise RuntimeError(", ".join(reasons))
         namespace = pod["metadata"].get("namespace")
-        waits = []
-        for action, claim, volume in actions:
-            claim_key = object_key(claim)
-            waiter = asyncio.get_running_loop().create_future()
-            self._claim_waiters.setdefault(claim_key, []).append(waiter)
-            waits.append(waiter)
-            if action == "bind":
-                updated = {**volume, "metadata": dict(volume["metadata"]), "spec": dict(volume["spec"])}
-                updated["metadata"]["annotations"] = {**(volume["metadata"].get("annotations") or {}),
-                                                      vb.ANN_BOUND_BY_CONTROLLER: "yes"}
-                updated["spec"]["claimRef"] = vb.claim_reference(claim)
-                self._volume_changed(await self.client.update(PVS, updated))
-            elif (claim["metadata"].get("annotations") or {}).get(vb.ANN_SELECTED_NODE) != node_name:
-                await self.client.patch(PVCS, claim["metadata"]["name"],
-                                        {"metadata": {"annotations": {vb.ANN_SELECTED_NODE: node_name}}}, namespace)
-            current = self.claim_informer.get(claim_key)
-            if current is not None and claim_is_bound(current) and not waiter.done():
-                waiter.set_result(None)
+        waits: list[tuple[str, asyncio.Future]] = []
         try:
-            await asyncio.wait_for(asyncio.gather(*waits), VOLUME_BIND_TIMEOUT)
-        except asyncio.TimeoutError:
-            raise RuntimeError("binding volumes: timed out waiting for the condition") from None
+            for action, claim, volume in actions:
+                claim_key = object_key(claim)
+                waiter = asyncio.get_running_loop().create_future()
+                waits.append((claim_key, waiter))
+                if action == "bind":
+                    self._claim_waiters.setdefault(claim_key, []).append((waiter, None, 0))
+                    updated = {**volume, "metadata": dict(volume["metadata"]), "spec": dict(volume["spec"])}
+                    updated["metadata"]["annotations"] = {**(volume["metadata"].get("annotations") or {}),
+                                                          vb.ANN_BOUND_BY_CONTROLLER: "yes"}
+                    updated["spec"]["claimRef"] = vb.claim_reference(claim)
+                    self._volume_changed(await self.client.update(PVS, updated))
+                else:
+                    written = claim
+                    if (claim["metadata"].get("annotations") or {}).get(vb.ANN_SELECTED_NODE) != node_name:
+                        written = await self.client.patch(
+                            PVCS, claim["metadata"]["name"],
+                            {"metadata": {"annotations": {vb.ANN_SELECTED_NODE: node_name}}}, namespace)
+                    self._claim_waiters.setdefault(claim_key, []).append(
+                        (waiter, node_name, int(written["metadata"].get("resourceVersion") or 0)))
+                current = self.claim_informer.get(claim_key)
+                if current is not None and not waiter.done():
+                    if claim_is_bound(current):
+                        waiter.set_result(None)
+                    elif action != "bind":
+                        self._check_provisioning(current)
+            try:
+                await asyncio.wait_for(asyncio.gather(*(waiter for _, waiter in waits)), VOLUME_BIND_TIMEOUT)
+            except asyncio.TimeoutError:
+                raise RuntimeError("binding volumes: timed out waiting for the condition") from None
+            except RuntimeError as exc:
+                raise RuntimeError(f"binding volumes: {exc}") from None
+        finally:
+            for claim_key, waiter in waits:
+                if not waiter.done():
+                    waiter.cancel()
+                elif not waiter.cancelled():
+                    waiter.exception()  # retrieved: a second failure is not logged as lost
+                left = [entry for entry in self._claim_waiters.get(claim_key, ()) if entry[0] is not waiter]
+                if left:
+                    self._claim_waiters[claim_key] = left
+                else:
+                    self._claim_waiters.pop(claim_key, None)
 
     async def _report_unschedulable(self, pod: dict[str, Any], message: str) -> None:
         self._events.put_nowait((pod, "Warning", "FailedScheduling", message))

@@ -10,7 +10,9 @@ No I/O: the Scheduler feeds the claim, volume and class caches and does the writ
   class with a provisioner.
 - PreBind (Scheduler): for the chosen node, a matched PV gets the claim in `claimRef`
   (the binder completes the binding), a claim to provision gets
-  `volume.kubernetes.io/selected-node`; the pod is bound once every claim is Bound.
+  `volume.kubernetes.io/selected-node`; the pod is bound once every claim is Bound. A
+  provisioner that gives up on the node removes `selected-node`: PreBind then fails
+  ("provisioning failed for PVC"), and the pod is scheduled again after its back-off.
 """
 
 from __future__ import annotations
