@@ -1,4 +1,4 @@
-"""Who a request comes from: a client certificate signed by the cluster CA, a bootstrap
+"""Who a request comes from: a client certificate signed by the cluster CA (x509auth.py), a bootstrap
 token, a ServiceAccount token (apiserver/serviceaccounts.py), or nobody (allowed only to
 read the public cluster-info ConfigMap and the service-account issuer discovery documents).
 
@@ -9,9 +9,9 @@ authentication and not have expired. The Secret is read through the registry and
 `CACHE_SECONDS`, so a busy agent does not read SQLite on every request while a deleted
 token stops working within seconds. Expiry is checked on every request.
 
-There is no authorization layer yet: an authenticated user may do anything, so a bootstrap
-token is as powerful as the admin certificate. Anonymous requests are limited here to the
-one object kubeadm's discovery reads (upstream grants it to `system:anonymous` by RBAC).
+What an authenticated user may do is authz.py's question. Anonymous requests are limited
+here to the one object kubeadm's discovery reads (upstream grants it to `system:anonymous`
+by RBAC) and the issuer discovery documents.
 """
 
 from __future__ import annotations
@@ -185,12 +185,16 @@ class RequestAuthenticator:
     authenticate (a bad token is 401 even where anonymous access would be allowed); else
     the request is anonymous."""
 
-    def __init__(self, registry, service_account_tokens=None, **token_options):
+    def __init__(self, registry, service_account_tokens=None, certificates=None, **token_options):
         self.bootstrap_tokens = BootstrapTokenAuthenticator(registry, **token_options)
         self.service_account_tokens = service_account_tokens
+        self.certificates = certificates  # x509auth.CertificateAuthenticator
 
-    async def authenticate(self, method: str, path: str, peercert: dict[str, Any] | None,
+    async def authenticate(self, method: str, path: str, peercert: bytes | dict[str, Any] | None,
                            authorization: str | None) -> UserInfo | None:
+        """`peercert`: the client certificate as DER, verified here by `certificates` (a
+        certificate it refuses is a 401, as upstream's x509 authenticator), or the decoded
+        form of one the TLS handshake has already verified."""
         user = await self._authenticate(method, path, peercert, authorization)
         # Kept for what runs below the HTTP layer on this request (CSR requestor, NodeRestriction).
         requestcontext.current_user.set(user)
@@ -198,6 +202,11 @@ class RequestAuthenticator:
 
     async def _authenticate(self, method: str, path: str, peercert: dict[str, Any] | None,
                             authorization: str | None) -> UserInfo | None:
+        if isinstance(peercert, (bytes, bytearray)) and peercert:
+            if self.certificates is None:
+                return None
+            found = self.certificates.user(bytes(peercert))
+            return UserInfo(found[0], found[1]) if found is not None else None
         if peercert:
             return user_from_certificate(peercert)
         if authorization is not None:

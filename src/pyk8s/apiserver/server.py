@@ -79,12 +79,15 @@ class APIServer:
         # Paths served before authentication by handlers that check their own credential
         # (cluster/serverjoin.py: the server-token-authenticated bootstrap endpoint).
         self.extra_routes: dict[str, Any] = {}
+        from pyk8s.apiserver.x509auth import CertificateAuthenticator
         self.authenticator = RequestAuthenticator(self.registry, ServiceAccountTokenAuthenticator(
-            self.registry, self.service_account_keys, issuer=self.service_account_issuer, audiences=self.api_audiences))
+            self.registry, self.service_account_keys, issuer=self.service_account_issuer, audiences=self.api_audiences),
+            certificates=CertificateAuthenticator(self.pki.ca_cert))
 
     # ------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
+        from pyk8s.apiserver.x509auth import request_client_certificates
         from pyk8s.cluster.pki import server_ssl_context
 
         await bootstrap(self.registry, self.config)
@@ -102,7 +105,7 @@ class APIServer:
         self._runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.bind_address or None, self.config.https_port,
-                           ssl_context=server_ssl_context(self.pki), backlog=1024, reuse_address=True)
+                           ssl_context=request_client_certificates(server_ssl_context(self.pki)), backlog=1024, reuse_address=True)
         await site.start()
         self._serving = True
 
@@ -158,7 +161,10 @@ class APIServer:
         transport = request.transport
         if transport is None:
             return None
-        return await self.authenticator.authenticate(request.method, request.path, transport.get_extra_info("peercert"),
+        # Any client certificate passed the handshake; the authenticator verifies it (x509auth.py).
+        ssl_object = transport.get_extra_info("ssl_object")
+        certificate = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        return await self.authenticator.authenticate(request.method, request.path, certificate,
                                                      request.headers.get("Authorization"))
 
     def _authorize(self, request: web.BaseRequest, user) -> None:
