@@ -326,6 +326,9 @@ def cluster_role_bindings() -> list[dict[str, Any]]:
         _cluster_binding("kubeadm:kubelet-bootstrap", "system:node-bootstrapper", group(NODE_TOKEN_GROUP)),
         _cluster_binding("kubeadm:node-autoapprove-bootstrap",
                          "system:certificates.k8s.io:certificatesigningrequests:nodeclient", group(NODE_TOKEN_GROUP)),
+        # kubeadm's: nodes renew their own client certificates (the CSR approver's SAR).
+        _cluster_binding("kubeadm:node-autoapprove-certificate-rotation",
+                         "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient", group("system:nodes")),
         _cluster_binding("pyk8s:bootstrap-node", "system:node", group(NODE_TOKEN_GROUP)),
         _cluster_binding("pyk8s:bootstrap-node-proxier", "system:node-proxier", group(NODE_TOKEN_GROUP)),
         _cluster_binding("pyk8s:bootstrap-node-local-path-provisioner", "pyk8s:local-path-provisioner",

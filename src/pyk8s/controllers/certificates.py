@@ -2,11 +2,12 @@
 kube-controller-manager).
 
 - `CSRApprovingController` approves kubelet client CSRs (signer
-  kubernetes.io/kube-apiserver-client-kubelet) that are valid node client requests and
-  come from a bootstrap token (group system:bootstrappers: "nodeclient") or from the node
-  itself renewing (requestor system:node:<name> asking for CN system:node:<name>:
-  "selfnodeclient"), as kubeadm's and k3s's default bindings allow. Anything else stays
-  Pending for `kubectl certificate approve|deny`.
+  kubernetes.io/kube-apiserver-client-kubelet) that are valid node client requests when a
+  SubjectAccessReview says the requestor may `create` certificatesigningrequests/
+  selfnodeclient (a node renewing its own certificate: CN is the requesting user) or
+  .../nodeclient (any node client request); the bootstrap policy grants the first to
+  system:nodes and the second to the node token's group, as kubeadm's bindings do.
+  Anything else stays Pending for `kubectl certificate approve|deny`.
 - `CSRSigningController` signs approved CSRs for kube-apiserver-client-kubelet and
   kube-apiserver-client with the cluster CA: subject and SANs from the request, client auth
   usage, valid for the shorter of one year and spec.expirationSeconds, backdated five
@@ -19,7 +20,7 @@ import base64
 import datetime
 import logging
 import time
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -33,7 +34,7 @@ from pyk8s.controllers.base import Controller
 log = logging.getLogger("pyk8s.controllers.certificates")
 
 CSRS = lookup("certificates.k8s.io", "v1", "certificatesigningrequests")
-BOOTSTRAPPERS_GROUP = "system:bootstrappers"
+SUBJECT_ACCESS_REVIEWS = lookup("authorization.k8s.io", "v1", "subjectaccessreviews")
 SIGNING_DURATION = datetime.timedelta(days=365)  # --cluster-signing-duration's default
 BACKDATE = datetime.timedelta(minutes=5)
 
@@ -42,60 +43,79 @@ def _now_rfc3339() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def approval_permission(csr: dict[str, Any]) -> str:
-    """Which upstream SubjectAccessReview the auto-approver would check ("selfnodeclient",
-    "nodeclient") for this CSR, or "" when it is not a node client request."""
+def recognized_permissions(csr: dict[str, Any]) -> list[str]:
+    """The approval permissions (subresources of certificatesigningrequests) a CSR is a
+    candidate for, in upstream's recognizer order: "selfnodeclient" when a node renews its
+    own client certificate (CN equals the requesting user), then "nodeclient" for any valid
+    node client request; none for anything else."""
     spec = csr.get("spec") or {}
     if spec.get("signerName") != csrs.KUBELET_CLIENT_SIGNER:
-        return ""
+        return []
     try:
         request = csrs.parse_request(csr)
     except csrs.CSRError:
-        return ""
+        return []
     if csrs.kubelet_client_problem(csr, request):
-        return ""
+        return []
     common_name, _ = csrs.subject_parts(request)
-    if spec.get("username") == common_name:
-        return "selfnodeclient"
-    return "nodeclient"
+    return ["selfnodeclient", "nodeclient"] if spec.get("username") == common_name else ["nodeclient"]
 
 
-def default_permission_check(csr: dict[str, Any], permission: str) -> bool:
-    """kubeadm's bindings: system:certificates.k8s.io:certificatesigningrequests:nodeclient
-    for bootstrap tokens, ...:selfnodeclient for system:nodes."""
-    groups = set((csr.get("spec") or {}).get("groups") or ())
-    if permission == "selfnodeclient":
-        return csrs.NODES_GROUP in groups
-    if permission == "nodeclient":
-        return BOOTSTRAPPERS_GROUP in groups
-    return False
+def access_review(csr: dict[str, Any], permission: str) -> dict[str, Any]:
+    """The SubjectAccessReview upstream's approver sends: may the CSR's requestor `create`
+    certificatesigningrequests/<permission> in group certificates.k8s.io?"""
+    spec = csr.get("spec") or {}
+    review_spec: dict[str, Any] = {
+        "user": spec.get("username") or "",
+        "groups": list(spec.get("groups") or []),
+        "resourceAttributes": {"group": CSRS.group, "version": "*", "resource": CSRS.plural, "verb": "create",
+                               "subresource": permission}}
+    if spec.get("uid"):
+        review_spec["uid"] = spec["uid"]
+    if spec.get("extra"):
+        review_spec["extra"] = {key: list(values) for key, values in spec["extra"].items()}
+    return {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": review_spec}
+
+
+_MESSAGES = {"selfnodeclient": "Auto approving self kubelet client certificate after SubjectAccessReview.",
+             "nodeclient": "Auto approving kubelet client certificate after SubjectAccessReview."}
 
 
 class CSRApprovingController(Controller):
+    """Approves what the requestor is authorized for: one SubjectAccessReview per
+    recognized permission, through the API (so RBAC bindings decide, as upstream: kubeadm's
+    bind nodeclient to the node token's group and selfnodeclient to system:nodes)."""
+
     name = "csrapproving"
 
-    def __init__(self, client, allowed: Callable[[dict[str, Any], str], bool] = default_permission_check):
+    def __init__(self, client, allowed: Callable[[dict[str, Any], str], Awaitable[bool]] | None = None):
         super().__init__(client)
-        self.allowed = allowed
+        self.allowed = allowed or self.subject_access_review
         self.csrs = self.informer(CSRS)
         self.csrs.add_handlers(**self.enqueue_handlers())
+
+    async def subject_access_review(self, csr: dict[str, Any], permission: str) -> bool:
+        answer = await self.client.create(SUBJECT_ACCESS_REVIEWS, access_review(csr, permission))
+        return (answer.get("status") or {}).get("allowed") is True
 
     async def reconcile(self, key: str) -> None:
         csr = self.csrs.get(key)
         if csr is None or not csrs.is_pending(csr) or (csr.get("status") or {}).get("certificate"):
             return
-        permission = approval_permission(csr)
-        if not permission or not self.allowed(csr, permission):
+        tried = []
+        for permission in recognized_permissions(csr):
+            tried.append(permission)
+            if not await self.allowed(csr, permission):
+                continue
+            approved = dict(csr, status=dict(csr.get("status") or {}))
+            approved["status"]["conditions"] = csrs.conditions(csr) + [{
+                "type": csrs.APPROVED, "status": "True", "reason": "AutoApproved", "message": _MESSAGES[permission],
+                "lastUpdateTime": _now_rfc3339(), "lastTransitionTime": _now_rfc3339()}]
+            await self.client.update(CSRS, approved, subresource="approval")
+            log.info("approved CSR %s (%s) for %s", key, permission, (csr.get("spec") or {}).get("username"))
             return
-        message = ("Auto approving self kubelet client certificate after SubjectAccessReview."
-                   if permission == "selfnodeclient" else
-                   "Auto approving kubelet client certificate after SubjectAccessReview.")
-        approved = dict(csr, status=dict(csr.get("status") or {}))
-        approved["status"]["conditions"] = csrs.conditions(csr) + [{
-            "type": csrs.APPROVED, "status": "True", "reason": "AutoApproved", "message": message,
-            "lastUpdateTime": _now_rfc3339(), "lastTransitionTime": _now_rfc3339()}]
-        await self.client.update(CSRS, approved, subresource="approval")
-        log.info("approved CSR %s (%s) for %s", key, permission, (csr.get("spec") or {}).get("username"))
+        if tried:  # upstream's IgnorableError: left Pending for a person to approve or deny
+            log.info("recognized CSR %s as %s but subject access review was not approved", key, tried)
 
 
 def sign(csr: dict[str, Any], request: x509.CertificateSigningRequest, ca_cert: x509.Certificate, ca_key,
