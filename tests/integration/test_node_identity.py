@@ -15,7 +15,10 @@ import ssl
 import urllib.error
 import urllib.request
 
+import subprocess
+
 import pytest
+import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -27,7 +30,7 @@ from pyk8s.client import Client
 from pyk8s.cluster.localcluster import LocalServer
 from pyk8s.cluster.pki import client_ssl_context, ensure_pki, issue_client_cert
 
-from conftest import Kubectl, eventually
+from conftest import KUBECTL, Kubectl, eventually
 
 NODES = lookup("", "v1", "nodes")
 PODS = lookup("", "v1", "pods")
@@ -36,6 +39,7 @@ LEASES = lookup("coordination.k8s.io", "v1", "leases")
 CSRS = lookup("certificates.k8s.io", "v1", "certificatesigningrequests")
 ROLES = lookup("rbac.authorization.k8s.io", "v1", "roles")
 ROLE_BINDINGS = lookup("rbac.authorization.k8s.io", "v1", "rolebindings")
+CLUSTER_ROLE_BINDINGS = lookup("rbac.authorization.k8s.io", "v1", "clusterrolebindings")
 
 
 def admin_user() -> str:
@@ -214,6 +218,49 @@ def test_csr_for_another_signer_or_identity_stays_pending(server, kubectl):
     assert kubectl("get", "csr", "sneaky").splitlines()[1].split()[-1] == "Pending"
 
 
+def kubelet_csr(name: str, common_name: str) -> dict:
+    return {"apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest", "metadata": {"name": name},
+            "spec": {"request": csr_request(common_name, ["system:nodes"]),
+                     "signerName": "kubernetes.io/kube-apiserver-client-kubelet",
+                     "usages": ["digital signature", "client auth"]}}
+
+
+def test_csr_approval_follows_a_subject_access_review_of_the_requestor(server, tmp_path):
+    """The approver asks the authorizer (certificatesigningrequests/selfnodeclient, then
+    /nodeclient, create) as the CSR's requestor: a node renews its own certificate; it may
+    not request another node's until RBAC grants it nodeclient."""
+    async def scenario(admin):
+        async with node_client(server, "renewer", tmp_path) as renewer:
+            await renewer.create(CSRS, kubelet_csr("renewer-self", "system:node:renewer"))
+            await renewer.create(CSRS, kubelet_csr("renewer-other", "system:node:someone-else"))
+
+            async def approved(name):
+                csr = await admin.get(CSRS, name)
+                found = [c for c in (csr.get("status") or {}).get("conditions") or [] if c["type"] == "Approved"]
+                return found[0] if found else None
+            from conftest import eventually_async
+            condition = await eventually_async(lambda: approved("renewer-self"), timeout=20)
+            assert (condition["reason"], condition["message"]) == (
+                "AutoApproved", "Auto approving self kubelet client certificate after SubjectAccessReview.")
+            # Recognized as nodeclient, but system:nodes may not create certificatesigningrequests/nodeclient.
+            await asyncio.sleep(1.0)
+            assert await approved("renewer-other") is None
+            await admin.create(CLUSTER_ROLE_BINDINGS, {
+                "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+                "metadata": {"name": "renewer-nodeclient"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                            "name": "system:certificates.k8s.io:certificatesigningrequests:nodeclient"},
+                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "system:node:renewer"}]})
+            try:
+                # A new request after the grant (the approver does not retry refused ones, as upstream).
+                await renewer.create(CSRS, kubelet_csr("renewer-other-granted", "system:node:someone-else"))
+                condition = await eventually_async(lambda: approved("renewer-other-granted"), timeout=20)
+                assert condition["message"] == "Auto approving kubelet client certificate after SubjectAccessReview."
+            finally:
+                await admin.delete(CLUSTER_ROLE_BINDINGS, "renewer-nodeclient")
+    run(server, scenario)
+
+
 def test_invalid_csr_is_rejected(server, kubectl):
     body = {"apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
             "metadata": {"name": "broken"},
@@ -342,18 +389,57 @@ def test_node_restriction_limits_a_node_to_itself_and_its_pods(server, tmp_path)
 
 # --------------------------------------------------------------------------- credentials
 
+def expired_client_cert(server, directory) -> tuple:
+    """A client certificate of the cluster CA for system:admin that expired an hour ago."""
+    import datetime
+    pki = pki_of(server)
+    ca_cert = x509.load_pem_x509_certificate(pki.ca_cert.read_bytes())
+    ca_key = serialization.load_pem_private_key(pki.ca_key.read_bytes(), password=None)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:masters"),
+                                     x509.NameAttribute(NameOID.COMMON_NAME, "system:admin")]))
+            .issuer_name(ca_cert.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=2)).not_valid_after(now - datetime.timedelta(hours=1))
+            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "expired.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (directory / "expired.key").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                              serialization.NoEncryption()))
+    return directory / "expired.crt", directory / "expired.key"
+
+
 def test_certificates_from_another_ca_or_malformed_tokens_are_refused_not_500(server, tmp_path):
+    # Any client certificate passes the TLS handshake; the x509 authenticator refuses one
+    # from another CA (even naming system:masters) or an expired one with a 401, as upstream.
     foreign = ensure_pki(tmp_path / "foreign", [])
-    context = ssl.create_default_context(cafile=str(pki_of(server).ca_cert))
-    context.load_cert_chain(str(foreign.admin_cert), str(foreign.admin_key))
-    try:
-        with urllib.request.urlopen(urllib.request.Request(server.url + "/api/v1/namespaces"), context=context, timeout=10):
-            code = 200
-    except urllib.error.HTTPError as error:
-        code = error.code
-    except (ssl.SSLError, urllib.error.URLError, ConnectionError):
-        code = "refused in the TLS handshake"
-    assert code in (401, "refused in the TLS handshake")
+    for cert, key in ((foreign.admin_cert, foreign.admin_key), expired_client_cert(server, tmp_path / "expired")):
+        context = ssl.create_default_context(cafile=str(pki_of(server).ca_cert))
+        context.load_cert_chain(str(cert), str(key))
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(urllib.request.Request(server.url + "/api/v1/namespaces"), context=context, timeout=10)
+        assert refused.value.code == 401
+        body = json.loads(refused.value.read())
+        assert (body["kind"], body["reason"], body["message"], body["code"]) == \
+            ("Status", "Unauthorized", "Unauthorized", 401)
+    # kubectl with a foreign certificate is told it is not logged in, as against upstream.
+    kubeconfig = yaml.safe_load(server.kubeconfig.read_text())
+    kubeconfig["users"][0]["user"] = {
+        "client-certificate-data": base64.b64encode(foreign.admin_cert.read_bytes()).decode(),
+        "client-key-data": base64.b64encode(foreign.admin_key.read_bytes()).decode()}
+    (tmp_path / "foreign.kubeconfig").write_text(yaml.safe_dump(kubeconfig))
+    foreign_kubectl = subprocess.run([KUBECTL, "--kubeconfig", str(tmp_path / "foreign.kubeconfig"), "--cache-dir",
+                                      str(tmp_path / "cache"), "get", "namespaces"], capture_output=True, text=True, timeout=60)
+    assert foreign_kubectl.returncode == 1
+    assert foreign_kubectl.stderr.strip().endswith(
+        "error: You must be logged in to the server (the server has asked for the client to provide credentials)"), \
+        foreign_kubectl.stderr
+    # The cluster's own certificates still authenticate.
+    with urllib.request.urlopen(urllib.request.Request(server.url + "/api/v1/namespaces"),
+                                context=server.ssl_context(), timeout=10) as reply:
+        assert reply.status == 200
     plain = ssl.create_default_context(cafile=str(pki_of(server).ca_cert))
     for token in ("", "garbage", "a.b.c", "abcdef.0123456789abcdef", "eyJhbGciOiJub25lIn0.e30."):
         request = urllib.request.Request(server.url + "/api/v1/namespaces", headers={"Authorization": f"Bearer {token}"})
