@@ -3,7 +3,8 @@ kubectl against a single-node cluster, the project's busybox standing in for Pos
 a local PV pinned by a node label and bound to a 40Mi claim, data kept across pod
 replacement, a too-big claim left Pending, dynamic provisioning through the default class
 (and the directory removed with the claim), the book's StorageClass clone used by a new
-claim, and clean-up leaving the Retain volume Released.
+claim, and clean-up leaving the Retain volume Released; then a provisioning that fails on
+the node (ProvisioningFailed, retried with back-off until the directory can be made).
 
 The book creates the PV's directory `/volumes/pv01` on the node through a hostPath pod; here
 the directory lives under the test cluster's data dir and the test makes it, so no test
@@ -175,6 +176,7 @@ spec:
         assert dynamic["metadata"]["annotations"]["volume.kubernetes.io/selected-node"] == node
         volume = get_json(kubectl, "pv", volume_name)
         assert volume["spec"]["persistentVolumeReclaimPolicy"] == "Delete"
+        assert "external-provisioner.volume.kubernetes.io/finalizer" in volume["metadata"]["finalizers"]
         directory = Path(volume["spec"]["hostPath"]["path"])
         assert directory == storage_dir / f"{volume_name}_default_postgres-pvc-dynamic" and directory.is_dir()
         described = kubectl("describe", "pvc", "postgres-pvc-dynamic")
@@ -221,4 +223,57 @@ spec:
     rows = kubectl("get", "pv").splitlines()
     assert [r.split()[0] for r in rows[1:]] == ["pv01"]  # the provisioned volumes were deleted
     kubectl("delete", "pv", "pv01")
+    assert not list(storage_dir.iterdir())
+
+
+def test_failed_provisioning_is_retried_on_the_node_until_it_succeeds(cluster, kubectl):
+    """The node's provisioner cannot make the claim's directory (a file is in the way): the
+    claim gets upstream's ProvisioningFailed warning, again on each retry. The provisioner
+    runs as the node, which NodeRestriction keeps from changing a claim's metadata, so it
+    cannot hand the claim back to the scheduler and retries on its own node with back-off;
+    once the file is gone, the next attempt makes the directory and the pod starts."""
+    storage_dir = cluster.data_dir / "agent" / "storage"
+    apply(kubectl, claim("blocked-data", "10Mi"))
+    created = get_json(kubectl, "pvc", "blocked-data")
+    blocker = storage_dir / f"pvc-{created['metadata']['uid']}_default_blocked-data"
+    storage_dir.mkdir(parents=True, exist_ok=True)
+    blocker.write_text("in the way\n")
+    apply(kubectl, """
+apiVersion: v1
+kind: Pod
+metadata:
+  name: blocked-user
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: pyk8s/busybox:1.35
+    command: [sleep, "3600"]
+    volumeMounts: [{name: data, mountPath: /data}]
+  volumes: [{name: data, persistentVolumeClaim: {claimName: blocked-data}}]
+""")
+    try:
+        def failures():
+            events = get_json(kubectl, "events", "--field-selector", "involvedObject.name=blocked-data")["items"]
+            return [e for e in events if e["reason"] == "ProvisioningFailed"]
+        eventually(lambda: sum(e.get("count", 1) for e in failures()) >= 2, 30, what="two failed attempts",
+                   context=cluster.log_tail)
+        failed = failures()[0]
+        assert failed["type"] == "Warning"
+        assert failed["message"] == ('failed to provision volume with StorageClass "local-path": '
+                                     f"mkdir {blocker}: file exists")
+        assert phase(kubectl, "pvc", "blocked-data") == "Pending"
+        assert phase(kubectl, "pod", "blocked-user") == "Pending"
+        blocker.unlink()
+        kubectl("wait", "--for=condition=Ready", "pod/blocked-user", "--timeout=60s")
+        bound = get_json(kubectl, "pvc", "blocked-data")
+        assert bound["status"]["phase"] == "Bound"
+        assert (storage_dir / f"{bound['spec']['volumeName']}_default_blocked-data").is_dir()
+        assert "ProvisioningSucceeded" in kubectl("describe", "pvc", "blocked-data")
+    finally:
+        if blocker.is_file():
+            blocker.unlink()
+        kubectl.run("delete", "pod", "blocked-user", "--ignore-not-found", check=False, timeout=90)
+        kubectl.run("delete", "pvc", "blocked-data", "--ignore-not-found", check=False, timeout=90)
+    eventually(lambda: not get_json(kubectl, "pv")["items"], 30, what="the provisioned PV deleted")
     assert not list(storage_dir.iterdir())

@@ -5,7 +5,8 @@ file kept in an emptyDir, a cache kept in a hostPath across pod replacement, the
 logs through `hostPath: /` and subPaths; then the failure cases: a hostPath of the wrong
 type (upstream's FailedMount event), a subPath escaping its volume through a symlink
 (CreateContainerConfigError), an emptyDir over its sizeLimit (Evicted); and subPathExpr,
-memory emptyDirs, fsGroup and a claim mounted from its bound PersistentVolume.
+memory emptyDirs, fsGroup, a claim mounted from its bound PersistentVolume and mount
+propagation (HostToContainer and Bidirectional) on a shared mount the test makes.
 
 hostPaths point into the test's temp directories; the only real directory of the machine
 a pod sees is `/`, mounted read-only."""
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import json
 import os
-import time
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -285,6 +286,9 @@ def test_empty_dir_over_its_size_limit_gets_the_pod_evicted(kubectl):
         status = eventually(evicted, 60, what="the pod to be evicted")
         assert status["reason"] == "Evicted"
         assert status["message"] == 'Usage of EmptyDir volume "scratch" exceeds the limit "1Mi". '
+        # upstream's local-storage evictions (emptyDir sizeLimit, ephemeral-storage limits)
+        # pass no DisruptionTarget condition; only node-pressure evictions do
+        assert "DisruptionTarget" not in [c["type"] for c in status.get("conditions") or []]
         [event, *_] = eventually(lambda: events_of(kubectl, "filler", "Evicted"), 20, what="the Evicted event")
         assert event["type"] == "Warning" and event["message"] == status["message"]
         # upstream's printer shows the killed container's reason, as for evicted pods since 1.2x
@@ -307,14 +311,17 @@ def test_sub_path_expr_memory_empty_dir_and_fs_group(kubectl):
     env:
     - name: POD_NAME
       valueFrom: {fieldRef: {fieldPath: metadata.name}}
+    resources: {limits: {memory: 48Mi}}
     volumeMounts:
     - {name: shared, mountPath: /shared}
     - {name: shared, mountPath: /mine, subPathExpr: $(POD_NAME)}
     - {name: cache, mountPath: /cache}
+    - {name: ram, mountPath: /ram}
     - {name: shared, mountPath: /read-only, readOnly: true}
   volumes:
   - {name: shared, emptyDir: {}}
   - {name: cache, emptyDir: {medium: Memory, sizeLimit: 4Mi}}
+  - {name: ram, emptyDir: {medium: Memory}}
 """))
     try:
         kubectl("wait", "--for=condition=Ready", "pod/expr", "--timeout=60s")
@@ -323,6 +330,9 @@ def test_sub_path_expr_memory_empty_dir_and_fs_group(kubectl):
         assert kubectl("exec", "expr", "--", "stat", "-c", "%g %a", "/shared") == "2345 2777\n"
         filesystem = kubectl("exec", "expr", "--", "sh", "-c", "grep ' /cache ' /proc/mounts").split()
         assert filesystem[2] == "tmpfs" and "size=4096k" in filesystem[3]
+        # no sizeLimit: as big as the pod's memory limit (upstream's SizeMemoryBackedVolumes)
+        filesystem = kubectl("exec", "expr", "--", "sh", "-c", "grep ' /ram ' /proc/mounts").split()
+        assert filesystem[2] == "tmpfs" and "size=49152k" in filesystem[3]
         denied = kubectl.run("exec", "expr", "--", "touch", "/read-only/x", check=False)
         assert denied.returncode != 0 and "Read-only file system" in denied.stderr + denied.stdout
     finally:
@@ -331,7 +341,7 @@ def test_sub_path_expr_memory_empty_dir_and_fs_group(kubectl):
 
 def test_claim_is_mounted_from_its_bound_persistent_volume(kubectl, tmp_path):
     """A PersistentVolume pre-bound to a claim: the pod waits until the claim is Bound (the
-    binder's job; patched here when no binder did it), then mounts the PV's directory, and
+    PV controller's job), then mounts the PV's directory, and
     the data outlives the pod."""
     data = tmp_path / "pv-data"
     data.mkdir()
@@ -370,13 +380,7 @@ spec:
         def bound():
             claim = json.loads(kubectl("get", "pvc", "pod-volumes-claim", "-o", "json"))
             return claim.get("status", {}).get("phase") == "Bound"
-        deadline = time.monotonic() + 15
-        while not bound() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        if not bound():  # no binder in this build: say what it would have said
-            kubectl("patch", "pvc", "pod-volumes-claim", "--subresource=status", "--type=merge",
-                    "-p", '{"status": {"phase": "Bound", "accessModes": ["ReadWriteOnce"], '
-                          '"capacity": {"storage": "10Mi"}}}')
+        eventually(bound, 30, what="the claim bound by the PV controller")
         kubectl("wait", "--for=condition=Ready", "pod/claimer", "--timeout=60s")
         assert kubectl("exec", "claimer", "--", "cat", "/data/existing") == "from the node\n"
         kubectl("exec", "claimer", "--", "sh", "-c", "echo from the pod > /data/written")
@@ -387,3 +391,64 @@ spec:
         kubectl("delete", "pvc", "pod-volumes-claim", "--wait=false", check=False)
         kubectl("delete", "pv", "pod-volumes-pv", "--wait=false", check=False)
     assert (data / "written").read_text() == "from the pod\n"
+
+
+# -- mount propagation ------------------------------------------------------------------------
+
+def _mount(*args: str) -> None:
+    subprocess.run(["mount", *args], check=True, capture_output=True, text=True)
+
+
+def _unmount_everything_under(path: Path) -> None:
+    """Lazily unmount `path` and every mount below it, deepest first."""
+    mounted = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]
+    for point in sorted((m for m in mounted if m == str(path) or m.startswith(f"{path}/")), key=len, reverse=True):
+        subprocess.run(["umount", "-l", point], capture_output=True)
+
+
+def test_mount_propagation_between_the_node_and_a_container(kubectl, tmp_path):
+    """A hostPath on a shared mount (the test bind-mounts a temp dir on itself and makes it
+    rshared, since / is private here and containerd refuses propagation from a private
+    mount): with HostToContainer a mount the node makes after the container started shows
+    inside it; with Bidirectional (privileged) a mount the container makes shows on the
+    node. Every mount is removed at the end."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    _mount("--bind", str(shared), str(shared))
+    try:
+        _mount("--make-rshared", str(shared))
+        apply(kubectl, simple_pod("propagation", f"""  containers:
+  - name: watcher
+    image: pyk8s/busybox:1.35
+    command: [sleep, "3600"]
+    volumeMounts: [{{name: shared, mountPath: /node, mountPropagation: HostToContainer}}]
+  - name: mounter
+    image: pyk8s/busybox:1.35
+    command: [sleep, "3600"]
+    securityContext: {{privileged: true}}
+    volumeMounts: [{{name: shared, mountPath: /node, mountPropagation: Bidirectional}}]
+  volumes: [{{name: shared, hostPath: {{path: {shared}, type: Directory}}}}]
+"""))
+        try:
+            kubectl("wait", "--for=condition=Ready", "pod/propagation", "--timeout=60s")
+            # the node mounts a tmpfs after the containers started
+            (shared / "from-node").mkdir()
+            _mount("-t", "tmpfs", "-o", "size=1m", "tmpfs", str(shared / "from-node"))
+            (shared / "from-node" / "hello").write_text("from the node\n")
+            assert kubectl("exec", "propagation", "-c", "watcher", "--", "cat", "/node/from-node/hello") == \
+                "from the node\n"
+            # the privileged container mounts one: the node and the other container see it
+            kubectl("exec", "propagation", "-c", "mounter", "--", "sh", "-c",
+                    "mkdir -p /node/from-pod && mount -t tmpfs -o size=1m tmpfs /node/from-pod"
+                    " && echo from the pod > /node/from-pod/hello")
+            eventually(lambda: os.path.ismount(shared / "from-pod"), 10, what="the container's mount on the node")
+            assert (shared / "from-pod" / "hello").read_text() == "from the pod\n"
+            assert kubectl("exec", "propagation", "-c", "watcher", "--", "cat", "/node/from-pod/hello") == \
+                "from the pod\n"
+        finally:
+            kubectl("delete", "pod", "propagation", "--wait=false", check=False)
+            eventually(lambda: kubectl.run("get", "pod", "propagation", check=False).returncode != 0, 60,
+                       what="the pod to go")
+    finally:
+        _unmount_everything_under(shared)
+    assert not os.path.ismount(shared)

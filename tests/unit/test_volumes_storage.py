@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from pyk8s.kubelet.volumes.base import MountError, VolumeContext
-from pyk8s.kubelet.volumes.emptydir import disk_usage, size_limit
+from pyk8s.kubelet.volumes.emptydir import disk_usage, memory_volume_size, pod_memory_limit, size_limit
 from pyk8s.kubelet.volumes.hostpath import check_type
 from pyk8s.kubelet.volumes.manager import ContainerMountError, VolumeManager, expand_sub_path_expr
 
@@ -103,6 +103,65 @@ def test_memory_empty_dir_is_a_tmpfs_sized_by_its_limit_and_unmounted_at_tear_do
     finally:
         run(manager.tear_down("uid-1"))
     assert not os.path.ismount(volume) and not volume.exists()
+
+
+def _tmpfs_size(tmp_path, pod) -> int:
+    manager = FakeManager(tmp_path)
+    volume = tmp_path / f"{pod['metadata']['uid']}/volumes/kubernetes.io~empty-dir/cache"
+    try:
+        assert run(manager.set_up(pod))
+        fs = os.statvfs(volume)
+        return fs.f_blocks * fs.f_frsize
+    finally:
+        run(manager.tear_down(pod["metadata"]["uid"]))
+
+
+def test_memory_empty_dir_without_size_limit_is_sized_by_the_pods_memory_limit_or_the_node(tmp_path):
+    """upstream calculateEmptyDirMemorySize: node allocatable memory, the pod's limit when
+    every container has one, sizeLimit when smaller than both."""
+    def limited(pod, memory):
+        pod["spec"]["containers"][0]["resources"] = {"limits": {"memory": memory}}
+        return pod
+    pod = limited(pod_with([{"name": "cache", "emptyDir": {"medium": "Memory"}}], [], uid="u-limit"), "16Mi")
+    assert _tmpfs_size(tmp_path, pod) == 16 * 1024 ** 2
+    pod = pod_with([{"name": "cache", "emptyDir": {"medium": "Memory"}}], [], uid="u-node")
+    assert _tmpfs_size(tmp_path, pod) == ALLOCATABLE["memory"]
+    pod = limited(pod_with([{"name": "cache", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}}], [],
+                           uid="u-bigger"), "16Mi")
+    assert _tmpfs_size(tmp_path, pod) == 16 * 1024 ** 2
+    pod = limited(pod_with([{"name": "cache", "emptyDir": {"medium": "Memory", "sizeLimit": "8Mi"}}], [],
+                           uid="u-smaller"), "16Mi")
+    assert _tmpfs_size(tmp_path, pod) == 8 * 1024 ** 2
+
+
+def test_pod_memory_limit_combines_containers_as_upstreams_pod_limits():
+    def container(name, memory=None, restart=None):
+        c = {"name": name}
+        if memory:
+            c["resources"] = {"limits": {"memory": memory}}
+        if restart:
+            c["restartPolicy"] = restart
+        return c
+    mi = 1024 ** 2
+    assert pod_memory_limit({"spec": {"containers": [container("a", "10Mi"), container("b", "20Mi")]}}) == 30 * mi
+    assert pod_memory_limit({"spec": {"containers": [container("a", "10Mi"), container("b")]}}) is None
+    # a plain init container bigger than the app containers sets the pod's limit
+    assert pod_memory_limit({"spec": {"containers": [container("a", "10Mi")],
+                                      "initContainers": [container("init", "50Mi")]}}) == 50 * mi
+    assert pod_memory_limit({"spec": {"containers": [container("a", "10Mi")],
+                                      "initContainers": [container("init")]}}) is None
+    # a sidecar adds to the app containers and to the init containers after it
+    assert pod_memory_limit({"spec": {"containers": [container("a", "10Mi")],
+                                      "initContainers": [container("side", "5Mi", "Always"),
+                                                         container("init", "12Mi")]}}) == 17 * mi
+    assert pod_memory_limit({"spec": {"containers": [container("a", "10Mi")], "overhead": {"memory": "1Mi"},
+                                      "initContainers": [container("side", "5Mi", "Always")]}}) == 16 * mi
+    # the pod-level limit wins
+    assert pod_memory_limit({"spec": {"resources": {"limits": {"memory": "40Mi"}},
+                                      "containers": [container("a")]}}) == 40 * mi
+    volume = {"emptyDir": {"medium": "Memory"}}
+    assert memory_volume_size({"spec": {"containers": [container("a")]}}, volume, 0) == 0
+    assert memory_volume_size({"spec": {"containers": [container("a", "1Gi")]}}, volume, 512 * mi) == 512 * mi
 
 
 def test_size_limit_parses_quantities():

@@ -2,9 +2,10 @@
 
 It sits in `<pod dir>/volumes/kubernetes.io~empty-dir/<name>` (upstream's layout), so a
 container that restarts finds what its predecessor wrote, and it goes when the pod's
-volumes are torn down. `medium: Memory` puts it on a tmpfs of its own (sized by
-`sizeLimit` when given, as upstream's SizeMemoryBackedVolumes); on disk, `sizeLimit` is
-enforced by the volume manager's periodic usage check, which has the pod evicted.
+volumes are torn down. `medium: Memory` puts it on a tmpfs of its own, sized as upstream's
+SizeMemoryBackedVolumes: the node's allocatable memory, or the pod's memory limit when
+every container has one, or `sizeLimit` when that is smaller still. On disk, `sizeLimit`
+is enforced by the volume manager's periodic usage check, which has the pod evicted.
 """
 
 from __future__ import annotations
@@ -27,6 +28,61 @@ def size_limit(volume: dict[str, Any]) -> int | None:
     if limit in (None, ""):
         return None
     return math.ceil(parse_quantity(str(limit)))
+
+
+def _memory(resources: dict[str, Any] | None, kind: str = "limits") -> int:
+    value = ((resources or {}).get(kind) or {}).get("memory")
+    return math.ceil(parse_quantity(str(value))) if value not in (None, "") else 0
+
+
+def pod_memory_limit(pod: dict[str, Any]) -> int | None:
+    """The memory limit of the pod's cgroup (upstream's ResourceConfigForPod): the pod-level
+    limit when set, else the containers' limits combined as upstream's PodLimits (regular
+    containers and sidecars add up, a plain init container counts with the sidecars started
+    before it, the larger of the two wins, plus the pod's overhead), but only when every
+    container declares one; None otherwise."""
+    spec = pod.get("spec") or {}
+    pod_level = _memory(spec.get("resources"))
+    if pod_level:
+        return pod_level
+    declared = True
+    total = 0
+    for container in spec.get("containers") or ():
+        limit = _memory(container.get("resources"))
+        declared = declared and limit > 0
+        total += limit
+    sidecars = 0
+    init_peak = 0
+    for container in spec.get("initContainers") or ():
+        limit = _memory(container.get("resources"))
+        if container.get("restartPolicy") == "Always":
+            total += limit
+            sidecars += limit
+            counted = sidecars
+        else:
+            counted = limit + sidecars
+        declared = declared and counted > 0
+        init_peak = max(init_peak, counted)
+    if not declared:
+        return None
+    total = max(total, init_peak)
+    overhead = (spec.get("overhead") or {}).get("memory")
+    if overhead not in (None, ""):
+        total += math.ceil(parse_quantity(str(overhead)))
+    return total
+
+
+def memory_volume_size(pod: dict[str, Any], volume: dict[str, Any], node_allocatable_memory: int) -> int:
+    """upstream calculateEmptyDirMemorySize: the tmpfs size of a `medium: Memory` emptyDir
+    (0: unknown, no size given to the mount)."""
+    size = node_allocatable_memory
+    pod_limit = pod_memory_limit(pod)
+    if pod_limit and (not size or pod_limit <= size):
+        size = pod_limit
+    volume_limit = size_limit(volume)
+    if volume_limit and (not size or volume_limit <= size):
+        size = volume_limit
+    return size
 
 
 def disk_usage(path: Path) -> int:
@@ -72,8 +128,8 @@ class EmptyDirPlugin(VolumePlugin):
         fresh = not path.is_dir()
         path.mkdir(parents=True, exist_ok=True)
         if medium == MEDIUM_MEMORY and not os.path.ismount(path):
-            limit = size_limit(volume)
-            mount_tmpfs(path, size=limit)
+            size = memory_volume_size(pod, volume, context.node_allocatable().get("memory") or 0)
+            mount_tmpfs(path, size=size or None)
             fresh = True
         if fresh:
             # upstream: 0777 so any container user may write; fsGroup makes it the pod's group
