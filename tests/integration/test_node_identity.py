@@ -261,6 +261,68 @@ def test_csr_approval_follows_a_subject_access_review_of_the_requestor(server, t
     run(server, scenario)
 
 
+def short_lived_node_cert(server, node: str, path, *, age: float, remaining: float):
+    """Key and certificate (one PEM file, as the kubelet keeps them) for system:node:<node>,
+    issued `age` seconds ago and expiring in `remaining` seconds."""
+    import datetime
+    pki = pki_of(server)
+    ca_cert = x509.load_pem_x509_certificate(pki.ca_cert.read_bytes())
+    ca_key = serialization.load_pem_private_key(pki.ca_key.read_bytes(), password=None)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:nodes"),
+                                     x509.NameAttribute(NameOID.COMMON_NAME, f"system:node:{node}")]))
+            .issuer_name(ca_cert.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(seconds=age))
+            .not_valid_after(now + datetime.timedelta(seconds=remaining))
+            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM) + key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()))
+    return cert
+
+
+def test_node_client_certificate_is_rotated_through_a_csr_before_it_expires(server, tmp_path):
+    """Upstream's kubelet certificate manager: past 70-90 % of its lifetime the certificate
+    is replaced through a CSR the node sends with it (approved as selfnodeclient), and the
+    client keeps working after the old one expires (its pooled connections are dropped)."""
+    import datetime
+
+    from pyk8s.client.certbootstrap import CertificateRotation, client_ssl_context, rotation_deadline
+    from conftest import eventually_async
+
+    path = tmp_path / "kubelet-client-current.pem"
+    # 30 s lifetime, 24 s gone: past the 70 % deadline (21 s), expiring in 6 s.
+    old = short_lived_node_cert(server, "rotating", path, age=24, remaining=6)
+    assert rotation_deadline(old, 0.7) < datetime.datetime.now(datetime.timezone.utc) < old.not_valid_after_utc
+    ca_pem = pki_of(server).ca_cert.read_bytes()
+
+    async def scenario(admin):
+        await make_node(admin, "rotating")
+        async with Client(server.url, client_ssl_context(ca_pem, path), field_manager="kubelet") as node:
+            assert (await node.get(NODES, "rotating"))["metadata"]["name"] == "rotating"  # a pooled connection
+            rotation = CertificateRotation(node, ca_pem, "rotating", path, fraction=lambda: 0.7, csr_timeout=30)
+            running = asyncio.create_task(rotation.run())
+            try:
+                await eventually_async(lambda: rotation.rotations >= 1, timeout=30)
+            finally:
+                running.cancel()
+            new = x509.load_pem_x509_certificate(path.read_bytes())
+            assert new.serial_number != old.serial_number
+            assert new.subject == old.subject
+            assert new.not_valid_after_utc - new.not_valid_before_utc > datetime.timedelta(days=300)
+            # Once the old certificate has expired, the node's requests still authenticate.
+            wait = (old.not_valid_after_utc - datetime.datetime.now(datetime.timezone.utc)).total_seconds() + 1
+            await asyncio.sleep(max(0.0, wait))
+            assert (await node.get(NODES, "rotating"))["metadata"]["name"] == "rotating"
+        requests = [c for c in (await admin.list(CSRS))["items"] if c["spec"]["username"] == "system:node:rotating"]
+        assert len(requests) == 1
+        assert [c["message"] for c in requests[0]["status"]["conditions"] if c["type"] == "Approved"] == [
+            "Auto approving self kubelet client certificate after SubjectAccessReview."]
+    run(server, scenario)
+
+
 def test_invalid_csr_is_rejected(server, kubectl):
     body = {"apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
             "metadata": {"name": "broken"},

@@ -109,10 +109,14 @@ def run_agent(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
+        rotation = getattr(client, "certificate_rotation", None)
+        rotating = asyncio.create_task(rotation.run(), name="certificate-rotation") if rotation else None
         try:
             await agent.start()
             await stop.wait()
         finally:
+            if rotating is not None:
+                rotating.cancel()
             await agent.stop(remove_pods=args.remove_pods_on_exit)
             await client.close()
             if balancer is not None:
@@ -134,16 +138,20 @@ async def api_client(args: argparse.Namespace):
     from pyk8s.client.nodetoken import discover_cluster_ca, parse_node_token
 
     if args.kubeconfig is None:
-        from pyk8s.client.certbootstrap import client_ssl_context, ensure_node_certificate
+        from pyk8s.client.certbootstrap import CertificateRotation, client_ssl_context, ensure_node_certificate
         import socket
 
         token = parse_node_token(args.token)
         ca_pem = await discover_cluster_ca(args.server, token)
         # The token only buys the node its own certificate (system:node:<name>) through a
-        # CertificateSigningRequest; every later request uses the certificate.
-        cert_file = await ensure_node_certificate(args.server, ca_pem, (args.node_name or socket.gethostname()).lower(),
+        # CertificateSigningRequest; every later request uses the certificate, renewed
+        # before it expires (certbootstrap.CertificateRotation, started by run_agent).
+        node_name = (args.node_name or socket.gethostname()).lower()
+        cert_file = await ensure_node_certificate(args.server, ca_pem, node_name,
                                                   args.data_dir / "kubelet" / "pki", token.credential)
-        return Client(args.server, client_ssl_context(ca_pem, cert_file), field_manager="kubelet"), ca_pem
+        client = Client(args.server, client_ssl_context(ca_pem, cert_file), field_manager="kubelet")
+        client.certificate_rotation = CertificateRotation(client, ca_pem, node_name, cert_file)
+        return client, ca_pem
     client = Client.from_kubeconfig(args.kubeconfig, field_manager="kubelet")
     if args.server:
         client.server = args.server.rstrip("/")

@@ -135,6 +135,13 @@ class Client:
         if self._session is not None:
             await self._session.close()
 
+    async def reset_connections(self) -> None:
+        """Close every pooled connection (requests in flight on them fail, watches
+        reconnect): the next requests open new ones, with what `ssl_context` holds now."""
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
     async def request(self, method: str, path: str, *, params: dict[str, Any] | None = None,
                       body: Any = None, content_type: str = "application/json") -> Any:
         data = orjson.dumps(body) if body is not None else None

@@ -9,6 +9,13 @@ From then on the node authenticates with that certificate, and a restart reuses 
 that is expired, issued by another CA or for another node is replaced; one past 80 % of its
 lifetime is renewed with the certificate itself (the "selfnodeclient" approval), or with the
 token when the certificate no longer works.
+
+While the agent runs, `CertificateRotation` renews the certificate as upstream's kubelet
+certificate manager does: at a random point between 70 and 90 % of its lifetime it sends a
+new CSR with the current certificate, stores the issued one, loads it into the client's TLS
+context and drops the client's pooled connections, so that every request from then on
+(including the watches, which reconnect) presents the new certificate; a failed attempt is
+retried with back-off until the certificate expires.
 """
 
 from __future__ import annotations
@@ -18,9 +25,11 @@ import base64
 import datetime
 import logging
 import os
+import random
 import ssl
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -36,6 +45,8 @@ CSRS = lookup("certificates.k8s.io", "v1", "certificatesigningrequests")
 KUBELET_CLIENT_SIGNER = "kubernetes.io/kube-apiserver-client-kubelet"
 CURRENT_FILE = "kubelet-client-current.pem"
 RENEW_AFTER_FRACTION = 0.8
+ROTATE_BETWEEN = (0.7, 0.9)  # upstream's certificate manager: a jittered 70-90 % of the lifetime
+RETRY_BACKOFF = (1.0, 128.0)  # first and longest wait after a failed rotation
 
 
 class CertificateBootstrapError(Exception):
@@ -157,3 +168,63 @@ async def ensure_node_certificate(server: str, ca_pem: bytes, node_name: str, di
     _write_private(path, pem)
     log.info("stored the node client certificate %s", path)
     return path
+
+
+def rotation_deadline(cert: x509.Certificate, fraction: float) -> datetime.datetime:
+    """When a certificate is rotated: `fraction` (ROTATE_BETWEEN) of the way through its lifetime."""
+    lifetime = cert.not_valid_after_utc - cert.not_valid_before_utc
+    return cert.not_valid_before_utc + lifetime * fraction
+
+
+class CertificateRotation:
+    """Keeps the node client certificate in `path` (used by `client`) renewed; see the
+    module docstring. `run()` loops until cancelled."""
+
+    def __init__(self, client, ca_pem: bytes, node_name: str, path: Path, *,
+                 fraction: Callable[[], float] = lambda: random.uniform(*ROTATE_BETWEEN),
+                 now: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.timezone.utc),
+                 csr_timeout: float = 900.0):
+        self.client = client
+        self.ca_pem = ca_pem
+        self.node_name = node_name
+        self.path = Path(path)
+        self.fraction = fraction
+        self.now = now
+        self.csr_timeout = csr_timeout
+        self.rotations = 0
+
+    def current(self) -> x509.Certificate:
+        return x509.load_pem_x509_certificate(self.path.read_bytes())
+
+    async def run(self) -> None:
+        backoff = RETRY_BACKOFF[0]
+        while True:
+            cert = self.current()
+            deadline = rotation_deadline(cert, self.fraction())
+            log.info("node client certificate %s expires %s; rotating at %s", self.path,
+                     cert.not_valid_after_utc.isoformat(), deadline.isoformat())
+            await asyncio.sleep(max(0.0, (deadline - self.now()).total_seconds()))
+            while True:
+                try:
+                    await self.rotate()
+                    backoff = RETRY_BACKOFF[0]
+                    break
+                except asyncio.CancelledError:
+                    raise
+                except Exception as error:  # noqa: BLE001 - keep the old certificate, try again
+                    log.warning("rotating the node client certificate failed (%s); retrying in %.0fs", error, backoff)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, RETRY_BACKOFF[1])
+
+    async def rotate(self) -> None:
+        """One rotation: a CSR sent with the current certificate, the issued one stored,
+        loaded and used by every new connection."""
+        pem = await request_certificate(self.client, self.node_name, timeout=self.csr_timeout)
+        _write_private(self.path, pem)
+        self.client.ssl_context.load_cert_chain(str(self.path), str(self.path))
+        # Pooled connections authenticated with the old certificate, which the server checks
+        # on every request until it expires: drop them (upstream's kubelet closes them too).
+        await self.client.reset_connections()
+        self.rotations += 1
+        log.info("rotated the node client certificate %s (valid until %s)", self.path,
+                 self.current().not_valid_after_utc.isoformat())
