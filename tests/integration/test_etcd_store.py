@@ -5,7 +5,9 @@
   killed, writes fail with StoreUnavailable / StoreTimeout (503 / 504) within the deadline
   rather than hang, and succeed again once a member returns.
 - `pyk8s server --datastore etcd://... --disable-agent`: kubectl create / get / list / watch,
-  objects under upstream-like keys that etcdctl shows, and the server restarted on the same
+  objects under upstream's keys that etcdctl shows (`/registry/configmaps/<ns>/<name>`,
+  `/registry/services/specs/...`, `/registry/minions/...`), an object an older pyk8s stored
+  under `/registry/core/...` moved to its key at start, and the server restarted on the same
   etcd keeps them.
 """
 
@@ -120,10 +122,17 @@ def _etcdctl(cluster: EtcdCluster, *args: str) -> str:
                           capture_output=True, text=True, env={"ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"}).stdout
 
 
+LEGACY_CONFIGMAP = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
+    "name": "from-old-layout", "namespace": "default", "uid": "5e0b7a52-6a3e-4f8e-9d1c-0c2f3b1d4e55",
+    "creationTimestamp": "2026-01-01T00:00:00Z"}, "data": {"kept": "yes"}}
+
+
 def test_api_server_on_etcd_serves_kubectl_create_get_list_watch(tmp_path):
     cluster = EtcdCluster(tmp_path / "etcd", members=1).start()
     server = LocalServer(tmp_path / "server", extra_args=["--disable-agent", "--datastore", cluster.endpoints])
     try:
+        # What an older pyk8s left: an object under /registry/core/<plural>/...
+        _etcdctl(cluster, "put", "/registry/core/configmaps/default/from-old-layout", json.dumps(LEGACY_CONFIGMAP))
         server.start(timeout=60)
         kubectl = Kubectl(server, tmp_path / "kubectl-cache")
         watcher = subprocess.Popen(
@@ -136,11 +145,25 @@ def test_api_server_on_etcd_serves_kubectl_create_get_list_watch(tmp_path):
             assert got["data"] == {"k": "v"}
             listed = json.loads(kubectl("get", "configmaps", "-o", "json"))
             assert "on-etcd" in [item["metadata"]["name"] for item in listed["items"]]
-            # resourceVersion is etcd's mod_revision of the key
-            keys = _etcdctl(cluster, "get", "--prefix", "--keys-only", "/registry/")
-            key = next(line for line in keys.split() if line.endswith("/default/on-etcd"))
+            # Upstream's keys, as etcdctl shows them; resourceVersion is the key's mod_revision.
+            keys = set(_etcdctl(cluster, "get", "--prefix", "--keys-only", "/registry/").split())
+            assert {"/registry/configmaps/default/on-etcd", "/registry/namespaces/default",
+                    "/registry/services/specs/default/kubernetes", "/registry/services/endpoints/default/kubernetes",
+                    "/registry/serviceaccounts/default/default", "/registry/configmaps/default/from-old-layout",
+                    } <= keys, sorted(keys)
+            assert not [key for key in keys if key.startswith("/registry/core/")]
+            assert _etcdctl(cluster, "get", "--prefix", "--keys-only", "/registry/configmaps/default/").split() == \
+                sorted(name for name in keys if name.startswith("/registry/configmaps/default/"))
+            key = "/registry/configmaps/default/on-etcd"
             revision = json.loads(_etcdctl(cluster, "get", key, "-w", "json"))["kvs"][0]["mod_revision"]
             assert got["metadata"]["resourceVersion"] == str(revision)
+            moved = json.loads(kubectl("get", "configmap", "from-old-layout", "-o", "json"))
+            assert (moved["metadata"]["uid"], moved["data"]) == (LEGACY_CONFIGMAP["metadata"]["uid"], {"kept": "yes"})
+            # A node (cluster-scoped) under upstream's historical name for nodes.
+            kubectl("create", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "Node",
+                                                          "metadata": {"name": "layout-node"}}))
+            assert _etcdctl(cluster, "get", "--prefix", "--keys-only", "/registry/minions/").split() == \
+                ["/registry/minions/layout-node"]
             # the watch sees the create (after the initial list's ADDED events)
             deadline = time.monotonic() + 20
             decoder, buffer = json.JSONDecoder(), ""

@@ -21,7 +21,7 @@ from pyk8s.storage.sqlite import SQLiteStore
 
 SECRETS = lookup("", "v1", "secrets")
 CONFIGMAPS = lookup("", "v1", "configmaps")
-KEY = "/registry/core/secrets/default/db"
+KEY = "/registry/secrets/default/db"
 PLAIN_VALUE = b'{"apiVersion":"v1","kind":"Secret","metadata":{"name":"db"},"data":{"p":"c3VwZXItc2VjcmV0LXZhbHVl"}}'
 
 
@@ -87,12 +87,12 @@ def stored_rows(tmp_path) -> dict[str, bytes]:
 
 def test_every_way_out_is_plain_and_the_file_holds_no_plain_value(tmp_path):
     async def scenario(store):
-        watch = store.watch("/registry/core/secrets/", 0)
+        watch = store.watch("/registry/secrets/", 0)
         created = await store.create(KEY, PLAIN_VALUE)
         assert created.value == PLAIN_VALUE
-        await store.create("/registry/core/configmaps/default/cm", b'{"data":{"k":"visible"}}')
+        await store.create("/registry/configmaps/default/cm", b'{"data":{"k":"visible"}}')
         assert (await store.get(KEY)).value == PLAIN_VALUE
-        assert [kv.value for kv in (await store.list("/registry/core/secrets/")).items] == [PLAIN_VALUE]
+        assert [kv.value for kv in (await store.list("/registry/secrets/")).items] == [PLAIN_VALUE]
         assert [kv.value for kv in (await store.list("/registry/")).items][1] == PLAIN_VALUE
         with pytest.raises(KeyExists) as exists:
             await store.create(KEY, b"{}")
@@ -111,13 +111,13 @@ def test_every_way_out_is_plain_and_the_file_holds_no_plain_value(tmp_path):
         assert deleted.value == updated_value
         (event,) = await watch.next_batch(1.0)
         assert event.type == "DELETE" and event.kv.value == updated_value
-        replay = store.watch("/registry/core/secrets/", 1)
+        replay = store.watch("/registry/secrets/", 1)
         assert [e.kv.value for e in await replay.next_batch(1.0)] == [PLAIN_VALUE, updated_value, updated_value]
         await store.create(KEY, PLAIN_VALUE)
     run(tmp_path, scenario)
     rows = stored_rows(tmp_path)
     assert rows[KEY].startswith(b"k8s:enc:aescbc:v1:k1:")
-    assert rows["/registry/core/configmaps/default/cm"] == b'{"data":{"k":"visible"}}'
+    assert rows["/registry/configmaps/default/cm"] == b'{"data":{"k":"visible"}}'
     database = b"".join((tmp_path / name).read_bytes() for name in ("state.db", "state.db-wal")
                         if (tmp_path / name).exists())
     assert b"c3VwZXItc2VjcmV0LXZhbHVl" not in database and b'"kind":"Secret"' not in database
@@ -128,19 +128,19 @@ def test_rewrite_stale_moves_every_value_to_the_first_key(tmp_path):
 
     async def plain_then_first(store):
         # One value written before encryption (plain), the others with the first key.
-        await store.inner.create("/registry/core/secrets/default/plain", PLAIN_VALUE)
+        await store.inner.create("/registry/secrets/default/plain", PLAIN_VALUE)
         for index in range(3):
-            await store.create(f"/registry/core/secrets/default/s{index}", PLAIN_VALUE)
+            await store.create(f"/registry/secrets/default/s{index}", PLAIN_VALUE)
         return await store.rewrite_stale(page=2)
     assert run(tmp_path, plain_then_first, EncryptionConfig([first])) == 1
 
     async def rotate(store):
         count = await store.rewrite_stale(page=2)
-        assert all(kv.value == PLAIN_VALUE for kv in (await store.list("/registry/core/secrets/")).items)
+        assert all(kv.value == PLAIN_VALUE for kv in (await store.list("/registry/secrets/")).items)
         return count
     assert run(tmp_path, rotate, EncryptionConfig([second, first])) == 4
     assert all(value.startswith(b"k8s:enc:aescbc:v1:second:") for key, value in stored_rows(tmp_path).items()
-               if key.startswith("/registry/core/secrets/"))
+               if key.startswith("/registry/secrets/"))
 
 
 def test_registry_answers_equal_a_plain_registry_on_every_fast_path(tmp_path):
@@ -150,7 +150,7 @@ def test_registry_answers_equal_a_plain_registry_on_every_fast_path(tmp_path):
         registry = Registry(store)
         await registry.create(lookup("", "v1", "namespaces"), None, {"apiVersion": "v1", "kind": "Namespace",
                                                                      "metadata": {"name": "default"}})
-        watch = store.watch("/registry/core/secrets/", 0)
+        watch = store.watch("/registry/secrets/", 0)
         secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "labels": {"a": "b"}},
                   "type": "Opaque", "data": {"password": base64.b64encode(b"super-secret-value").decode()}}
         await registry.create(SECRETS, "default", secret, field_manager="kubectl")

@@ -6,6 +6,7 @@ printing all read from here, so adding a kind is one entry.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 ALL_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
@@ -39,9 +40,9 @@ class Resource:
         return self.singular or self.kind.lower()
 
     def storage_prefix(self, namespace: str | None = None) -> str:
-        """Key prefix in the store; groups share one key space per resource like upstream's
-        `/registry/<resource>/<namespace>/<name>` layout."""
-        base = f"/registry/{self.group or 'core'}/{self.plural}/"
+        """Key prefix in the store, upstream's etcd layout: `/registry/<resource>/` (see
+        storage_resource), then `<namespace>/` for a namespace's objects."""
+        base = _storage_base(self.group, self.plural)
         if self.namespaced and namespace:
             return f"{base}{namespace}/"
         return base
@@ -50,6 +51,44 @@ class Resource:
         if self.namespaced:
             return f"{self.storage_prefix()}{namespace}/{name}"
         return f"{self.storage_prefix()}{name}"
+
+
+# Upstream's etcd key layout: `/registry/<resource>/[<namespace>/]<name>`, the group left
+# out for built-in kinds (so `etcdctl get --prefix /registry/pods` lists the pods), with the
+# historical prefixes compiled into kube-apiserver (its SpecialDefaultResourcePrefixes).
+_SPECIAL_STORAGE_RESOURCES = {
+    ("", "replicationcontrollers"): "controllers",
+    ("", "endpoints"): "services/endpoints",
+    ("", "services"): "services/specs",
+    ("", "nodes"): "minions",
+    ("networking.k8s.io", "ingresses"): "ingress",
+}
+# Kept under `/registry/<group>/<resource>/`, as upstream keeps custom resources: the
+# events.k8s.io Events (stored apart from core Events; upstream converts between the two in
+# one /registry/events) and the RBAC kinds (the authorizer's index lists and watches all
+# four under one prefix, apiserver/authz.py's RBAC_PREFIX).
+_GROUPED_STORAGE = frozenset({"events.k8s.io", "rbac.authorization.k8s.io"})
+
+
+def storage_resource(group: str, plural: str) -> str:
+    """The `<resource>` part of the keys of (group, plural)."""
+    special = _SPECIAL_STORAGE_RESOURCES.get((group, plural))
+    if special is not None:
+        return special
+    if group in _GROUPED_STORAGE or group not in _BUILT_IN_GROUPS:
+        return f"{group}/{plural}"
+    return plural
+
+
+@functools.cache
+def _storage_base(group: str, plural: str) -> str:
+    return f"/registry/{storage_resource(group, plural)}/"
+
+
+def legacy_storage_prefix(group: str, plural: str) -> str:
+    """Where pyk8s kept (group, plural) before it used upstream's layout (storage/keylayout.py
+    moves such keys at start)."""
+    return f"/registry/{group or 'core'}/{plural}/"
 
 
 _POD_FIELDS = {
@@ -142,6 +181,7 @@ GROUP_ORDER = ("", "apps", "events.k8s.io", "authentication.k8s.io", "authorizat
                "certificates.k8s.io", "rbac.authorization.k8s.io", "storage.k8s.io", "coordination.k8s.io",
                "discovery.k8s.io")
 
+_BUILT_IN_GROUPS = frozenset(r.group for r in RESOURCES)
 _BY_PATH = {(r.group, r.version, r.plural): r for r in RESOURCES}
 _BY_KIND = {}
 for _r in RESOURCES:

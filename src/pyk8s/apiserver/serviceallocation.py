@@ -45,13 +45,14 @@ from typing import Any, Iterator
 import orjson
 
 from pyk8s.api import errors
+from pyk8s.api.resources import lookup
 from pyk8s.storage.interface import KeyExists, KeyNotFound, RevisionMismatch, Store
 
 log = logging.getLogger("pyk8s.apiserver.services")
 
 SERVICE_IPS_PREFIX = "/registry/ranges/serviceips/"
 NODE_PORTS_PREFIX = "/registry/ranges/servicenodeports/"
-SERVICES_PREFIX = "/registry/core/services/"
+SERVICES_PREFIX = lookup("", "v1", "services").storage_prefix()  # /registry/services/specs/
 
 # Consecutive taken candidates probed one by one before the allocated set is read whole.
 _PROBES_BEFORE_LISTING = 16

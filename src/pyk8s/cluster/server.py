@@ -150,6 +150,11 @@ async def serve(config: ServerConfig, stop: asyncio.Event) -> None:
     store = wrap_store(etcd_store or open_datastore(config), config.data_dir, config.secrets_encryption)
     await store.start()
     log.info("storage started: %s (revision %d)", describe(etcd_store or store, config), store.revision)
+    from pyk8s.controllers.kubernetesservice import apiserver_lease_name
+    from pyk8s.storage.keylayout import move_legacy_keys
+    # Beneath Secrets encryption: values as stored.
+    own_address = config.pod_gateway_ip() if pods_use_relay else advertise  # as the identity Lease names it below
+    await move_legacy_keys(getattr(store, "inner", store), own_lease=apiserver_lease_name(own_address, config.https_port))
 
     apiserver = APIServer(store, pki, config)
     if etcd_member is not None:

@@ -37,6 +37,7 @@ from typing import AsyncIterator
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from pyk8s.api.resources import lookup
 from pyk8s.storage.interface import (Event, KeyExists, KeyValue, ListResult, RevisionMismatch, Store, StoreError,
                                      Watch)
 
@@ -44,7 +45,7 @@ log = logging.getLogger("pyk8s.storage.encryption")
 
 ENVELOPE = b"k8s:enc:"
 AESCBC_PREFIX = b"k8s:enc:aescbc:v1:"
-SECRETS_PREFIX = "/registry/core/secrets/"
+SECRETS_PREFIX = lookup("", "v1", "secrets").storage_prefix()  # /registry/secrets/
 _BLOCK = 16
 
 

@@ -1,6 +1,6 @@
 """The store contract: etcd's semantics, whatever the backend.
 
-Keys are strings (`/registry/<group>/<plural>/[<namespace>/]<name>`), values opaque bytes.
+Keys are strings (`/registry/<resource>/[<namespace>/]<name>`), values opaque bytes.
 Every write gets the next global revision; a key's `mod_revision` is the revision of its
 last write (it becomes the object's resourceVersion), `create_revision` that of its
 creation. Watches deliver every write after a revision, in revision order, with no gap
