@@ -60,9 +60,9 @@ def up(args: argparse.Namespace, config: ServerConfig) -> int:
     if existing is not None and any(multinode.process_alive(node.pid) for node in existing.nodes):
         print(f"pyk8s is already running in {data_dir}:\n{multinode.describe(existing)}")
         return 0
-    if args.servers > 1 and not hasattr(config, "cluster_init"):
-        print("pyk8s up: error: several servers need embedded etcd (`pyk8s server --cluster-init`), which this "
-              "pyk8s does not have yet; use --servers 1", file=sys.stderr)
+    if args.servers > 1 and config.datastore:
+        print("pyk8s up: error: several servers keep their state in embedded etcd (the first with --cluster-init); "
+              "--datastore is for one server", file=sys.stderr)
         return 2
     name = args.netns or "pyk8s"
     try:
@@ -76,7 +76,9 @@ def up(args: argparse.Namespace, config: ServerConfig) -> int:
     print(f"starting {args.servers} server(s) and {args.agents} agent(s) in network namespaces {name}-*, "
           f"bridged in {state.network_netns} ({state.subnet})", flush=True)
     try:
-        multinode.up(state, timeout=max(args.timeout, 120.0), server_args=_server_args(config),
+        # Servers start one after another (each etcd member joins a healthy cluster).
+        multinode.up(state, timeout=max(args.timeout, 120.0 + 60.0 * (args.servers - 1)),
+                     server_args=_server_args(config),
                      agent_args=_agent_args(config), progress=lambda line: print(f"  started {line}", flush=True))
     except (multinode.NodeExited, TimeoutError, OSError) as failure:
         print(f"pyk8s up failed: {failure}\nstopping what started (pyk8s reset --data-dir {data_dir} removes it all)",

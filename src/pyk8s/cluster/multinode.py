@@ -14,10 +14,13 @@ through the pod network (pyk8s.flannel, VXLAN or host-gw over that bridge).
 
 Node i's data dir is `<data-dir>/nodes/<node name>/` (a server's embedded agent under its
 `agent/`, as for one node). The first server starts with `--cluster-init` when there are
-several (embedded etcd); the others join it with the server token; agents join with the
-node token. kubectl reaches the cluster through the relay (cluster/relay.py) on this
+several (embedded etcd); the others join it with the server token, one at a time (each new
+etcd member must be up before the next is added, or the cluster loses quorum); agents join
+with the node token and are given every server's address (their client-side load balancer
+fails over). kubectl reaches the cluster through the relay (cluster/relay.py) on this
 namespace's 127.0.0.1:<https-port>, which connects from `<cluster>-net` to the first live
-server. `<data-dir>/cluster.json` records it all for `status`, `down` and `reset`.
+server. `<data-dir>/cluster.json` records it all (with the flags each node was started
+with, so a node can be started again) for `status`, `down` and `reset`.
 """
 
 from __future__ import annotations
@@ -72,6 +75,8 @@ class ClusterState:
     relay_pid: int | None = None
     flannel_backend: str = "vxlan"
     started_at: float = 0.0
+    server_args: list[str] = field(default_factory=list)
+    agent_args: list[str] = field(default_factory=list)
 
     @property
     def servers(self) -> list[NodeInfo]:
@@ -204,14 +209,21 @@ def server_command(state: ClusterState, node: NodeInfo, *, first: bool, extra_ar
 def agent_command(state: ClusterState, node: NodeInfo, extra_args: list[str] = ()) -> list[str]:
     first_server = state.servers[0]
     token = (Path(first_server.data_dir) / "node-token").read_text().strip()
+    servers = ",".join(f"https://{server.address}:{state.https_port}" for server in state.servers)
     return [*nsenter_prefix(node.netns), sys.executable, "-m", "pyk8s", "agent",
-            "--server", f"https://{first_server.address}:{state.https_port}", "--token", token,
+            "--server", servers, "--token", token,
             "--data-dir", node.data_dir, "--node-name", node.name, "--node-ip", node.address,
             "--flannel-backend", state.flannel_backend, *extra_args]
 
 
-def start_node(state: ClusterState, node: NodeInfo, extra_args: list[str] = ()) -> int:
+def start_node(state: ClusterState, node: NodeInfo, extra_args: list[str] | None = None) -> int:
+    """Start (or start again) one node, with the flags `up` recorded unless given others."""
     Path(node.data_dir).mkdir(parents=True, exist_ok=True)
+    if extra_args is None:
+        extra_args = state.server_args if node.role == "server" else state.agent_args
+    # A node killed with SIGKILL left its containerd running (its pods too); the node's
+    # kubelet adopts the pods but starts its own containerd on the same state.
+    _stop_leftover_containerd(node)
     if node.role == "server":
         command = server_command(state, node, first=node is state.servers[0], extra_args=extra_args)
     else:
@@ -314,19 +326,20 @@ def up(state: ClusterState, *, timeout: float = 180.0, server_args: list[str] = 
     deadline = time.monotonic() + timeout
     Path(state.data_dir).mkdir(parents=True, exist_ok=True)
     state.started_at = time.time()
+    state.server_args, state.agent_args = list(server_args), list(agent_args)
     state.save()
     create_network(state)
     first, *others = state.servers
-    start_node(state, first, server_args)
-    progress(f"server {first.name} (pid {first.pid}, {first.address}, namespace {first.netns})")
-    if not _wait(state, lambda: server_ready(state, first) and (Path(first.data_dir) / "node-token").exists(),
-                 deadline, [first]):
-        raise TimeoutError(f"server {first.name} not ready within {timeout:g}s:\n{log_tail(first.log_path)}")
-    for node in others:
-        start_node(state, node, server_args)
-        progress(f"server {node.name} (pid {node.pid}, {node.address})")
+    token_file = "server-token" if others else "node-token"
+    for node in state.servers:
+        start_node(state, node)
+        progress(f"server {node.name} (pid {node.pid}, {node.address}, namespace {node.netns})")
+        # The next server joins this one's etcd cluster: wait until its member serves.
+        if not _wait(state, lambda: server_ready(state, node) and (Path(node.data_dir) / token_file).exists(),
+                     deadline, [node]):
+            raise TimeoutError(f"server {node.name} not ready within {timeout:g}s:\n{log_tail(node.log_path)}")
     for node in state.agents:
-        start_node(state, node, agent_args)
+        start_node(state, node)
         progress(f"agent {node.name} (pid {node.pid}, {node.address})")
     shutil.copyfile(Path(first.data_dir) / KUBECONFIG_FILE, state.kubeconfig)
     os.chmod(state.kubeconfig, 0o600)
@@ -345,14 +358,21 @@ def stop_node(node: NodeInfo, *, kill: bool = False, timeout: float = 30.0) -> b
     """SIGTERM (SIGKILL with `kill`) a node's process and wait for it; its pods keep running."""
     if not process_alive(node.pid):
         return False
-    os.kill(node.pid, signal.SIGKILL if kill else signal.SIGTERM)
+    _signal(node.pid, signal.SIGKILL if kill else signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while process_alive(node.pid):
         if time.monotonic() >= deadline:
-            os.kill(node.pid, signal.SIGKILL)
+            _signal(node.pid, signal.SIGKILL)
             deadline += 10
         time.sleep(0.1)
     return True
+
+
+def _signal(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
 
 
 def _stop_leftover_containerd(node: NodeInfo) -> None:
@@ -402,9 +422,19 @@ def down(state: ClusterState, *, timeout: float = 30.0, remove_network: bool = F
     if state.relay_pid and stop_relay(state.relay_pid):
         stopped.append(f"relay (pid {state.relay_pid})")
     state.relay_pid = None
-    for node in state.agents + list(reversed(state.servers)):
+    for node in state.agents:
         if stop_node(node, timeout=timeout):
             stopped.append(f"{node.role} {node.name} (pid {node.pid})")
+        node.pid = None
+    # The servers together: stopped one by one, the last ones' etcd members would lose
+    # quorum and their shutdown would wait on writes that can no longer commit.
+    running = [node for node in state.servers if process_alive(node.pid)]
+    for node in running:
+        _signal(node.pid, signal.SIGTERM)
+    for node in reversed(running):
+        stop_node(node, timeout=timeout)
+        stopped.append(f"{node.role} {node.name} (pid {node.pid})")
+    for node in state.servers:
         node.pid = None
     if remove_network:
         for node in state.nodes:
