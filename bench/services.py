@@ -1,19 +1,25 @@
-"""Service proxy benchmark: iptables sync time and the cost of a ClusterIP on connection setup.
+"""Service proxy benchmark, both modes (`--proxy-mode iptables` and `nftables`) side by side,
+each beside its baseline measured in the same run.
 
     .venv/bin/python bench/services.py                  # 1 000 services x 10 endpoints
-    .venv/bin/python bench/services.py --services 200 --endpoints 5 --connections 500
+    .venv/bin/python bench/services.py --services 200 --endpoints 5 --connections 500 --ready-samples 8
 
-1. Sync: Services and EndpointSlices (as the API gives them) → pyk8s.proxy.rules → one
-   `iptables-restore --noflush`, exactly what ServiceProxy.sync runs. Figures: a full sync
-   (state + render + restore; goal ≤ 1 s), then one endpoint removed from one service (a
-   partial sync; goal ≤ 100 ms). Baseline in the same run: iptables-restore of the same
-   text alone (the kernel/tool floor), and the same full sync on the nft backend.
-2. Connection setup: two "pods" (network namespaces on a bridge, as CNI makes them); the
-   client opens and closes N TCP connections to the server pod's IP, then N to a ClusterIP
-   whose rules (among all the services above) DNAT to it. Goal: ClusterIP/direct ≤ 1.1.
+1. Sync, per mode: Services and EndpointSlices (as the API gives them) → the mode's backend
+   object of ServiceProxy (proxier.BACKENDS: render + iptables-restore / nft -f), exactly
+   what ServiceProxy.sync runs. Figures: the full sync at start (goal ≤ 1 s), the periodic
+   full sync, the one after an agent restart (rules in place), then one endpoint removed from
+   one service (a partial sync: what follows one EndpointSlice event; goal ≤ 100 ms).
+   Baselines: iptables-restore / nft -f of the same texts alone (the kernel/tool floor).
+2. Connection setup, per mode: two "pods" (network namespaces on a bridge, as CNI makes
+   them); the client opens and closes N TCP connections to the server pod's IP, then N to a
+   ClusterIP whose rules (among all the services above) DNAT to it. Goal: ClusterIP/direct ≤ 1.1.
+3. Pod Ready → reachable through its Service, per mode: a real cluster (`pyk8s server
+   --proxy-mode MODE` with its node) in this namespace; per sample a Service, then its pod;
+   from the pod watch's Ready, the time until a connect through the ClusterIP succeeds
+   (goal p99 ≤ 1 s), beside the time until a connect to the pod IP succeeds (baseline).
 
 Everything runs in a private network namespace entered first (only loopback, then the
-bench's own bridge and pod namespaces), deleted on every exit path.
+bench's own bridge, pod namespaces and cluster), deleted on every exit path.
 """
 
 from __future__ import annotations
@@ -24,15 +30,20 @@ if __name__ == "__main__":
     isolate_network()
 
 import argparse
+import asyncio
 import os
+import shutil
 import statistics
 import subprocess
 import sys
-import textwrap
+import tempfile
 import time
 import uuid
+from pathlib import Path
 
-from pyk8s.proxy import iptables, rules
+from pyk8s.cluster.localcluster import LocalServer
+from pyk8s.proxy import iptables, nftables, rules
+from pyk8s.proxy.proxier import BACKENDS
 
 NODE = "bench-node"
 CLUSTER_CIDR = "10.42.0.0/16"
@@ -56,66 +67,87 @@ def endpoint_slice(index: int, endpoints: int, skip: int = -1) -> dict:
                           for j in range(endpoints) if j != skip]}
 
 
-def full_sync(objects: list[tuple[dict, dict]], extra: dict[str, rules.ServiceState]) -> tuple[float, rules.Rendered, dict]:
-    started = time.perf_counter()
-    states = {f"bench/{svc['metadata']['name']}": rules.build_state(svc, [sl]) for svc, sl in objects}
-    states.update(extra)
-    existing, jumps = iptables.parse_save(subprocess.run(iptables._save_argv(), capture_output=True, text=True).stdout)
-    rendered = rules.render(states, node_name=NODE, cluster_cidr=CLUSTER_CIDR, maybe_stale=existing.get("nat", ()),
-                            missing_jumps=[j for j in rules.JUMPS if j not in jumps])
-    iptables.restore_sync(rendered.text)
-    return time.perf_counter() - started, rendered, states
+def run(coroutine):
+    return asyncio.run(coroutine)
 
 
-def bench_sync(count: int, endpoints: int) -> tuple[dict, rules.Rendered]:
+def bench_sync(mode: str, count: int, endpoints: int) -> dict:
+    """What ServiceProxy.sync runs in `mode` (its backend object), on `count` services."""
     objects = [(service(i), endpoint_slice(i, endpoints)) for i in range(count)]
     target = {"metadata": {"namespace": "bench", "name": "target"},
               "spec": {"clusterIP": SERVICE_IP, "ports": [{"name": "tcp", "port": 80, "protocol": "TCP"}]}}
     target_slice = {"metadata": {"namespace": "bench", "name": "target-x", "labels": {rules.SERVICE_NAME_LABEL: "target"}},
                     "addressType": "IPv4", "ports": [{"name": "tcp", "port": 8080, "protocol": "TCP"}],
                     "endpoints": [{"addresses": [SERVER_IP], "conditions": {"ready": True}, "nodeName": NODE}]}
-    extra = {"bench/target": rules.build_state(target, [target_slice])}
+
+    def all_states() -> dict:
+        states = {f"bench/{svc['metadata']['name']}": rules.build_state(svc, [sl]) for svc, sl in objects}
+        states["bench/target"] = rules.build_state(target, [target_slice])
+        return states
+
+    backend = BACKENDS[mode](node_name=NODE, cluster_cidr=CLUSTER_CIDR)
     figures = {}
-    first, rendered, states = full_sync(objects, extra)
-    figures["full sync, first (empty tables)"] = first
+    started = time.perf_counter()
+    states = all_states()
+    run(backend.sync(states, None))
+    figures["full sync at start (empty table)"] = time.perf_counter() - started
     again = []
     for _ in range(3):
-        took, rendered, states = full_sync(objects, extra)
-        again.append(took)
-    figures["full sync, rules in place (median of 3)"] = statistics.median(again)
+        started = time.perf_counter()
+        states = all_states()
+        run(backend.sync(states, None))
+        again.append(time.perf_counter() - started)
+    figures["full sync, periodic (median of 3)"] = statistics.median(again)
+    restart = BACKENDS[mode](node_name=NODE, cluster_cidr=CLUSTER_CIDR)  # a restarted agent: rules in place
     started = time.perf_counter()
-    iptables.restore_sync(rendered.text)
-    figures["baseline: iptables-restore of that text alone"] = time.perf_counter() - started
+    run(restart.sync(all_states(), None))
+    figures["full sync after an agent restart (rules in place)"] = time.perf_counter() - started
+    backend = restart
 
     partial = []
-    chains = rendered.chains
     for round_ in range(5):
         index = 7 + round_
-        started = time.perf_counter()
         key = f"bench/svc-{index}"
+        started = time.perf_counter()
+        states = dict(states)
         states[key] = rules.build_state(service(index), [endpoint_slice(index, endpoints, skip=3)])
-        changed = rules.render(states, node_name=NODE, cluster_cidr=CLUSTER_CIDR, dirty={key},
-                               maybe_stale=chains.get(key, set()))
-        iptables.restore_sync(changed.text)
+        run(backend.sync(states, {key}))
         partial.append(time.perf_counter() - started)
-        chains = changed.chains
     figures["one endpoint removed: partial sync (median of 5)"] = statistics.median(partial)
-    figures["  its restore text (lines)"] = changed.text.count("\n")
-    figures["full restore text (lines)"] = rendered.text.count("\n")
-    return figures, rendered
+
+    # Baselines in the same run: the kernel tool alone on the same input.
+    if mode == "iptables":
+        rendered = rules.render(states, node_name=NODE, cluster_cidr=CLUSTER_CIDR)
+        started = time.perf_counter()
+        iptables.restore_sync(rendered.text)
+        figures["baseline: iptables-restore of the full text alone"] = time.perf_counter() - started
+        figures["  full text (lines)"] = rendered.text.count("\n")
+        key = "bench/svc-20"
+        states[key] = rules.build_state(service(20), [endpoint_slice(20, endpoints, skip=3)])
+        changed = rules.render(states, node_name=NODE, cluster_cidr=CLUSTER_CIDR, dirty={key},
+                               maybe_stale=backend._chains.get(key, set()))
+        started = time.perf_counter()
+        iptables.restore_sync(changed.text)
+        figures["baseline: iptables-restore of one change's text alone"] = time.perf_counter() - started
+    else:
+        transaction = nftables.render(states, node_name=NODE, cluster_cidr=CLUSTER_CIDR, previous=None)
+        started = time.perf_counter()
+        nftables.apply_sync(transaction.text)
+        figures["baseline: nft -f of the full text alone (table replaced)"] = time.perf_counter() - started
+        figures["  full text (lines)"] = transaction.text.count("\n")
+        key = "bench/svc-20"
+        states[key] = rules.build_state(service(20), [endpoint_slice(20, endpoints, skip=3)])
+        delta = nftables.render(states, node_name=NODE, cluster_cidr=CLUSTER_CIDR, previous=transaction.written,
+                                dirty={key})
+        started = time.perf_counter()
+        nftables.apply_sync(delta.text)
+        figures["baseline: nft -f of one change's text alone"] = time.perf_counter() - started
+    return figures
 
 
-def bench_nft(rendered: rules.Rendered) -> float | None:
-    """The same full ruleset on the nft backend (what `iptables` is on Debian 12)."""
-    started = time.perf_counter()
-    try:
-        iptables.restore_sync(rendered.text, "nft")
-    except (iptables.RestoreFailed, OSError):
-        return None
-    took = time.perf_counter() - started
-    iptables.restore_sync(rules.cleanup_text(*iptables.parse_save(
-        subprocess.run(iptables._save_argv("nft"), capture_output=True, text=True).stdout)), "nft")
-    return took
+def remove_rules() -> None:
+    from pyk8s.proxy.cleanup import remove_all
+    remove_all()
 
 
 SERVER = """
@@ -180,35 +212,170 @@ def bench_connections(connections: int) -> dict:
         subprocess.run(["ip", "link", "delete", bridge], capture_output=True)
 
 
+def ready_to_reachable(mode: str, samples: int) -> dict:
+    """A real cluster (`pyk8s server --proxy-mode MODE`, its embedded node, in this network
+    namespace): per sample a Service and then its one pod (pyk8s/whoami, no readiness probe);
+    from the moment the pod watch shows the pod Ready, connects are tried every 5 ms to the
+    ClusterIP (refused at once while the Service has no endpoint) and, as the baseline, to
+    the pod IP. Figures: Ready → first connect through the ClusterIP, and → to the pod IP."""
+    work = Path(tempfile.mkdtemp(prefix="pyk8s-bench-services-"))
+    server = LocalServer(work / "server", extra_args=["--proxy-mode", mode, "--node-name", "bench-ready"])
+    try:
+        server.start(timeout=120)
+        return asyncio.run(_measure_ready(server, samples))
+    finally:
+        server.stop(timeout=60, remove_pods=True)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+async def _first_connect(host_of, port: int, deadline: float) -> float:
+    while time.monotonic() < deadline:
+        host = host_of()
+        if host:
+            try:
+                _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 0.5)
+                now = time.monotonic()
+                writer.close()
+                return now
+            except (OSError, asyncio.TimeoutError):
+                pass
+        await asyncio.sleep(0.005)
+    raise TimeoutError(f"{port}: never reachable")
+
+
+async def _measure_ready(server: LocalServer, samples: int) -> dict:
+    from pyk8s.api.resources import lookup
+    from pyk8s.client import Client
+
+    pods_resource, services_resource, nodes = (lookup("", "v1", "pods"), lookup("", "v1", "services"),
+                                               lookup("", "v1", "nodes"))
+    async with Client.from_kubeconfig(server.kubeconfig, field_manager="bench") as client:
+        deadline = time.monotonic() + 120
+        while not any(c["type"] == "Ready" and c["status"] == "True" for n in (await client.list(nodes))["items"]
+                      for c in (n.get("status") or {}).get("conditions") or []):
+            assert time.monotonic() < deadline, "node not Ready"
+            await asyncio.sleep(0.2)
+        routed = asyncio.Lock()
+
+        async def route_service_cidr() -> None:
+            # The node reaches ClusterIPs as a host with a default route does: through the
+            # pod bridge (CNI gives it its address with the first pod).
+            async with routed:
+                while True:
+                    if "10.43.0.0/16" in subprocess.run(["ip", "route"], capture_output=True, text=True).stdout:
+                        return
+                    addresses = subprocess.run(["ip", "-o", "-4", "addr", "show"], capture_output=True, text=True).stdout
+                    device = next((line.split()[1] for line in addresses.splitlines() if " 10.42." in line), None)
+                    if device:
+                        subprocess.run(["ip", "route", "replace", "10.43.0.0/16", "dev", device], check=True)
+                        return
+                    await asyncio.sleep(0.1)
+        ready_at: dict[str, float] = {}
+        pod_ips: dict[str, str] = {}
+        events: dict[str, asyncio.Event] = {}
+
+        async def watch(resource_version: str) -> None:
+            async for event in client.watch(pods_resource, "default", resource_version=resource_version):
+                pod = event["object"]
+                name = pod["metadata"]["name"]
+                status = pod.get("status") or {}
+                if status.get("podIP"):
+                    pod_ips[name] = status["podIP"]
+                if any(c["type"] == "Ready" and c["status"] == "True" for c in status.get("conditions") or []):
+                    if name not in ready_at:
+                        ready_at[name] = time.monotonic()
+                        events.setdefault(name, asyncio.Event()).set()
+
+        watcher = asyncio.create_task(watch((await client.list(pods_resource, "default"))["metadata"]["resourceVersion"]))
+        through, direct = [], []
+
+        async def one(index: int) -> None:
+            name = f"ready-{index}"
+            svc = await client.create(services_resource, {
+                "apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+                "spec": {"selector": {"bench-ready": str(index)}, "ports": [{"port": 80, "targetPort": 80}]}}, "default")
+            cluster_ip = svc["spec"]["clusterIP"]
+            events.setdefault(name, asyncio.Event())
+            await client.create(pods_resource, {
+                "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"bench-ready": str(index)}},
+                "spec": {"terminationGracePeriodSeconds": 0,
+                         "containers": [{"name": "web", "image": "pyk8s/whoami:1", "imagePullPolicy": "IfNotPresent"}]}},
+                "default")
+            await asyncio.wait_for(events[name].wait(), 120)
+            await asyncio.wait_for(route_service_cidr(), 30)
+            limit = time.monotonic() + 30
+            service_at, pod_at = await asyncio.gather(_first_connect(lambda: cluster_ip, 80, limit),
+                                                      _first_connect(lambda: pod_ips.get(name), 80, limit))
+            through.append(service_at - ready_at[name])
+            direct.append(pod_at - ready_at[name])
+
+        try:
+            batch = 4
+            for first in range(0, samples, batch):
+                await asyncio.gather(*(one(i) for i in range(first, min(samples, first + batch))))
+        finally:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
+            subprocess.run(["ip", "route", "del", "10.43.0.0/16"], capture_output=True)
+
+    def pct(values: list[float], fraction: float) -> float:
+        ordered = sorted(values)
+        return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))] * 1000
+    return {"Ready -> reachable via ClusterIP, p50 (ms)": pct(through, 0.5),
+            "Ready -> reachable via ClusterIP, p99 (ms)": pct(through, 0.99),
+            "Ready -> reachable at the pod IP (baseline), p50 (ms)": pct(direct, 0.5),
+            "Ready -> reachable at the pod IP (baseline), p99 (ms)": pct(direct, 0.99),
+            "Ready -> reachable: samples (4 pods at a time)": len(through)}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--services", type=int, default=1000)
     parser.add_argument("--endpoints", type=int, default=10)
     parser.add_argument("--connections", type=int, default=2000)
-    parser.add_argument("--skip-nft", action="store_true")
+    parser.add_argument("--modes", default="iptables,nftables", help="proxy modes to measure, in order")
+    parser.add_argument("--ready-samples", type=int, default=20,
+                        help="pods measured for Ready -> reachable through their Service, per mode (0: skip)")
     args = parser.parse_args()
     from pyk8s.cluster.localcluster import in_isolated_network
     assert in_isolated_network() or os.environ.get("PYK8S_BENCH_NETNS"), "run as a script (it isolates itself)"
     iptables.set_sysctls()
-    print(f"service proxy: {args.services} services x {args.endpoints} endpoints, backend {iptables.backend()}")
+    modes = [m for m in args.modes.split(",") if m]
+    print(f"service proxy: {args.services} services x {args.endpoints} endpoints "
+          f"(iptables backend {iptables.backend()}); each mode beside its baseline", flush=True)
+    results: dict[str, dict] = {}
     try:
-        figures, rendered = bench_sync(args.services, args.endpoints)
-        for name, value in figures.items():
-            print(f"  {name:52} {value:10.3f}" + (" s" if isinstance(value, float) else ""))
-        full = figures["full sync, rules in place (median of 3)"]
-        partial = figures["one endpoint removed: partial sync (median of 5)"]
-        print(f"  goal full sync ≤ 1 s: {'met' if full <= 1 else 'MISSED'};"
-              f" goal one change ≤ 100 ms: {'met' if partial <= 0.1 else 'MISSED'}")
-        print(f"connection setup ({args.connections} connects each way, {args.services + 1} services in the table)")
-        for name, value in bench_connections(args.connections).items():
-            print(f"  {name:52} {value:10.3f}")
-        if not args.skip_nft:
-            nft = bench_nft(rendered)
-            print(textwrap.dedent(f"""\
-                context: the same full ruleset on the nft backend: {'failed' if nft is None else f'{nft:.2f} s'}"""))
+        for mode in modes:
+            remove_rules()
+            figures = bench_sync(mode, args.services, args.endpoints)
+            figures.update(bench_connections(args.connections))
+            results[mode] = figures
+            report(mode, figures)
+        remove_rules()
+        for mode in modes if args.ready_samples else ():
+            figures = ready_to_reachable(mode, args.ready_samples)
+            report(mode, figures)
+            results[mode].update(figures)
     finally:
-        iptables.remove_all_rules()
+        remove_rules()
+    for mode, figures in results.items():
+        full = figures["full sync at start (empty table)"]
+        partial = figures["one endpoint removed: partial sync (median of 5)"]
+        ratio = figures["ratio ClusterIP / direct"]
+        line = (f"goals, --proxy-mode {mode}: full sync <= 1 s {'met' if full <= 1 else 'MISSED'}; one change <= 100 ms "
+                f"{'met' if partial <= 0.1 else 'MISSED'}; ClusterIP/direct <= 1.1 {'met' if ratio <= 1.1 else 'MISSED'}")
+        if "Ready -> reachable via ClusterIP, p99 (ms)" in figures:
+            line += (f"; Ready -> reachable p99 <= 1 s "
+                     f"{'met' if figures['Ready -> reachable via ClusterIP, p99 (ms)'] <= 1000 else 'MISSED'}")
+        print(line)
     return 0
+
+
+def report(mode: str, figures: dict) -> None:
+    print(f"--proxy-mode {mode}")
+    for name, value in figures.items():
+        unit = " s" if isinstance(value, float) and not name.startswith(("ratio", "connect", "Ready")) else ""
+        print(f"  {name:62} {value:10.3f}{unit}", flush=True)
 
 
 if __name__ == "__main__":
