@@ -33,6 +33,9 @@ from pyk8s.cluster.localcluster import LocalServer
 from conftest import eventually
 
 SECRETS = lookup("", "v1", "secrets")
+CSRS = lookup("certificates.k8s.io", "v1", "certificatesigningrequests")
+# What the node token may read: its CSRs (system:node-bootstrapper), nothing of the node's.
+CSRS_PATH = "/apis/certificates.k8s.io/v1/certificatesigningrequests"
 PODS_PATH = "/api/v1/namespaces/default/pods"
 CLUSTER_INFO_PATH = "/api/v1/namespaces/kube-public/configmaps/cluster-info"
 # What a request with no credential at all gets (upstream's body too).
@@ -109,8 +112,8 @@ def test_node_token_file_pins_the_ca_and_holds_a_working_bootstrap_token(server)
     assert data["description"] == "pyk8s node join token"
     assert data["auth-extra-groups"] == "system:bootstrappers:pyk8s:default-node-token"
     assert "expiration" not in data
-    status, pods = request(server, "GET", PODS_PATH, token=token.credential)
-    assert status == 200 and pods["kind"] == "PodList"
+    status, csrs = request(server, "GET", CSRS_PATH, token=token.credential)
+    assert status == 200 and csrs["kind"] == "CertificateSigningRequestList"
     assert "node token: " + str(path) in server.log_path.read_text()
 
 
@@ -122,11 +125,27 @@ def test_valid_bootstrap_token_authenticates_and_rbac_decides_what_it_may_do(ser
     user = review["status"]["userInfo"]
     assert user["username"] == f"system:bootstrap:{token.split('.')[0]}"
     assert user["groups"] == ["system:bootstrappers", "system:bootstrappers:test", "system:authenticated"]
-    # No binding grants a test token's groups more (the node token's group has the node's roles).
+    # No binding grants a test token's groups more.
     status, refused = request(server, "GET", PODS_PATH, token=token)
     assert status == 403
     assert refused["message"] == (f'pods is forbidden: User "{user["username"]}" cannot list resource "pods" '
                                   f'in API group "" in the namespace "default"')
+
+
+def test_the_node_token_may_only_ask_for_a_node_certificate(server):
+    """The node token's group is bound to system:node-bootstrapper and nodeclient approval
+    only (kubeadm's bindings): it reads no Secret, ConfigMap or pod, as upstream's tokens."""
+    node_token = (server.data_dir / "node-token").read_text().strip().split("::", 1)[1]
+    token_user = f"system:bootstrap:{node_token.split('.')[0]}"
+    for resource, path in (("secrets", "/api/v1/namespaces/kube-system/secrets"),
+                           ("configmaps", "/api/v1/namespaces/default/configmaps"), ("pods", PODS_PATH)):
+        status, refused = request(server, "GET", path, token=node_token)
+        assert status == 403, (path, refused)
+        namespace = path.split("/")[4]
+        assert refused["message"] == (f'{resource} is forbidden: User "{token_user}" cannot list resource '
+                                      f'"{resource}" in API group "" in the namespace "{namespace}"')
+    status, listed = request(server, "GET", "/apis/certificates.k8s.io/v1/certificatesigningrequests", token=node_token)
+    assert status == 200 and listed["kind"] == "CertificateSigningRequestList"
 
 
 def test_refused_tokens_get_the_same_401_as_no_credential(server):
@@ -201,15 +220,15 @@ def test_a_restart_keeps_the_node_token_and_a_deleted_one_is_replaced(tmp_path):
         local.start()
         assert (local.data_dir / "node-token").read_text() == first
         credential = parse_node_token(first).credential
-        assert request(local, "GET", PODS_PATH, token=credential)[0] == 200
+        assert request(local, "GET", CSRS_PATH, token=credential)[0] == 200
 
         delete_token(local, credential)
         local.stop()
         local.start()
         second = (local.data_dir / "node-token").read_text()
         assert parse_node_token(second).credential != credential
-        assert request(local, "GET", PODS_PATH, token=parse_node_token(second).credential)[0] == 200
-        assert request(local, "GET", PODS_PATH, token=credential)[0] == 401
+        assert request(local, "GET", CSRS_PATH, token=parse_node_token(second).credential)[0] == 200
+        assert request(local, "GET", CSRS_PATH, token=credential)[0] == 401
     finally:
         local.stop()
 
@@ -220,12 +239,30 @@ def test_client_with_a_bearer_token_lists_and_watches(server):
     async def scenario():
         ca_pem = await discover_cluster_ca(server.url, token)
         async with Client.from_token(server.url, token.credential, ca_pem) as client:
-            listed = await client.list(SECRETS, "kube-system")
-            assert any(s["metadata"]["name"].startswith("bootstrap-token-") for s in listed["items"])
-            async for event in client.watch(SECRETS, "kube-system", timeout_seconds=1):
-                assert event["type"] in ("ADDED", "BOOKMARK")
-                break
+            from cryptography import x509
+            from cryptography.hazmat.primitives import hashes, serialization
+            from cryptography.hazmat.primitives.asymmetric import ec
+            from cryptography.x509.oid import NameOID
+            request_pem = x509.CertificateSigningRequestBuilder().subject_name(x509.Name([
+                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:nodes"),
+                x509.NameAttribute(NameOID.COMMON_NAME, "system:node:watched")])).sign(
+                ec.generate_private_key(ec.SECP256R1()), hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+            created = await client.create(CSRS, {
+                "apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
+                "metadata": {"generateName": "csr-"},
+                "spec": {"request": base64.b64encode(request_pem).decode(), "usages": ["digital signature", "client auth"],
+                         "signerName": "kubernetes.io/kube-apiserver-client-kubelet"}})
+            listed = await client.list(CSRS)
+            assert created["metadata"]["name"] in [c["metadata"]["name"] for c in listed["items"]]
+            seen = []
+            async for event in client.watch(CSRS, timeout_seconds=1):
+                seen.append((event["type"], event["object"]["metadata"].get("name")))
+                if event["type"] == "ADDED":
+                    break
+            assert any(event_type == "ADDED" for event_type, _ in seen), seen
+            with pytest.raises(errors.Forbidden):
+                await client.list(SECRETS, "kube-system")
         async with Client.from_token(server.url, "abcdef.0123456789abcdef", ca_pem) as stranger:
             with pytest.raises(errors.Unauthorized):
-                await stranger.list(SECRETS, "kube-system")
+                await stranger.list(CSRS)
     asyncio.run(scenario())

@@ -12,9 +12,10 @@ bootstrappolicy), plus what pyk8s's own components need where they differ from u
 - The node agent's kubelet, service proxy and local-path provisioner share one identity
   (`system:node:<name>` in `system:nodes`, or a bootstrap token's): the Node authorizer
   decides the kubelet's requests, and `system:nodes` is bound to `system:node-proxier` and
-  `pyk8s:local-path-provisioner` for the rest; agents joined with the node
-  token (group `system:bootstrappers:pyk8s:default-node-token`) get the same plus
-  `system:node-bootstrapper` (kubeadm's `kubeadm:kubelet-bootstrap`).
+  `pyk8s:local-path-provisioner` for the rest; the node token (group
+  `system:bootstrappers:pyk8s:default-node-token`) gets only `system:node-bootstrapper`
+  (kubeadm's `kubeadm:kubelet-bootstrap`) and nodeclient CSR approval: it buys the agent its
+  certificate and nothing else.
 - `system:coredns` (k3s's) for the DNS add-on's ServiceAccount; `pyk8s:addons` (a Role in
   kube-system) for the add-on applier `system:pyk8s:addons`.
 - kubeadm's `kubeadm:bootstrap-signer-clusterinfo` Role: anonymous may read
@@ -321,18 +322,14 @@ def cluster_role_bindings() -> list[dict[str, Any]]:
         # pyk8s: the agent's proxy and provisioner run as the node
         _cluster_binding("pyk8s:node-proxier", "system:node-proxier", group("system:nodes")),
         _cluster_binding("pyk8s:node-local-path-provisioner", "pyk8s:local-path-provisioner", group("system:nodes")),
-        # Agents joined with the node token (kubeadm's kubeadm:kubelet-bootstrap) and, until
-        # they exchange it for a node certificate, everything their agent does.
+        # Agents joined with the node token (kubeadm's kubeadm:kubelet-bootstrap): the token
+        # only asks for the node's client certificate (client/certbootstrap.py).
         _cluster_binding("kubeadm:kubelet-bootstrap", "system:node-bootstrapper", group(NODE_TOKEN_GROUP)),
         _cluster_binding("kubeadm:node-autoapprove-bootstrap",
                          "system:certificates.k8s.io:certificatesigningrequests:nodeclient", group(NODE_TOKEN_GROUP)),
         # kubeadm's: nodes renew their own client certificates (the CSR approver's SAR).
         _cluster_binding("kubeadm:node-autoapprove-certificate-rotation",
                          "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient", group("system:nodes")),
-        _cluster_binding("pyk8s:bootstrap-node", "system:node", group(NODE_TOKEN_GROUP)),
-        _cluster_binding("pyk8s:bootstrap-node-proxier", "system:node-proxier", group(NODE_TOKEN_GROUP)),
-        _cluster_binding("pyk8s:bootstrap-node-local-path-provisioner", "pyk8s:local-path-provisioner",
-                         group(NODE_TOKEN_GROUP)),
     ]
 
 
