@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from pyk8s.proxy import iptables, rules
 
 NODE = "node-a"
@@ -212,3 +214,54 @@ def test_missing_jumps_are_inserted_and_cleanup_removes_everything():
     cleanup = rules.cleanup_text(chains, jumps)
     assert "-X KUBE-SVC-AAAA" in cleanup and "-D INPUT -j KUBE-FIREWALL" in cleanup
     assert "CNI-HOSTPORT" not in cleanup
+
+
+def test_iptables_mode_reads_the_tables_only_at_start_and_after_a_failure(monkeypatch):
+    """IptablesBackend (what ServiceProxy.sync runs in iptables mode) skips iptables-save on
+    periodic full syncs: it knows the chains it wrote. Its restore texts must be exactly what
+    the plain path (reading the tables every time) writes."""
+    import asyncio
+
+    from pyk8s.proxy.proxier import IptablesBackend
+
+    saves, restored = [], []
+    kernel_chains: set[str] = set()
+
+    async def current():
+        saves.append(1)
+        return {"nat": set(kernel_chains)}, set(rules.JUMPS)
+
+    async def restore(text):
+        if "FAIL" in text:
+            raise iptables.RestoreFailed("refused")
+        restored.append(text)
+        for line in text.splitlines():  # what the nat table holds afterwards
+            if line.startswith(":KUBE-"):
+                kernel_chains.add(line[1:].split()[0])
+            elif line.startswith("-X "):
+                kernel_chains.discard(line.split()[1])
+
+    monkeypatch.setattr(iptables, "current", current)
+    monkeypatch.setattr(iptables, "restore", restore)
+    backend = IptablesBackend(node_name=NODE, cluster_cidr=CIDR)
+    web = rules.build_state(service("web"), [endpoint_slice("web", ("10.42.0.5", "10.42.0.6"))])
+    api = rules.build_state(service("api", cluster_ip="10.43.0.21"), [endpoint_slice("api", ("10.42.0.7",))])
+    api_moved = rules.build_state(service("api", cluster_ip="10.43.0.21"), [endpoint_slice("api", ("10.42.0.8",))])
+
+    def plain(states):
+        return rules.render(states, node_name=NODE, cluster_cidr=CIDR, maybe_stale=set(kernel_chains)).text
+
+    steps = [({"default/web": web, "default/api": api}, None), ({"default/web": web, "default/api": api_moved}, {"default/api"}),
+             ({"default/web": web}, None), ({"default/web": web, "default/api": api}, {"default/api"}),
+             ({"default/api": api_moved}, None)]
+    for number, (states, dirty) in enumerate(steps):
+        want = plain(states) if dirty is None else None
+        asyncio.run(backend.sync(states, dirty))
+        if want is not None:
+            assert restored[-1] == want, number
+    assert len(saves) == 1  # only before the first sync
+    broken = {"default/FAIL": rules.build_state(service("FAIL", cluster_ip="10.43.0.30"), [])}
+    with pytest.raises(iptables.RestoreFailed):
+        asyncio.run(backend.sync(broken, None))
+    asyncio.run(backend.sync({"default/web": web}, None))
+    assert len(saves) == 2  # a failed sync: the next one reads the tables again
