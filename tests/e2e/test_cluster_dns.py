@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import socket
+import struct
 
 import pytest
+from dnslib import DNSRecord
 
 from conftest import Kubectl, eventually
 
@@ -123,3 +126,47 @@ def test_nslookup_through_the_kube_dns_service_ip(kubectl, dns_pod_ips, client_p
                         what="an answer through 10.43.0.10")
     assert "Server:\t\t10.43.0.10" in output or "10.43.0.10" in output.split("\n", 1)[0]
     assert "Non-authoritative" not in output
+
+
+def dns_over_tcp(address: str, name: str) -> DNSRecord:
+    query = DNSRecord.question(name).pack()
+    with socket.create_connection((address, 53), timeout=2) as sock:
+        sock.sendall(struct.pack("!H", len(query)) + query)
+        data = b""
+        while len(data) < 2 or len(data) < 2 + struct.unpack("!H", data[:2])[0]:
+            chunk = sock.recv(4096)
+            if not chunk:
+                raise ConnectionError("closed before the whole reply")
+            data += chunk
+    return DNSRecord.parse(data[2:])
+
+
+@pytest.mark.skipif(importlib.util.find_spec("pyk8s.proxy") is None, reason="no service proxy yet")
+def test_the_node_reaches_cluster_ips_and_one_without_endpoints_refuses_at_once(kubectl, dns_pod_ips):
+    """This test process is in the node's network namespace (the harness's, no default
+    route: only the service CIDR's route pyk8s adds). A ClusterIP with endpoints (kube-dns,
+    53/TCP) answers; one without endpoints is refused by the proxy's REJECT rule at once."""
+    def answered():
+        try:
+            reply = dns_over_tcp("10.43.0.10", "kubernetes.default.svc.cluster.local")
+        except OSError as error:
+            if error.errno == 101:  # ENETUNREACH: no route, the proxy's rules are never reached
+                return f"{error}"
+            return None
+        return [str(rr.rdata) for rr in reply.rr]
+    assert eventually(answered, 30, what="a DNS answer from 10.43.0.10:53/TCP") == ["10.43.0.1"]
+    kubectl("create", "service", "clusterip", "node-no-endpoints", "--tcp=80:8080")
+    try:
+        cluster_ip = kubectl("get", "service", "node-no-endpoints", "-o", "jsonpath={.spec.clusterIP}").strip()
+
+        def refused():
+            try:
+                socket.create_connection((cluster_ip, 80), timeout=1).close()
+            except ConnectionRefusedError:
+                return "refused"
+            except OSError as error:
+                return None if isinstance(error, TimeoutError) else f"{error}"  # a timeout: no rule yet
+            return "connected"
+        assert eventually(refused, 30, what=f"{cluster_ip}:80 refused") == "refused"
+    finally:
+        kubectl("delete", "service", "node-no-endpoints", check=False)

@@ -324,7 +324,7 @@ def run_server_foreground(args: argparse.Namespace) -> int:
     if args.netns:
         from pyk8s.cluster.netns import create_netns
 
-        create_netns(args.netns)
+        create_netns(args.netns, config.service_cidr)
         # Re-exec inside the namespace (nsenter, never `ip netns exec`: see cluster/netns.py);
         # the new command line has no --netns, so it runs the server itself.
         command = nsenter_prefix(args.netns) + server_argv(config)
@@ -392,7 +392,7 @@ def up(args: argparse.Namespace) -> int:
     data_dir.mkdir(parents=True, exist_ok=True)
     if args.isolated or args.netns:
         netns = args.netns or ISOLATED_NETNS
-        if create_netns(netns):
+        if create_netns(netns, config.service_cidr):
             (data_dir / daemon.NETNS_MARKER).write_text(netns + "\n")
     # The server rewrites the kubeconfig once it listens; an old one must not make us
     # believe it is ready, nor be merged with a stale URL.

@@ -1,7 +1,8 @@
 """Running throw-away servers for tests and benchmarks.
 
 `isolate_network()` moves the calling process (and every child it starts later) into a
-new, empty network namespace with only loopback up: nothing it starts can reach the
+new, empty network namespace with only loopback up (and the route for the service CIDR
+every namespace pyk8s creates gets: see cluster/netns.py): nothing it starts can reach the
 machine's real interfaces, and the namespace disappears with its last process, so there
 is nothing to clean up. `LocalServer` starts `pyk8s server` as a child process on a
 temporary data dir and waits until it answers /readyz.
@@ -21,23 +22,28 @@ import urllib.request
 from pathlib import Path
 
 from pyk8s.client.kubeconfig import server_url_and_ssl_context
+from pyk8s.cluster.netns import DEFAULT_SERVICE_CIDR, SERVICE_ROUTE_DEVICE, SERVICE_ROUTE_PEER, add_service_route
 
 CLONE_NEWNET = 0x40000000
 
 
-def isolate_network() -> None:
-    """unshare(CLONE_NEWNET) for this process, then bring loopback up. Call it before any
-    thread is started (a namespace change applies to the calling thread only)."""
+def isolate_network(service_cidr: str = DEFAULT_SERVICE_CIDR) -> None:
+    """unshare(CLONE_NEWNET) for this process, then bring loopback up and route the service
+    CIDR. Call it before any thread is started (a namespace change applies to the calling
+    thread only)."""
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.unshare(CLONE_NEWNET) != 0:
         errno = ctypes.get_errno()
         raise OSError(errno, f"unshare(CLONE_NEWNET) failed: {os.strerror(errno)}")
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    add_service_route(service_cidr)
 
 
 def in_isolated_network() -> bool:
-    """True when the only interface is loopback (what isolate_network() leaves)."""
-    return [name for _, name in socket.if_nameindex()] == ["lo"]
+    """True when the only interfaces are loopback and the service route's veth pair (what
+    isolate_network() leaves)."""
+    names = sorted(name for _, name in socket.if_nameindex())
+    return names == ["lo"] or names == sorted(["lo", SERVICE_ROUTE_DEVICE, SERVICE_ROUTE_PEER])
 
 
 def free_port() -> int:
