@@ -20,7 +20,11 @@ watch resume dropping events); this one is small enough to check by reading. Eve
 a deadline and carries etcd's `hasleader` metadata, so a member without quorum answers
 "etcdserver: no leader" at once instead of queueing the request; connection failures and
 "no leader" move to the next endpoint until the deadline, then raise `StoreUnavailable`
-(503) — a deadline spent waiting on etcd is `StoreTimeout` (504).
+(503) — a deadline spent waiting on etcd is `StoreTimeout` (504). A write is sent again
+within its deadline when an attempt gets no answer (etcd drops the proposals of a member
+whose leader died): the guard makes a repeated write fail if the first one committed, and
+the guard's range then shows our value, so it is answered as written (DESIGN.md: "a retried
+write after a timeout may already have committed").
 
 Watches: every `Watch` of this store is one watch id on one shared etcd watch stream
 (`_WatchStream`), so a thousand API watches are one HTTP/2 stream. When the stream breaks
@@ -624,20 +628,48 @@ class EtcdStore(Store):
 
     # -- writes --------------------------------------------------------------------------
 
-    async def _txn(self, request: bytes) -> wire.TxnResponse:
-        response = wire.decode_txn_response(await self.client.call(wire.TXN, request))
-        self._saw(response.revision)
-        return response
+    async def _txn(self, request: bytes) -> tuple[wire.TxnResponse, bool]:
+        """Send a guarded write until it is answered or the request deadline passes:
+        (response, whether an earlier attempt may have committed).
+
+        An attempt that times out or loses its member (a leader election: etcd drops the
+        proposals of a member whose leader died; "leader changed") may have committed all
+        the same, so it is sent again, to the next member, after a shorter per-attempt
+        deadline: the guard (key absent / mod_revision) makes the second attempt fail if
+        the first committed, and the caller then reads the outcome off the guard's range
+        (the key holds our value: the write is ours). Only "no leader" and connection
+        refusals are known not to have committed; they are retried all the same."""
+        client = self.client
+        deadline = time.monotonic() + client.request_timeout
+        per_attempt = max(1.0, client.request_timeout / 3)
+        uncertain = False
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                raw = await client.call(wire.TXN, request, timeout=min(per_attempt, remaining))
+            except (StoreTimeout, StoreUnavailable):
+                if deadline - time.monotonic() < 0.05:
+                    raise
+                uncertain = True
+                client.next_endpoint(client._current)
+                await asyncio.sleep(0.05)
+                continue
+            response = wire.decode_txn_response(raw)
+            self._saw(response.revision)
+            return response, uncertain
 
     async def create(self, key: str, value: bytes) -> KeyValue:
         raw_key = key.encode()
-        response = await self._txn(wire.txn_request(
+        response, retried = await self._txn(wire.txn_request(
             [wire.compare(raw_key, wire.TARGET_CREATE, wire.EQUAL, 0)],
             [wire.request_op_put(wire.put_request(raw_key, value))],
             [wire.request_op_range(wire.range_request(raw_key))]))
         if response.succeeded:
             return self._remember(KeyValue(key, value, response.revision, response.revision))
-        raise KeyExists(self._stored(key, response))
+        stored = self._stored(key, response)
+        if retried and stored.value == value:
+            return self._remember(stored)  # an earlier attempt committed it
+        raise KeyExists(stored)
 
     def _stored(self, key: str, response: wire.TxnResponse) -> KeyValue:
         _, found = response.responses[0]
@@ -652,22 +684,35 @@ class EtcdStore(Store):
 
     async def update(self, key: str, value: bytes, expected_revision: int) -> KeyValue:
         raw_key = key.encode()
-        response = await self._txn(wire.txn_request(
+        response, retried = await self._txn(wire.txn_request(
             [self._guard(raw_key, expected_revision)],
             [wire.request_op_put(wire.put_request(raw_key, value, prev_kv=True))],
             [wire.request_op_range(wire.range_request(raw_key))]))
         if not response.succeeded:
-            raise RevisionMismatch(self._stored(key, response))
+            stored = self._stored(key, response)
+            if retried and stored.value == value and stored.mod_revision > expected_revision:
+                return self._remember(stored)  # an earlier attempt committed it
+            raise RevisionMismatch(stored)
         _, prev = response.responses[0]
         return self._remember(KeyValue(key, value, prev.create_revision, response.revision))
 
     async def delete(self, key: str, expected_revision: int = 0) -> KeyValue:
         raw_key = key.encode()
-        response = await self._txn(wire.txn_request(
+        response, retried = await self._txn(wire.txn_request(
             [self._guard(raw_key, expected_revision)],
             [wire.request_op_delete(wire.delete_range_request(raw_key, prev_kv=True))],
             [wire.request_op_range(wire.range_request(raw_key))]))
         if not response.succeeded:
+            if retried and expected_revision and not response.responses[0][1].kvs:
+                # Gone after an attempt that may have committed: that attempt deleted the
+                # revision we expected (the value as of it; the delete's revision is at
+                # most this answer's).
+                prev = await self.get(key, revision=expected_revision)
+                if prev is not None and prev.mod_revision == expected_revision:
+                    deleted = KeyValue(key, prev.value, prev.create_revision, response.revision)
+                    if self._memory_prefixes and key.startswith(self._memory_prefixes):
+                        self._remember_state(key, None, response.revision)
+                    return deleted
             raise RevisionMismatch(self._stored(key, response))
         _, prevs = response.responses[0]
         prev = _kv(prevs[0])
