@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from pyk8s.client.kubeconfig import server_url_and_ssl_context
-from tests.conftest import KUBECTL, eventually
+from conftest import KUBECTL, eventually
 
 pytestmark = pytest.mark.skipif(shutil.which("etcd") is None, reason="Debian's etcd-server is not installed")
 
