@@ -167,7 +167,7 @@ def run(host, port, n):
     took.sort(); return sum(took) / n, took[n // 2]
 n = int(sys.argv[1])
 run(sys.argv[2], 8080, 200); run(sys.argv[3], 80, 200)  # warm up
-for _ in range(3):
+for _ in range(7):
     for label, host, port in (("direct", sys.argv[2], 8080), ("clusterip", sys.argv[3], 80)):
         mean, median = run(host, port, n); print(label, mean, median, flush=True)
 """
@@ -200,8 +200,8 @@ def bench_connections(connections: int) -> dict:
             label, mean, _median = line.split()
             rows[label].append(float(mean))
         direct, through = min(rows["direct"]), min(rows["clusterip"])
-        return {"connect, straight to the pod IP (µs, best mean of 3)": direct * 1e6,
-                "connect, through the ClusterIP (µs, best mean of 3)": through * 1e6,
+        return {"connect, straight to the pod IP (µs, best mean of 7)": direct * 1e6,
+                "connect, through the ClusterIP (µs, best mean of 7)": through * 1e6,
                 "ratio ClusterIP / direct": through / direct}
     finally:
         if server is not None:

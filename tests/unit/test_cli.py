@@ -62,7 +62,8 @@ def test_up_and_down_options():
 
 def test_server_argv_round_trips_to_the_same_config(tmp_path):
     config = parse("up", "--data-dir", str(tmp_path), "--https-port", "7443", "--disable-agent",
-                   "--tls-san", "x.example", "--advertise-address", "10.1.1.1", "--datastore", "sqlite:/tmp/s.db")
+                   "--tls-san", "x.example", "--advertise-address", "10.1.1.1", "--datastore", "sqlite:/tmp/s.db",
+                   "--proxy-mode", "iptables")
     argv = cli.server_argv(config)
     assert argv[:4] == [sys.executable, "-m", "pyk8s", "server"]
     assert cli.server_config_from_args(cli.build_parser().parse_args(argv[3:])) == config

@@ -41,11 +41,11 @@ def add_agent_arguments(parser: argparse.ArgumentParser) -> None:
                         help="how pods reach other nodes' pods (k3s's flag): vxlan (flannel.1, UDP 8472) or "
                              "host-gw (routes via the nodes' addresses, which must share a link)")
     parser.add_argument("--cluster-dns", default="10.43.0.10", help="the nameserver of ClusterFirst pods (k3s's default)")
-    parser.add_argument("--proxy-mode", default=os.environ.get("PYK8S_PROXY_MODE") or "iptables",
+    parser.add_argument("--proxy-mode", default=os.environ.get("PYK8S_PROXY_MODE") or "nftables",
                         choices=["iptables", "nftables"],
                         help="how the service proxy writes its rules (upstream kube-proxy's flag): iptables "
                              "(iptables-restore) or nftables (nft, table ip kube-proxy); default $PYK8S_PROXY_MODE "
-                             "or iptables")
+                             "or nftables")
     parser.add_argument("--resolv-conf", default="", metavar="FILE",
                         help="resolvers for dnsPolicy Default pods and cluster DNS upstreams (default /etc/resolv.conf)")
     parser.add_argument("--log-root", type=Path, default=None,

@@ -127,11 +127,11 @@ def _add_server_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--registry-mirror", action="append", default=[], metavar="HOST=URL",
                         help="pull images of registry HOST through URL, e.g. docker.io=http://127.0.0.1:5000 "
                              "(repeatable; the embedded agent writes containerd hosts.toml)")
-    parser.add_argument("--proxy-mode", default=os.environ.get("PYK8S_PROXY_MODE") or "iptables",
+    parser.add_argument("--proxy-mode", default=os.environ.get("PYK8S_PROXY_MODE") or "nftables",
                         choices=["iptables", "nftables"],
                         help="how the service proxy writes its rules (upstream kube-proxy's flag): iptables "
                              "(iptables-restore) or nftables (nft, table ip kube-proxy); default $PYK8S_PROXY_MODE "
-                             "or iptables")
+                             "or nftables")
     parser.add_argument("--resolv-conf", default="", metavar="FILE",
                         help="resolvers for dnsPolicy Default pods and the cluster DNS's upstreams "
                              "(default /etc/resolv.conf; none in a namespace without a default route)")
@@ -185,7 +185,7 @@ def server_config_from_args(args: argparse.Namespace) -> ServerConfig:
         extra_sans=[name for value in args.tls_san for name in value.split(",") if name],
         registry_mirrors=parse_registry_mirrors(getattr(args, "registry_mirror", [])),
         resolv_conf=getattr(args, "resolv_conf", "") or "",
-        proxy_mode=getattr(args, "proxy_mode", "") or "iptables",
+        proxy_mode=getattr(args, "proxy_mode", "") or "nftables",
         secrets_encryption=getattr(args, "secrets_encryption", False),
         audit_log=getattr(args, "audit_log", "") or "",
         audit_policy_file=getattr(args, "audit_policy_file", "") or "",
@@ -240,8 +240,7 @@ def server_argv(config: ServerConfig) -> list[str]:
         argv += ["--registry-mirror", f"{host}={url}"]
     if config.resolv_conf:
         argv += ["--resolv-conf", config.resolv_conf]
-    if config.proxy_mode != "iptables":
-        argv += ["--proxy-mode", config.proxy_mode]
+    argv += ["--proxy-mode", config.proxy_mode]  # always: the flag's default follows $PYK8S_PROXY_MODE
     if config.secrets_encryption:
         argv.append("--secrets-encryption")
     if config.audit_log:

@@ -41,7 +41,7 @@ class ServerConfig:
     extra_sans: list[str] = field(default_factory=list)
     registry_mirrors: dict[str, str] = field(default_factory=dict)  # registry host -> mirror URL
     resolv_conf: str = ""  # k3s's --resolv-conf: upstream resolvers of pods and cluster DNS
-    proxy_mode: str = "iptables"  # kube-proxy's --proxy-mode: iptables or nftables (pyk8s.proxy)
+    proxy_mode: str = "nftables"  # kube-proxy's --proxy-mode: nftables or iptables (pyk8s.proxy)
     secrets_encryption: bool = False  # k3s's flag: Secrets encrypted at rest (cluster/secretsencryption.py)
     audit_log: str = ""  # upstream's --audit-log-path (apiserver/audit.py); "" = no auditing
     audit_policy_file: str = ""  # "" = every request at Metadata level

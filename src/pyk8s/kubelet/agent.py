@@ -42,7 +42,7 @@ class Agent:
                  cluster_domain: str = "cluster.local", log_root: Path | None = None, kubelet_port: int = 10250,
                  registry_mirrors: dict[str, str] | None = None, client_ca: Path | None = None,
                  node_labels: dict[str, str] | None = None, resolv_conf: str = "",
-                 flannel_backend: str = "vxlan", pod_cidr_timeout: float = 5.0, proxy_mode: str = "iptables"):
+                 flannel_backend: str = "vxlan", pod_cidr_timeout: float = 5.0, proxy_mode: str = "nftables"):
         self.client = client
         self.node_name = (node_name or socket.gethostname()).lower()
         self.node_ip = node_ip

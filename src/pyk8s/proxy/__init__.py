@@ -1,5 +1,5 @@
-"""The service proxy (upstream's kube-proxy, iptables or nftables mode: `--proxy-mode` on
-`pyk8s server` / `pyk8s agent`): makes ClusterIP, NodePort, LoadBalancer and external IPs of
+"""The service proxy (upstream's kube-proxy, nftables mode by default or iptables mode:
+`--proxy-mode` on `pyk8s server` / `pyk8s agent`): makes ClusterIP, NodePort, LoadBalancer and external IPs of
 Services reach their endpoints from this node.
 
 It knows the cluster only through informers on Services and discovery.k8s.io/v1

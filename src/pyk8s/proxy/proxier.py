@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 import time
 
 from pyk8s.api.resources import lookup
@@ -33,7 +34,7 @@ ENDPOINT_SLICES = lookup("discovery.k8s.io", "v1", "endpointslices")
 
 class ServiceProxy:
     def __init__(self, client, *, node_name: str, cluster_cidr: str = "10.42.0.0/16",
-                 min_sync_interval: float = 0.1, full_sync_interval: float = 60.0, mode: str = "iptables"):
+                 min_sync_interval: float = 0.1, full_sync_interval: float = 60.0, mode: str = "nftables"):
         self.client = client
         self.node_name = node_name
         self.cluster_cidr = cluster_cidr
@@ -47,6 +48,9 @@ class ServiceProxy:
         self._states: dict[str, rules.ServiceState] = {}
         if mode not in BACKENDS:
             raise ValueError(f"unknown proxy mode {mode!r} (one of {', '.join(BACKENDS)})")
+        if mode == "nftables" and shutil.which("nft") is None:
+            log.warning("proxy mode nftables needs nft (the nftables package): using the iptables mode")
+            mode = "iptables"
         self.mode = mode
         self._backend = BACKENDS[mode](node_name=node_name, cluster_cidr=cluster_cidr)
         self._dirty: set[str] = set()
