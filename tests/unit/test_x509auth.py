@@ -7,6 +7,7 @@ import datetime
 import socket
 import ssl
 import threading
+import warnings
 
 import pytest
 from cryptography import x509
@@ -124,3 +125,23 @@ def test_the_handshake_accepts_any_client_certificate_and_hands_it_over(tmp_path
     assert isinstance(foreign_der, bytes) and authenticator.user(foreign_der) is None
     # Without the callback, the same foreign certificate fails the handshake (what changed).
     assert server_ssl_context(cluster).verify_mode == ssl.CERT_OPTIONAL
+
+
+def test_every_single_bit_flip_of_a_good_certificate_is_refused_without_an_exception(ours, authenticator):
+    """Fuzzing the DER: a flip inside the signed part (tbsCertificate) is always refused; a
+    flip outside it (the unsigned envelope, e.g. the signature's unused-bits byte) may at
+    most leave the same identity; nothing raises."""
+    der = leaf(ours, "alice", ["devs"])
+    assert authenticator.user(der) == ("alice", ("devs",))
+    tbs = x509.load_der_x509_certificate(der).tbs_certificate_bytes
+    tbs_start = der.index(tbs)
+    for position in range(len(der)):
+        for bit in (0x01, 0x80):
+            damaged = der[:position] + bytes([der[position] ^ bit]) + der[position + 1:]
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # cryptography warns about some damaged serials
+                answer = authenticator.user(damaged)
+            if tbs_start <= position < tbs_start + len(tbs):
+                assert answer is None, (position, bit)
+            else:
+                assert answer in (None, ("alice", ("devs",))), (position, bit)
