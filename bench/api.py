@@ -610,8 +610,9 @@ async def watch_latency(url: str, context: ssl.SSLContext, writer: Target, write
 
 
 async def compare_datastores(plan: Plan, servers: dict[str, str], etcd_datastore: str, tls_dir: Path,
-                             report: Report) -> None:
-    """The same API workload on each server (one per datastore), then raw etcd creates."""
+                             report: Report, pids: dict[str, int] | None = None) -> None:
+    """The same API workload on each server (one per datastore), then raw etcd creates
+    (with --py-spy, each server's create phases are recorded as <datastore>-creates-<n>)."""
     from pyk8s.api.resources import lookup
     from pyk8s.client import Client
 
@@ -628,8 +629,9 @@ async def compare_datastores(plan: Plan, servers: dict[str, str], etcd_datastore
             created_names: list[str] = []
             for concurrency, count in zip(plan.concurrency, plan.creates_per_level):
                 names = [f"checkout-c{concurrency}-{i:05d}" for i in range(count)]
-                created, seconds, failures = await run_creates(target, BENCH_NAMESPACE, names, concurrency,
-                                                               plan.phase_time_limit)
+                with PhaseProfile((pids or {}).get(datastore, 0), f"{datastore}-creates-{concurrency}"):
+                    created, seconds, failures = await run_creates(target, BENCH_NAMESPACE, names, concurrency,
+                                                                   plan.phase_time_limit)
                 created_names += names[:created]
                 rates[datastore][concurrency] = created / seconds
                 say(f"[{datastore:<6}] creates, {concurrency:>2} tasks: {created} in {seconds:5.2f}s = "
@@ -873,6 +875,49 @@ async def authorization_phase(label: str, url: str, tls_dir: Path, scratch: Path
         await user.close()
 
 
+def authorizer_cost_in_process(requests: int = 50_000) -> tuple[float, float]:
+    """(µs per request to parse the request's attributes, µs to parse and decide) for GETs
+    of pods by `bench-user`, against the chain the server runs (system:masters, Node, RBAC)
+    holding the bootstrap policy plus the 500 Roles and 500 RoleBindings of the phase above:
+    the authorizer's own cost, without the network noise of the end-to-end figures."""
+    from pyk8s.api import rbac
+    from pyk8s.apiserver import authz, bootstrappolicy
+    from pyk8s.apiserver.nodeauthorizer import NodeAuthorizer, NodeGraph
+
+    index = authz.RBACIndex()
+    prefix = authz.RBAC_PREFIX
+    for role in bootstrappolicy.cluster_roles():
+        index.apply(f"{prefix}clusterroles/{role['metadata']['name']}", orjson.dumps(role))
+    for binding in bootstrappolicy.cluster_role_bindings():
+        index.apply(f"{prefix}clusterrolebindings/{binding['metadata']['name']}", orjson.dumps(binding))
+    for i in range(500):
+        namespace = f"rbac-{i % 50}"
+        index.apply(f"{prefix}roles/{namespace}/role-{i}", orjson.dumps({"rules": [
+            {"apiGroups": [""], "resources": ["configmaps", "secrets"], "verbs": ["get", "list"]},
+            {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get"]}]}))
+        index.apply(f"{prefix}rolebindings/{namespace}/binding-{i}", orjson.dumps({
+            "roleRef": {"kind": "Role", "name": f"role-{i}"},
+            "subjects": [{"kind": "User", "name": f"user-{i % 10}"}, {"kind": "Group", "name": f"group-{i % 7}"}]}))
+    index.apply(f"{prefix}roles/{BENCH_NAMESPACE}/pod-writer", orjson.dumps(
+        {"rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "create"]}]}))
+    index.apply(f"{prefix}rolebindings/{BENCH_NAMESPACE}/bench-user", orjson.dumps(
+        {"roleRef": {"kind": "Role", "name": "pod-writer"}, "subjects": [{"kind": "User", "name": "bench-user"}]}))
+    chain = authz.AuthorizerChain([authz.PrivilegedGroups(), NodeAuthorizer(NodeGraph()), authz.RBACAuthorizer(index)])
+    user = rbac.User("bench-user", ("group-3", "system:authenticated"))
+    pick = random.Random(7)
+    paths = [f"/api/v1/namespaces/{BENCH_NAMESPACE}/pods/authz-{pick.randrange(5000):05d}" for _ in range(requests)]
+    started = time.perf_counter()
+    for path in paths:
+        rbac.request_attributes(user, "GET", path, {})
+    parse = time.perf_counter() - started
+    started = time.perf_counter()
+    for path in paths:
+        if chain.authorize(rbac.request_attributes(user, "GET", path, {}))[0] != authz.ALLOW:
+            raise AssertionError(f"bench-user refused {path}")
+    decide = time.perf_counter() - started
+    return parse / requests * 1e6, decide / requests * 1e6
+
+
 def authorization_comparison(plan: Plan) -> int:
     """Same workload against a server with --authorization-mode RBAC and one with
     AlwaysAllow, started one after the other in this run."""
@@ -898,6 +943,9 @@ def authorization_comparison(plan: Plan) -> int:
     say(f"\n500 Roles + 500 RoleBindings, best of two runs each: creates/s {on_rate:,.0f} with RBAC vs "
         f"{off_rate:,.0f} without ({(on_rate / off_rate - 1) * 100:+.1f} % creates/s); GET p99 {on_p99:.2f} ms vs "
         f"{off_p99:.2f} ms ({(on_p99 / off_p99 - 1) * 100:+.1f} % p99)")
+    parse_us, decide_us = authorizer_cost_in_process()
+    say(f"authorizer in process (same world, GET pods as bench-user): {decide_us:.2f} µs per request to parse and "
+        f"decide vs {parse_us:.2f} µs to parse only: {decide_us - parse_us:.2f} µs is the decision")
     return 0
 
 
@@ -997,7 +1045,7 @@ def main_datastores(plan: Plan, scratch: Path, keep: bool) -> int:
         # neither of the other, so each server is driven with its own.
         for name, server in servers.items():
             asyncio.run(compare_datastores(plan, {name: server.url}, etcd_datastore,
-                                           server.data_dir / "server" / "tls", report)
+                                           server.data_dir / "server" / "tls", report, {name: server.process.pid})
                         if name == "sqlite" else _etcd_phase(plan, server, etcd_datastore, report))
         report.notes.append("raw = EtcdStore.create (one guarded Txn per create) from this process, the client the "
                             "API server uses; the API figure includes HTTPS, admission, validation and encoding.")
@@ -1020,7 +1068,8 @@ def main_datastores(plan: Plan, scratch: Path, keep: bool) -> int:
 
 
 async def _etcd_phase(plan: Plan, server, etcd_datastore: str, report: Report) -> None:
-    await compare_datastores(plan, {"etcd": server.url}, etcd_datastore, server.data_dir / "server" / "tls", report)
+    await compare_datastores(plan, {"etcd": server.url}, etcd_datastore, server.data_dir / "server" / "tls", report,
+                             {"etcd": server.process.pid})
 
 
 if __name__ == "__main__":
