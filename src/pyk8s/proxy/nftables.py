@@ -32,13 +32,13 @@ even choice). Measured for 1 000 services x 10 endpoints, the `nft -f` of a full
 all kernel time): upstream's layout 1.2 s, without the hairpin rules 0.9 s, without the
 endpoint chains as well 0.37 s.
 
-Syncs: the first one replaces the whole table (`add table; delete table; table ...` in one
-transaction, so a restarted proxy never leaves a gap). Later ones only touch what they are
-told changed: per dirty service, its map elements are deleted and re-added and its chains
-flushed and rewritten; chains and sets it no longer uses are flushed in that sync and deleted
-in the next (the kernel refuses to delete a chain in the transaction that drops the last
-vmap element pointing at it). A periodic full sync does the same over every service. The
-ruleset is never read back: `NftProxier` remembers what it wrote.
+Syncs: the first one replaces the whole table (`add table`, `delete table`, then everything,
+in one transaction, so a restarted proxy never leaves a gap). Later ones only touch what they
+are told changed: per dirty service, its map elements are deleted and re-added and its
+chains flushed and rewritten; chains and sets it no longer uses are flushed in that sync and
+deleted in the next, so no transaction deletes a chain that something removed in the same
+transaction still pointed to. A periodic full sync does the same over every service. The
+ruleset is never read back: proxier.NftablesBackend keeps what the transactions wrote.
 """
 
 from __future__ import annotations
