@@ -812,12 +812,11 @@ async def run(plan: Plan, pyk8s_url: str, pyk8s_pid: int, floor: BaselineServer,
 
 # ---------------------------------------------------------------- authorization on vs off
 
-async def authorization_phase(label: str, url: str, tls_dir: Path, scratch: Path, plan: Plan,
-                              report_rows: dict[str, tuple[float, float]]) -> None:
+async def authorization_world(url: str, tls_dir: Path, scratch: Path, label: str) -> Target:
     """500 Roles and 500 RoleBindings (50 namespaces, 10 users each) plus a user `bench-user`
-    allowed to create and get pods in BENCH_NAMESPACE by one of them; then creates/s (16
-    tasks) and GET p99 at a fixed rate as that user, whose every request RBAC decides (the
-    admin, in system:masters, is allowed before RBAC is asked)."""
+    allowed to create and get pods in BENCH_NAMESPACE by one of them; returns a Target
+    acting as that user, whose every request RBAC decides (the admin, in system:masters, is
+    allowed before RBAC is asked)."""
     from pyk8s.api.resources import lookup
     from pyk8s.client import Client
     from pyk8s.cluster.pki import Pki, issue_client_cert
@@ -855,24 +854,25 @@ async def authorization_phase(label: str, url: str, tls_dir: Path, scratch: Path
     cert, key = issue_client_cert(pki, "bench-user", ["group-3"], scratch / f"user-{label}")
     context = ssl.create_default_context(cafile=str(tls_dir / "ca.crt"))
     context.load_cert_chain(str(cert), str(key))
-    user = Target(label, url, context)
-    try:
-        await asyncio.sleep(0.5)  # the authorizer's index follows the store's watch
-        names = [f"authz-{i:05d}" for i in range(plan.creates_per_level[-1])]
-        created, seconds, failures = await run_creates(user, BENCH_NAMESPACE, names, 16, plan.phase_time_limit)
-        rate = created / seconds
-        pick = random.Random(7)
+    await asyncio.sleep(0.5)  # the authorizer's index follows the store's watch
+    return Target(label, url, context)
 
-        async def get(_: int) -> None:
-            await user.get(BENCH_NAMESPACE, pick.choice(names[:created]))
 
-        values, get_failures, _ = await open_loop(get, plan.get_rate, plan.get_seconds)
-        p99 = percentile(values, 0.99)
-        say(f"{label:<32}: creates {rate:7,.0f}/s (16 tasks, errors {failures}); GET at {plan.get_rate:.0f}/s "
-            f"p50 {percentile(values, 0.5):5.2f} ms p99 {p99:6.2f} ms (errors {get_failures})")
-        report_rows[label] = (rate, p99)
-    finally:
-        await user.close()
+async def authorization_round(user: Target, round_number: int, plan: Plan) -> tuple[float, float, float]:
+    """Creates/s (16 tasks) of fresh pods, then GETs of them at a fixed rate: (creates/s,
+    GET p50 ms, GET p99 ms)."""
+    names = [f"authz-{round_number}-{i:05d}" for i in range(plan.creates_per_level[-1])]
+    created, seconds, failures = await run_creates(user, BENCH_NAMESPACE, names, 16, plan.phase_time_limit)
+    pick = random.Random(7)
+
+    async def get(_: int) -> None:
+        await user.get(BENCH_NAMESPACE, pick.choice(names[:created]))
+
+    values, get_failures, _ = await open_loop(get, plan.get_rate, plan.get_seconds)
+    rate, p50, p99 = created / seconds, percentile(values, 0.5), percentile(values, 0.99)
+    say(f"  round {round_number} {user.name:<12}: creates {rate:7,.0f}/s (16 tasks, errors {failures}); GET at "
+        f"{plan.get_rate:.0f}/s p50 {p50:5.2f} ms p99 {p99:6.2f} ms (errors {get_failures})")
+    return rate, p50, p99
 
 
 def authorizer_cost_in_process(requests: int = 50_000) -> tuple[float, float]:
@@ -918,31 +918,49 @@ def authorizer_cost_in_process(requests: int = 50_000) -> tuple[float, float]:
     return parse / requests * 1e6, decide / requests * 1e6
 
 
-def authorization_comparison(plan: Plan) -> int:
-    """Same workload against a server with --authorization-mode RBAC and one with
-    AlwaysAllow, started one after the other in this run."""
+def authorization_comparison(plan: Plan, rounds: int = 4) -> int:
+    """The same workload against a server with --authorization-mode RBAC and one with
+    AlwaysAllow, both running for the whole comparison and measured in alternating rounds
+    (AB, BA, AB, ...), so that the shared machine's load drifts over both alike; the figures
+    are the medians of the rounds and the median of the per-round ratios."""
     from pyk8s.cluster.localcluster import LocalServer
+    import shutil
 
-    rows: dict[str, tuple[float, float]] = {}
-    for mode in ("AlwaysAllow", "RBAC", "AlwaysAllow ", "RBAC "):
-        scratch = Path(tempfile.mkdtemp(prefix="pyk8s-bench-authz-"))
-        server = LocalServer(scratch / "data", extra_args=["--disable-agent", "--disable-controllers",
-                                                           "--authorization-mode", mode.strip()])
+    modes = ("AlwaysAllow", "RBAC")
+    scratch = {mode: Path(tempfile.mkdtemp(prefix=f"pyk8s-bench-authz-{mode.lower()}-")) for mode in modes}
+    servers = {mode: LocalServer(scratch[mode] / "data", extra_args=[
+        "--disable-agent", "--disable-controllers", "--authorization-mode", mode]) for mode in modes}
+
+    async def compare() -> dict[str, list[tuple[float, float, float]]]:
+        users = {mode: await authorization_world(servers[mode].url, servers[mode].data_dir / "server" / "tls",
+                                                  scratch[mode], mode) for mode in modes}
+        results: dict[str, list[tuple[float, float, float]]] = {mode: [] for mode in modes}
         try:
-            server.start()
-            asyncio.run(authorization_phase(f"authorization {mode}", server.url, server.data_dir / "server" / "tls",
-                                            scratch, plan, rows))
+            for round_number in range(rounds):
+                order = modes if round_number % 2 == 0 else modes[::-1]
+                for mode in order:
+                    results[mode].append(await authorization_round(users[mode], round_number, plan))
         finally:
-            server.stop(timeout=60)
-            import shutil
-            shutil.rmtree(scratch, ignore_errors=True)
-    best = {mode: (max(rows[f"authorization {mode}"][0], rows[f"authorization {mode} "][0]),
-                   min(rows[f"authorization {mode}"][1], rows[f"authorization {mode} "][1]))
-            for mode in ("AlwaysAllow", "RBAC")}
-    (off_rate, off_p99), (on_rate, on_p99) = best["AlwaysAllow"], best["RBAC"]
-    say(f"\n500 Roles + 500 RoleBindings, best of two runs each: creates/s {on_rate:,.0f} with RBAC vs "
-        f"{off_rate:,.0f} without ({(on_rate / off_rate - 1) * 100:+.1f} % creates/s); GET p99 {on_p99:.2f} ms vs "
-        f"{off_p99:.2f} ms ({(on_p99 / off_p99 - 1) * 100:+.1f} % p99)")
+            for user in users.values():
+                await user.close()
+        return results
+
+    try:
+        for server in servers.values():
+            server.start()
+        results = asyncio.run(compare())
+    finally:
+        for mode in modes:
+            servers[mode].stop(timeout=60)
+            shutil.rmtree(scratch[mode], ignore_errors=True)
+    off, on = results["AlwaysAllow"], results["RBAC"]
+    rate_ratio = statistics.median(b[0] / a[0] for a, b in zip(off, on))
+    p99_ratio = statistics.median(b[2] / a[2] for a, b in zip(off, on))
+    say(f"\n500 Roles + 500 RoleBindings, medians of {rounds} alternating rounds: creates/s "
+        f"{statistics.median(r[0] for r in on):,.0f} with RBAC vs {statistics.median(r[0] for r in off):,.0f} without "
+        f"(per-round ratio median {(rate_ratio - 1) * 100:+.1f} % creates/s); GET p99 "
+        f"{statistics.median(r[2] for r in on):.2f} ms vs {statistics.median(r[2] for r in off):.2f} ms "
+        f"(per-round ratio median {(p99_ratio - 1) * 100:+.1f} % p99)")
     parse_us, decide_us = authorizer_cost_in_process()
     say(f"authorizer in process (same world, GET pods as bench-user): {decide_us:.2f} µs per request to parse and "
         f"decide vs {parse_us:.2f} µs to parse only: {decide_us - parse_us:.2f} µs is the decision")
@@ -956,7 +974,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller counts, finishes in under a minute")
     parser.add_argument("--authorization", action="store_true",
-                        help="only compare --authorization-mode RBAC with AlwaysAllow (500 Roles, 500 bindings)")
+                        help="only compare --authorization-mode RBAC with AlwaysAllow (500 Roles, 500 bindings; both servers up, alternating rounds)")
     parser.add_argument("--keep", action="store_true", help="keep the data dir (server log) for inspection")
     parser.add_argument("--full", action="store_true",
                         help="run the whole control plane (controllers, scheduler, embedded node) instead of "
