@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import uuid
 from functools import partial
 
@@ -345,7 +346,8 @@ def test_failed_provisioning_warns_reschedules_and_retries_until_the_directory_c
     records ProvisioningFailed and clears `selected-node`, as upstream's external-provisioner;
     the scheduler's PreBind fails ("provisioning failed for PVC") and picks the node again
     after its back-off, and so on until the directory can be made. The provisioned PV carries
-    the provisioner's finalizer, which goes only once the directory is gone."""
+    the provisioner's finalizer, which goes only once the directory is gone: a directory
+    that cannot be removed keeps even a deleted PV (VolumeFailedDelete, retried)."""
     provisioner_name = f"test.pyk8s.io/{_name('lp')}"
     cls, claim_name, pod_name = _name("failing"), _name("blocked"), _name("waits")
     storage = tmp_path / "storage"
@@ -364,8 +366,7 @@ def test_failed_provisioning_warns_reschedules_and_retries_until_the_directory_c
                                             resource_version=listed["metadata"]["resourceVersion"]):
                 obj = event["object"]
                 if event["type"] in ("ADDED", "MODIFIED", "DELETED") and obj["metadata"]["name"] in (claim_name, volume_name[0]):
-                    # the directory's state when the PV changed
-                    history.append((kind, obj, (storage / directory[0]).exists() if directory else None))
+                    history.append((kind, obj, None))
         volume_name, directory = [""], []
         watchers = [asyncio.create_task(record(PVCS, "claim"))]
         await ready.wait()
@@ -380,9 +381,6 @@ def test_failed_provisioning_warns_reschedules_and_retries_until_the_directory_c
             storage.mkdir(parents=True, exist_ok=True)
             blocker = storage / directory[0]
             blocker.write_text("in the way\n")
-            ready.clear()
-            watchers.append(asyncio.create_task(record(PVS, "volume")))
-            await ready.wait()
             await client.create(PODS, pod_using(pod_name, claim_name), "default")
 
             def failures():
@@ -403,9 +401,12 @@ def test_failed_provisioning_warns_reschedules_and_retries_until_the_directory_c
                         for kind, obj, _ in history if kind == "claim"]
             first = selected.index(hollow_node)
             assert None in selected[first:] and hollow_node in selected[selected.index(None, first):]
-            scheduling = [e["message"] for e in await events_of(client, pod_name) if e["reason"] == "FailedScheduling"]
-            assert f'running PreBind plugin "VolumeBinding": binding volumes: provisioning failed for PVC "{claim_name}"' \
-                in scheduling
+            prebind = f'running PreBind plugin "VolumeBinding": binding volumes: provisioning failed for PVC "{claim_name}"'
+
+            async def prebind_failed():
+                return prebind in [e["message"] for e in await events_of(client, pod_name)
+                                   if e["reason"] == "FailedScheduling" and e["type"] == "Warning"]
+            await eventually_async(prebind_failed, 10, what="the scheduler's FailedScheduling event")
             assert not (await client.get(PODS, pod_name, "default"))["spec"].get("nodeName")
 
             blocker.unlink()  # the cause goes: a later attempt succeeds
@@ -419,9 +420,27 @@ def test_failed_provisioning_warns_reschedules_and_retries_until_the_directory_c
                                                         "kubernetes.io/pv-protection"]
             assert "ProvisioningSucceeded" in [e["reason"] for e in await events_of(client, claim_name)]
 
-            # reclaim Delete: the directory goes first, then the finalizer, then the PV
-            await client.delete(PODS, pod_name, "default", grace_period_seconds=0)
-            await client.delete(PVCS, claim_name, "default")
+            # reclaim Delete: the PV outlives its directory. A mount inside the directory keeps
+            # it from being removed: the PV stays, even deleted by hand, until it can be.
+            busy = storage / directory[0] / "busy"
+            busy.mkdir()
+            subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(busy)], check=True)
+            try:
+                await client.delete(PODS, pod_name, "default", grace_period_seconds=0)
+                await client.delete(PVCS, claim_name, "default")
+
+                async def failed_delete():
+                    return [e for e in await events_of(client, volume_name[0]) if e["reason"] == "VolumeFailedDelete"]
+                [failure] = await eventually_async(failed_delete, 30, what="VolumeFailedDelete")
+                assert failure["type"] == "Warning" and failure["message"] == f"unlinkat {busy}: device or resource busy"
+                await client.delete(PVS, volume_name[0])
+                await asyncio.sleep(1.5)  # a retry or two
+                volume = await client.get(PVS, volume_name[0])
+                assert volume["metadata"].get("deletionTimestamp") and volume["status"]["phase"] == "Released"
+                assert volume["metadata"]["finalizers"] == ["external-provisioner.volume.kubernetes.io/finalizer"]
+                assert (storage / directory[0]).is_dir()
+            finally:
+                subprocess.run(["umount", "-l", str(busy)], capture_output=True)
 
             async def volume_gone():
                 try:
@@ -429,15 +448,8 @@ def test_failed_provisioning_warns_reschedules_and_retries_until_the_directory_c
                 except errors.NotFound:
                     return True
                 return False
-            await eventually_async(volume_gone, 30, what="provisioned PV deleted")
+            await eventually_async(volume_gone, 30, what="provisioned PV deleted once its directory could go")
             assert not (storage / directory[0]).exists()
-            await asyncio.sleep(0.2)  # the watch's last events
-            released = [(obj, exists) for kind, obj, exists in history
-                        if kind == "volume" and (obj.get("status") or {}).get("phase") == "Released"]
-            assert released, "the PV was never seen Released"
-            without_ours = [exists for obj, exists in released
-                            if "external-provisioner.volume.kubernetes.io/finalizer" not in (obj["metadata"].get("finalizers") or [])]
-            assert without_ours and not any(without_ours)  # the finalizer went after the directory
         finally:
             for task in watchers:
                 task.cancel()
@@ -483,3 +495,78 @@ def test_claim_of_no_class_gets_the_default_class_once_one_exists(kubectl):
     finally:
         cleanup(kubectl, ("pvc", claim), ("pvc", explicit), ("sc", cls))
         kubectl("annotate", "sc", "local-path", "storageclass.kubernetes.io/is-default-class=true", "--overwrite")
+
+
+def test_node_provisioner_that_may_not_change_the_claim_retries_on_its_node_with_back_off(server, hollow_node,
+                                                                                          tmp_path):
+    """The provisioner as the node agent runs it, with the node's credentials: NodeRestriction
+    refuses it the claim update that would hand the claim back to the scheduler, so it keeps
+    `selected-node` and retries on its node, each wait longer than the last (1 s doubling),
+    until the directory can be made."""
+    from pyk8s.cluster.pki import client_ssl_context, ensure_pki, issue_client_cert
+
+    pki = ensure_pki(server.data_dir / "server" / "tls", [])
+    cert, key = issue_client_cert(pki, f"system:node:{hollow_node}", ["system:nodes"], tmp_path / "certs")
+    provisioner_name = f"test.pyk8s.io/{_name('node')}"
+    cls, claim_name, pod_name = _name("nodeside"), _name("blocked"), _name("waits")
+    storage = tmp_path / "storage"
+
+    async def scenario(admin):
+        node = Client(server.url, client_ssl_context(pki, cert, key), field_manager="provisioner")
+        provisioner = LocalPathProvisioner(node, node_name=hollow_node, storage_dir=storage,
+                                           provisioner=provisioner_name)
+        attempts: list[float] = []
+        provision = provisioner._provision
+
+        async def counted(key):
+            if key == f"default/{claim_name}":
+                attempts.append(asyncio.get_running_loop().time())
+            return await provision(key)
+        provisioner._provision = counted
+        await provisioner.start()
+        try:
+            await admin.create(STORAGE_CLASSES, {
+                "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": cls},
+                "provisioner": provisioner_name, "volumeBindingMode": "WaitForFirstConsumer"})
+            claim = await admin.create(PVCS, pvc(claim_name, "10Mi", cls=cls), "default")
+            storage.mkdir(parents=True, exist_ok=True)
+            blocker = storage / f"pvc-{claim['metadata']['uid']}_default_{claim_name}"
+            blocker.write_text("in the way\n")
+            await admin.create(PODS, pod_using(pod_name, claim_name), "default")
+            await eventually_async(lambda: len(attempts) >= 4, 30, what="four provisioning attempts")
+            gaps = [later - earlier for earlier, later in zip(attempts[1:], attempts[2:4])]
+            assert 0.8 <= gaps[0] and gaps[1] >= 1.5 * gaps[0], attempts  # backing off
+            claim = await admin.get(PVCS, claim_name, "default")
+            assert claim["metadata"]["annotations"][SELECTED_NODE] == hollow_node  # never cleared
+            failed = [e for e in await events_of(admin, claim_name) if e["reason"] == "ProvisioningFailed"]
+            assert failed and failed[0]["message"] == (f'failed to provision volume with StorageClass "{cls}": '
+                                                       f"mkdir {blocker}: file exists")
+            blocker.unlink()
+            await eventually_async(lambda: _bound_pod(admin, pod_name), 30, what="pod scheduled once provisioned")
+            claim = await admin.get(PVCS, claim_name, "default")
+            assert claim["status"]["phase"] == "Bound"
+            assert (await admin.get(PVS, claim["spec"]["volumeName"]))["metadata"]["annotations"][
+                "pv.kubernetes.io/provisioned-by"] == provisioner_name
+            # as the node, it also removes the directory, the PV and its finalizer
+            await admin.delete(PODS, pod_name, "default", grace_period_seconds=0)
+            await admin.delete(PVCS, claim_name, "default")
+
+            async def volume_gone():
+                try:
+                    await admin.get(PVS, claim["spec"]["volumeName"])
+                except errors.NotFound:
+                    return True
+                return False
+            await eventually_async(volume_gone, 30, what="provisioned PV deleted")
+            assert not list(storage.iterdir())
+        finally:
+            await provisioner.stop()
+            await node.close()
+            for resource, name, namespace in ((PODS, pod_name, "default"), (PVCS, claim_name, "default"),
+                                              (STORAGE_CLASSES, cls, None)):
+                try:
+                    await admin.delete(resource, name, namespace, grace_period_seconds=0 if resource is PODS else None)
+                except errors.NotFound:
+                    pass
+
+    run_async(server, scenario)

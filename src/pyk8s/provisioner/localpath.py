@@ -80,10 +80,10 @@ def provisioned_volume(claim: dict[str, Any], storage_class: dict[str, Any], nod
     return {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": metadata, "spec": volume_spec}
 
 
-def failure_message(exc: BaseException) -> str:
-    """An error as a Go provisioner words it (`mkdir <path>: file exists`)."""
+def failure_message(exc: BaseException, operation: str = "mkdir") -> str:
+    """A file system error as a Go provisioner words it (`mkdir <path>: file exists`)."""
     if isinstance(exc, OSError) and exc.strerror and exc.filename:
-        return f"mkdir {exc.filename}: {exc.strerror[:1].lower()}{exc.strerror[1:]}"
+        return f"{operation} {exc.filename}: {exc.strerror[:1].lower()}{exc.strerror[1:]}"
     return str(exc)
 
 
@@ -246,7 +246,7 @@ class LocalPathProvisioner:
         try:
             await asyncio.to_thread(self._remove_directory, path)
         except OSError as exc:
-            await self.recorder.event(volume, "Warning", "VolumeFailedDelete", str(exc))
+            await self.recorder.event(volume, "Warning", "VolumeFailedDelete", failure_message(exc, "unlinkat"))
             raise
         try:
             await self.client.delete(PVS, name)
@@ -288,7 +288,15 @@ class LocalPathProvisioner:
         # Only what this provisioner made: a directory right under its storage dir.
         if path.parent != self.storage_dir or not path.name.startswith("pvc-"):
             raise OSError(f"refusing to remove {path}: not a directory this provisioner made")
-        shutil.rmtree(path, ignore_errors=False) if path.exists() else None
+        if path.exists():
+            shutil.rmtree(path, onerror=_raise_with_full_path)
+
+
+def _raise_with_full_path(_function, path: str, exc_info) -> None:
+    error = exc_info[1]
+    if isinstance(error, OSError):
+        raise OSError(error.errno, error.strerror, path) from error
+    raise error
 
 
 def _make_directory(path: Path) -> None:
