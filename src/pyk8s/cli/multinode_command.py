@@ -31,7 +31,8 @@ def is_multinode(data_dir: Path) -> bool:
 
 
 def _server_args(config: ServerConfig) -> list[str]:
-    args = ["--cluster-cidr", config.cluster_cidr, "--service-cidr", config.service_cidr]
+    args = ["--cluster-cidr", config.cluster_cidr, "--service-cidr", config.service_cidr,
+            "--proxy-mode", config.proxy_mode]
     for host, url in config.registry_mirrors.items():
         args += ["--registry-mirror", f"{host}={url}"]
     for item in config.controller_manager_args:
@@ -44,7 +45,7 @@ def _server_args(config: ServerConfig) -> list[str]:
 
 
 def _agent_args(config: ServerConfig) -> list[str]:
-    args = ["--cluster-cidr", config.cluster_cidr]
+    args = ["--cluster-cidr", config.cluster_cidr, "--proxy-mode", config.proxy_mode]
     for host, url in config.registry_mirrors.items():
         args += ["--registry-mirror", f"{host}={url}"]
     if config.resolv_conf:
@@ -68,7 +69,7 @@ def up(args: argparse.Namespace, config: ServerConfig) -> int:
     try:
         state = multinode.plan_cluster(data_dir, name=name, servers=args.servers, agents=args.agents,
                                        subnet=args.node_cidr, https_port=config.https_port,
-                                       flannel_backend=config.flannel_backend)
+                                       flannel_backend=config.flannel_backend, service_cidr=config.service_cidr)
     except ValueError as error:
         print(f"pyk8s up: error: {error}", file=sys.stderr)
         return 2

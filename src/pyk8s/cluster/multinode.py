@@ -36,7 +36,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from pyk8s.cluster.netns import connect_in_netns, create_netns, delete_netns, netns_exists, nsenter_prefix
+from pyk8s.cluster.netns import DEFAULT_SERVICE_CIDR, connect_in_netns, create_netns, delete_netns, netns_exists, nsenter_prefix
 
 STATE_FILE = "cluster.json"
 KUBECONFIG_FILE = "kubeconfig.yaml"
@@ -74,6 +74,7 @@ class ClusterState:
     nodes: list[NodeInfo] = field(default_factory=list)
     relay_pid: int | None = None
     flannel_backend: str = "vxlan"
+    service_cidr: str = DEFAULT_SERVICE_CIDR  # routed inside each node's namespace (cluster/netns.py)
     started_at: float = 0.0
     server_args: list[str] = field(default_factory=list)
     agent_args: list[str] = field(default_factory=list)
@@ -110,7 +111,8 @@ class ClusterState:
 
 
 def plan_cluster(data_dir: Path, *, name: str = "pyk8s", servers: int = 1, agents: int = 0,
-                 subnet: str = "10.45.0.0/24", https_port: int = 6443, flannel_backend: str = "vxlan") -> ClusterState:
+                 subnet: str = "10.45.0.0/24", https_port: int = 6443, flannel_backend: str = "vxlan",
+                 service_cidr: str = DEFAULT_SERVICE_CIDR) -> ClusterState:
     """Names, namespaces and addresses of every node (pure: nothing is created)."""
     network = ipaddress.ip_network(subnet)
     if servers < 1:
@@ -126,7 +128,8 @@ def plan_cluster(data_dir: Path, *, name: str = "pyk8s", servers: int = 1, agent
                                   address=str(network.network_address + offset + index),
                                   data_dir=str(Path(data_dir) / "nodes" / node_name), veth=f"veth-{short}{index}"))
     return ClusterState(name=name, data_dir=str(data_dir), network_netns=f"{name}-net", subnet=str(network),
-                        https_port=https_port, nodes=nodes, flannel_backend=flannel_backend)
+                        https_port=https_port, nodes=nodes, flannel_backend=flannel_backend,
+                        service_cidr=service_cidr)
 
 
 def _ip(*args: str) -> None:
@@ -155,7 +158,7 @@ def create_network(state: ClusterState) -> None:
 def connect_node(state: ClusterState, node: NodeInfo, prefix: int | None = None) -> None:
     prefix = prefix or ipaddress.ip_network(state.subnet).prefixlen
     net = state.network_netns
-    create_netns(node.netns)
+    create_netns(node.netns, state.service_cidr)
     if subprocess.run(["ip", "-n", node.netns, "link", "show", "eth0"], capture_output=True).returncode:
         _ip("-n", net, "link", "add", node.veth, "type", "veth", "peer", "name", "eth0", "netns", node.netns)
         _ip("-n", node.netns, "addr", "add", f"{node.address}/{prefix}", "dev", "eth0")

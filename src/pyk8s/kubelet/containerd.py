@@ -18,6 +18,7 @@ import asyncio
 import hashlib
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -208,6 +209,14 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
                 process.kill()
                 process.wait()
         self.process = None
+        self._remove_short_socket_dir()
+
+    def _remove_short_socket_dir(self) -> None:
+        # containerd leaves "<socket>.ttrpc" behind; a short-path directory under /run is ours
+        # alone (named by the data dir's hash), and write_config makes it again at the next start.
+        directory = Path(self.socket).parent
+        if directory.parent == Path("/run/pyk8s"):
+            shutil.rmtree(directory, ignore_errors=True)
 
     def log_tail(self, lines: int = 20) -> str:
         try:
