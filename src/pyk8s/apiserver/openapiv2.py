@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 
 from pyk8s.api import schemas
+from pyk8s.api.protowire import length_delimited, varint
 
 # What kubectl asks for, and the spelling kube-openapi answers with (Go's mime parser
 # refuses the "@" in a Content-Type).
@@ -82,20 +83,7 @@ def document(v3_components: dict[str, Any]) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- protobuf (gnostic openapi.v2)
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def _bytes_field(number: int, payload: bytes) -> bytes:
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+_bytes_field = length_delimited
 
 
 def _string_field(number: int, value: str) -> bytes:
@@ -103,7 +91,7 @@ def _string_field(number: int, value: str) -> bytes:
 
 
 def _bool_field(number: int, value: bool) -> bytes:
-    return _varint(number << 3) + (b"\x01" if value else b"\x00")
+    return varint(number << 3) + (b"\x01" if value else b"\x00")
 
 
 def _any(value: Any) -> bytes:

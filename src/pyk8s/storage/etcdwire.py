@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from pyk8s.api.protowire import varint
+
 # gRPC method paths.
 RANGE = "/etcdserverpb.KV/Range"
 TXN = "/etcdserverpb.KV/Txn"
@@ -26,34 +28,21 @@ _VARINT, _LEN = 0, 2
 
 # -- encoding ------------------------------------------------------------------------------
 
-def _varint(number: int) -> bytes:
-    if number < 0:
-        number += 1 << 64  # int64 negatives are ten-byte two's complement varints
-    if number < 0x80:
-        return bytes((number,))
-    out = bytearray()
-    while number > 0x7F:
-        out.append((number & 0x7F) | 0x80)
-        number >>= 7
-    out.append(number)
-    return bytes(out)
-
-
 def _int_field(number: int, value: int) -> bytes:
-    return _varint(number << 3 | _VARINT) + _varint(value) if value else b""
+    return varint(number << 3 | _VARINT) + varint(value) if value else b""
 
 
 def _bool_field(number: int, value: bool) -> bytes:
-    return _varint(number << 3 | _VARINT) + b"\x01" if value else b""
+    return varint(number << 3 | _VARINT) + b"\x01" if value else b""
 
 
 def _bytes_field(number: int, value: bytes) -> bytes:
-    return _varint(number << 3 | _LEN) + _varint(len(value)) + value if value else b""
+    return varint(number << 3 | _LEN) + varint(len(value)) + value if value else b""
 
 
 def _message_field(number: int, value: bytes) -> bytes:
     # An embedded message is written even when empty: its presence selects a oneof branch.
-    return _varint(number << 3 | _LEN) + _varint(len(value)) + value
+    return varint(number << 3 | _LEN) + varint(len(value)) + value
 
 
 def range_request(key: bytes, range_end: bytes = b"", *, limit: int = 0, revision: int = 0,
@@ -74,7 +63,7 @@ def compare(key: bytes, target: int, result: int, value: int) -> bytes:
     # target_union: version = 4, create_revision = 5, mod_revision = 6
     union_field = {TARGET_VERSION: 4, TARGET_CREATE: 5, TARGET_MOD: 6}[target]
     # A zero in a oneof is still written (its presence says which target is compared).
-    operand = _varint(union_field << 3 | _VARINT) + _varint(value)
+    operand = varint(union_field << 3 | _VARINT) + varint(value)
     return _int_field(1, result) + _int_field(2, target) + _bytes_field(3, key) + operand
 
 

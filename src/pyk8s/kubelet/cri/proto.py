@@ -14,6 +14,8 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
+from pyk8s.api.protowire import key as field_key, length_delimited, varint
+
 VARINT_KINDS = frozenset({"bool", "int32", "int64", "uint32", "uint64", "enum"})
 
 
@@ -33,28 +35,6 @@ def message(schema_name: str, /, **fields: Field) -> None:
     SCHEMAS[schema_name] = fields
 
 
-def _varint(value: int) -> bytes:
-    if value < 0:
-        value += 1 << 64  # negative int32/int64 are sent as ten-byte two's complement
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def _key(number: int, wire_type: int) -> bytes:
-    return _varint((number << 3) | wire_type)
-
-
-def _length_delimited(number: int, payload: bytes) -> bytes:
-    return _key(number, 2) + _varint(len(payload)) + payload
-
-
 def encode(schema_name: str, value: dict[str, Any] | None) -> bytes:
     schema = SCHEMAS[schema_name]
     out = bytearray()
@@ -66,12 +46,12 @@ def encode(schema_name: str, value: dict[str, Any] | None) -> bytes:
             continue
         if field.kind == "map":
             for map_key, map_value in sorted(item.items()):
-                entry = _length_delimited(1, str(map_key).encode()) + _length_delimited(2, str(map_value).encode())
-                out += _length_delimited(field.number, entry)
+                entry = length_delimited(1, str(map_key).encode()) + length_delimited(2, str(map_value).encode())
+                out += length_delimited(field.number, entry)
         elif field.repeated:
             if field.kind in VARINT_KINDS:
                 if item:
-                    out += _length_delimited(field.number, b"".join(_varint(int(v)) for v in item))
+                    out += length_delimited(field.number, b"".join(varint(int(v)) for v in item))
             else:
                 for element in item:
                     out += _encode_single(field, element, always=True)
@@ -84,16 +64,16 @@ def _encode_single(field: Field, item: Any, *, always: bool) -> bytes:
     kind = field.kind
     if kind in VARINT_KINDS:
         number = int(item)
-        return _key(field.number, 0) + _varint(number) if (number or always) else b""
+        return field_key(field.number, 0) + varint(number) if (number or always) else b""
     if kind == "string":
-        return _length_delimited(field.number, item.encode()) if (item or always) else b""
+        return length_delimited(field.number, item.encode()) if (item or always) else b""
     if kind == "bytes":
-        return _length_delimited(field.number, bytes(item)) if (item or always) else b""
+        return length_delimited(field.number, bytes(item)) if (item or always) else b""
     if kind == "double":
-        return _key(field.number, 1) + struct.pack("<d", item) if (item or always) else b""
+        return field_key(field.number, 1) + struct.pack("<d", item) if (item or always) else b""
     if kind == "message":
         # A present sub-message is sent even when empty: presence matters for messages.
-        return _length_delimited(field.number, encode(field.message, item))
+        return length_delimited(field.number, encode(field.message, item))
     raise ValueError(f"unsupported kind {kind}")
 
 
