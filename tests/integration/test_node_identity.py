@@ -261,23 +261,31 @@ def test_csr_approval_follows_a_subject_access_review_of_the_requestor(server, t
     run(server, scenario)
 
 
-def short_lived_node_cert(server, node: str, path, *, age: float, remaining: float):
-    """Key and certificate (one PEM file, as the kubelet keeps them) for system:node:<node>,
-    issued `age` seconds ago and expiring in `remaining` seconds."""
-    import datetime
+def cluster_client_cert(server, user: str, group: str, *, not_before, not_after):
+    """A client certificate of the cluster CA for `user` in `group`, valid between the two
+    times, and its new key."""
     pki = pki_of(server)
     ca_cert = x509.load_pem_x509_certificate(pki.ca_cert.read_bytes())
     ca_key = serialization.load_pem_private_key(pki.ca_key.read_bytes(), password=None)
     key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.timezone.utc)
     cert = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:nodes"),
-                                     x509.NameAttribute(NameOID.COMMON_NAME, f"system:node:{node}")]))
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, group),
+                                     x509.NameAttribute(NameOID.COMMON_NAME, user)]))
             .issuer_name(ca_cert.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(seconds=age))
-            .not_valid_after(now + datetime.timedelta(seconds=remaining))
+            .not_valid_before(not_before).not_valid_after(not_after)
             .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
             .sign(ca_key, hashes.SHA256()))
+    return cert, key
+
+
+def short_lived_node_cert(server, node: str, path, *, age: float, remaining: float):
+    """Key and certificate (one PEM file, as the kubelet keeps them) for system:node:<node>,
+    issued `age` seconds ago and expiring in `remaining` seconds."""
+    import datetime
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert, key = cluster_client_cert(server, f"system:node:{node}", "system:nodes",
+                                    not_before=now - datetime.timedelta(seconds=age),
+                                    not_after=now + datetime.timedelta(seconds=remaining))
     path.write_bytes(cert.public_bytes(serialization.Encoding.PEM) + key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()))
     return cert
@@ -454,18 +462,10 @@ def test_node_restriction_limits_a_node_to_itself_and_its_pods(server, tmp_path)
 def expired_client_cert(server, directory) -> tuple:
     """A client certificate of the cluster CA for system:admin that expired an hour ago."""
     import datetime
-    pki = pki_of(server)
-    ca_cert = x509.load_pem_x509_certificate(pki.ca_cert.read_bytes())
-    ca_key = serialization.load_pem_private_key(pki.ca_key.read_bytes(), password=None)
-    key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:masters"),
-                                     x509.NameAttribute(NameOID.COMMON_NAME, "system:admin")]))
-            .issuer_name(ca_cert.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=2)).not_valid_after(now - datetime.timedelta(hours=1))
-            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-            .sign(ca_key, hashes.SHA256()))
+    cert, key = cluster_client_cert(server, "system:admin", "system:masters",
+                                    not_before=now - datetime.timedelta(days=2),
+                                    not_after=now - datetime.timedelta(hours=1))
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "expired.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     (directory / "expired.key").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,

@@ -11,16 +11,11 @@ import pytest
 from dnslib import EDNS0, QTYPE, RCODE, DNSRecord, EDNSOption
 
 from pyk8s.dns.records import ClusterZone, answer, answer_plain, scan_query, service_records
+from test_dns_records import service
 
 ZONE = "cluster.local"
 
 
-def service(name, namespace="default", *, cluster_ip="10.43.0.20", ports=None, kind="ClusterIP", **spec):
-    body = {"type": kind, "ports": ports if ports is not None else [{"name": "http", "port": 80, "protocol": "TCP"}]}
-    if cluster_ip is not None:
-        body["clusterIP"] = cluster_ip
-    body.update(spec)
-    return {"metadata": {"name": name, "namespace": namespace}, "spec": body}
 
 
 def endpoint_slice(service_name, endpoints, namespace="default", address_type="IPv4"):
