@@ -264,8 +264,12 @@ def test_a_udp_flow_moves_to_the_new_pod_when_its_backend_is_replaced(kubectl):
         _manifest(kubectl, [_python_pod(image, "udp-second", UDP_SERVER, labels={"app": "udp-echo"})])
         eventually(lambda: "udp-second" in answers()[before:], 60, what="an answer from udp-second on the same flow",
                    interval=0.5, context=lambda: f"answers: {answers()[before:][-30:]}")
-        # And the flow stays with it.
-        assert answers()[-1] == "udp-second", answers()[before:][-30:]
+        # And the flow stays with it: every answer since is udp-second's ("-" is a datagram
+        # whose reply took over 0.2 s on a busy machine, not another pod).
+        time.sleep(1.0)
+        since = answers()[before:]
+        since = since[since.index("udp-second"):]
+        assert {answer for answer in since if answer != "-"} == {"udp-second"}, since[-30:]
     finally:
         kubectl("delete", "service", "udp-echo", "--wait=false", check=False)
         kubectl("delete", "pod", "udp-first", "udp-second", "udp-client", "--grace-period=0", "--force",
