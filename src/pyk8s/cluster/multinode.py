@@ -36,6 +36,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from pyk8s.cluster.daemon import process_is_running
 from pyk8s.cluster.netns import DEFAULT_SERVICE_CIDR, connect_in_netns, create_netns, delete_netns, netns_exists, nsenter_prefix
 
 STATE_FILE = "cluster.json"
@@ -237,6 +238,7 @@ def start_node(state: ClusterState, node: NodeInfo, extra_args: list[str] | None
 
 
 def process_alive(pid: int | None) -> bool:
+    """daemon.process_is_running, after reaping `pid` if it is a child of ours that has exited."""
     if not pid:
         return False
     try:
@@ -244,12 +246,7 @@ def process_alive(pid: int | None) -> bool:
             return False
     except ChildProcessError:
         pass
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except FileNotFoundError:
-        return False
-    return stat.rpartition(")")[2].split()[0] not in ("Z", "X") and (not cmdline or b"pyk8s" in cmdline)
+    return process_is_running(pid)
 
 
 def server_ready(state: ClusterState, node: NodeInfo, timeout: float = 2.0) -> bool:
@@ -383,16 +380,10 @@ def _stop_leftover_containerd(node: NodeInfo) -> None:
     as on a node whose kubelet died); the cleanup below starts its own, so end that one
     first. Only the containerd of this node's own config file matches."""
     config = str(node.agent_dir / "containerd" / "config.toml").encode()
-    leftovers = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if argv and argv[0].endswith(b"containerd") and config in argv:
-            leftovers.append(int(entry.name))
+    from pyk8s.kubelet.cleanup import process_command_lines
+
+    leftovers = [pid for pid, argv in process_command_lines() if argv and argv[0].endswith(b"containerd")
+                 and config in argv]
     for pid in leftovers:
         try:
             os.kill(pid, signal.SIGTERM)

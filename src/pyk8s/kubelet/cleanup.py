@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Iterator
 
 from pyk8s.kubelet import cni
 from pyk8s.kubelet.containerd import Containerd
@@ -76,10 +77,8 @@ def remove_proxy_rules() -> None:
         log.warning("removing the service proxy's rules failed: %s", error)
 
 
-def shims_of(containerd_socket: str) -> list[int]:
-    """PIDs of the runc shims started by the containerd listening on `containerd_socket`
-    (each shim is told that address with `-address`)."""
-    found = []
+def process_command_lines() -> Iterator[tuple[int, list[bytes]]]:
+    """(pid, argv) of every process whose command line can still be read."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -87,10 +86,18 @@ def shims_of(containerd_socket: str) -> list[int]:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
+        yield int(entry.name), argv
+
+
+def shims_of(containerd_socket: str) -> list[int]:
+    """PIDs of the runc shims started by the containerd listening on `containerd_socket`
+    (each shim is told that address with `-address`)."""
+    found = []
+    for pid, argv in process_command_lines():
         if argv and argv[0].endswith(b"containerd-shim-runc-v2") and b"-address" in argv:
             at = argv.index(b"-address")
             if at + 1 < len(argv) and argv[at + 1] == containerd_socket.encode():
-                found.append(int(entry.name))
+                found.append(pid)
     return found
 
 
