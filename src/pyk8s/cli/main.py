@@ -8,6 +8,8 @@
     pyk8s kubectl  kubectl with the cluster's admin kubeconfig (inside its netns if isolated)
     pyk8s images   import, list and remove the cluster's container images
     pyk8s secrets-encrypt  status / rotate the key Secrets are encrypted with at rest
+    pyk8s etcd-snapshot    save / ls / restore snapshots of the embedded etcd
+    pyk8s etcd-member      list the embedded etcd's members / remove one (cli/etcdmember_command.py)
 
 Every command takes `--data-dir` (default $PYK8S_DATA_DIR, else /var/lib/pyk8s): that is how
 the later commands find the cluster an earlier `up` started. Parsing builds a ServerConfig
@@ -91,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     snapshot.add_argument("--advertise-address", default="", help="restore: this server's address (default: from its "
                                                                    "etcd certificate's member, else 127.0.0.1)")
     _add_data_dir_flag(snapshot)
+
+    from pyk8s.cli.etcdmember_command import add_etcd_member_parser
+    add_etcd_member_parser(commands)
 
     # Listed for --help; `main` hands its arguments to kubectl untouched (see split_kubectl_args).
     commands.add_parser("kubectl", help="run kubectl against the cluster: pyk8s kubectl [--data-dir D] ARGS...",
@@ -307,10 +312,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from pyk8s.cli.agent_command import run_agent
     from pyk8s.cli.images_command import run_images
+    from pyk8s.cli.etcdmember_command import run_etcd_member
 
     handlers = {"server": run_server_foreground, "agent": run_agent, "images": run_images, "up": up, "down": down,
                 "status": status, "reset": reset, "secrets-encrypt": secrets_encrypt,
-                "etcd-snapshot": etcd_snapshot}
+                "etcd-snapshot": etcd_snapshot, "etcd-member": run_etcd_member}
     return handlers[args.command](args)
 
 

@@ -5,7 +5,9 @@ in it; servers that join add a member of their own.
 Files (k3s's layout):
 - `<data-dir>/server/db/etcd/`     etcd's data dir (`member/` inside), plus `name`: this
   member's name, `<hostname>-<8 hex>` (k3s's shape; unique even when several servers of one
-  machine share a hostname), and `config`: its URLs, for `pyk8s etcd-snapshot`;
+  machine share a hostname), and `config`: its URLs, for `pyk8s etcd-snapshot`, and the
+  client URLs of every member, refreshed while the server runs, so that `pyk8s etcd-member`
+  reaches the cluster through another member when this one is stopped;
 - `<data-dir>/server/db/etcd.log`  the member's log, appended across runs;
 - `<data-dir>/server/db/snapshots/` `pyk8s etcd-snapshot save` output;
 - `<data-dir>/server/tls/etcd/`    `server-ca` (signs the member's serving certificate and
@@ -22,7 +24,10 @@ killed with -9 takes its member with it, as k3s's in-process etcd does. An etcd 
 while the server runs is restarted with back-off.
 
 Membership is done with `etcdctl` (member add/remove/list, snapshot save/restore, endpoint
-health) using the API server's client certificate.
+health) using the API server's client certificate. A member removed from the cluster
+(`pyk8s etcd-member remove`, or its Node deleted) cannot start again from its data: etcd
+exits saying so, and the server then stops with MemberRemoved, which says how to rejoin,
+instead of restarting it forever.
 """
 
 from __future__ import annotations
@@ -62,6 +67,21 @@ class EtcdError(Exception):
     """etcd or etcdctl failed; the message carries etcdctl's own words."""
 
 
+class MemberRemoved(EtcdError):
+    """This data dir's member was removed from its cluster; its data can never start again."""
+
+    def __init__(self, name: str, files: "EtcdFiles"):
+        super().__init__(
+            f"etcd member {name} was removed from its cluster (pyk8s etcd-member remove, or its Node deleted), "
+            f"so its data in {files.etcd_dir} can no longer start. To join this server to the cluster again, "
+            f"delete {files.etcd_dir} and start it with --server https://<a running server>:6443 "
+            f"--token <that server's <data-dir>/server-token>")
+
+
+# What etcd logs (3.4, as the error of its raft loop) when its peers say it was removed.
+_REMOVED_MESSAGE = b"the member has been permanently removed from the cluster"
+
+
 @dataclass
 class Member:
     id: int
@@ -73,6 +93,11 @@ class Member:
     @property
     def hex_id(self) -> str:
         return f"{self.id:x}"
+
+    @property
+    def started(self) -> bool:
+        """An added member that has never run has no name and no client URLs yet."""
+        return bool(self.name)
 
 
 def _url_host(host: str) -> str:
@@ -131,9 +156,10 @@ class EtcdFiles:
 
 
 def etcdctl(files: EtcdFiles, endpoints: list[str], *args: str, timeout: float = 15.0,
-            command_timeout: str = "5s") -> str:
+            command_timeout: str = "5s", check: bool = True) -> str:
     """Run etcdctl (API v3) against `endpoints` with the API server's client certificate;
-    its stdout, or EtcdError with its stderr."""
+    its stdout, or EtcdError with its stderr (with check=False, its stdout whatever its
+    exit status: `endpoint health` exits 1 when any endpoint is unhealthy)."""
     command = [ETCDCTL_BINARY, "--endpoints", ",".join(endpoints), "--cacert", str(files.server_ca_cert),
                "--cert", str(files.client_cert), "--key", str(files.client_key),
                "--command-timeout", command_timeout, *args]
@@ -142,7 +168,7 @@ def etcdctl(files: EtcdFiles, endpoints: list[str], *args: str, timeout: float =
                                 env=dict(os.environ, ETCDCTL_API="3"))
     except subprocess.TimeoutExpired:
         raise EtcdError(f"etcdctl {' '.join(args)}: no answer from {','.join(endpoints)} within {timeout:g}s")
-    if result.returncode != 0:
+    if result.returncode != 0 and check:
         raise EtcdError(f"etcdctl {' '.join(args)}: {(result.stderr or result.stdout).strip()}")
     return result.stdout
 
@@ -152,6 +178,24 @@ def list_members(files: EtcdFiles, endpoints: list[str]) -> list[Member]:
     return [Member(id=int(m["ID"]), name=m.get("name", ""), peer_urls=list(m.get("peerURLs") or []),
                    client_urls=list(m.get("clientURLs") or []), is_learner=bool(m.get("isLearner")))
             for m in answer.get("members") or []]
+
+
+def member_health(files: EtcdFiles, members: list[Member]) -> dict[int, bool]:
+    """member id -> whether it answers a linearizable read (etcdctl endpoint health, all at
+    once), for the started members; a stopped member costs the 2 s command timeout."""
+    asked = {member.client_urls[0]: member.id for member in members if member.started and member.client_urls}
+    if not asked:
+        return {}
+    answer = etcdctl(files, list(asked), "endpoint", "health", "-w", "json", timeout=10, command_timeout="2s",
+                     check=False)
+    health = {member_id: False for member_id in asked.values()}
+    try:
+        for entry in json.loads(answer or "[]"):
+            if entry.get("endpoint") in asked:
+                health[asked[entry["endpoint"]]] = bool(entry.get("health"))
+    except (ValueError, AttributeError, TypeError):
+        pass  # no JSON at all: nothing answered
+    return health
 
 
 def remove_member(files: EtcdFiles, endpoints: list[str], name: str) -> bool:
@@ -185,6 +229,9 @@ class EmbeddedEtcd:
         self._supervisor: asyncio.Task | None = None
         self._stopping = False
         self._argv: list[str] = []
+        self._log_offset = 0  # where the running etcd's output starts in the log
+        self._cluster_client_urls: list[str] = []
+        self.removed: MemberRemoved | None = None
 
     # -- addresses --------------------------------------------------------------------
 
@@ -296,30 +343,67 @@ class EmbeddedEtcd:
         else:
             initial, state = f"{self.name}={self.peer_url}", "new"
         self._argv = self._command(initial, state)
-        write_file_atomic(self.files.config_file, json.dumps({
-            "name": self.name, "advertiseAddress": self.advertise_address, "clientURLs": self.client_urls,
-            "peerURL": self.peer_url}, indent=2).encode() + b"\n", 0o600)
+        recorded = _recorded(self.files.data_dir).get("clusterClientURLs")
+        self._cluster_client_urls = list(join_endpoints or recorded or [])
+        self._write_config()
         self._spawn()
         self._supervisor = asyncio.create_task(self._supervise(), name="etcd-supervisor")
         await self.wait_healthy(timeout)
+        await asyncio.to_thread(self.record_cluster)
         log.info("etcd member %s ready: clients %s, peers %s", self.name, ",".join(self.client_urls), self.peer_url)
+
+    def _write_config(self) -> None:
+        write_file_atomic(self.files.config_file, json.dumps({
+            "name": self.name, "advertiseAddress": self.advertise_address, "clientURLs": self.client_urls,
+            "peerURL": self.peer_url, "clusterClientURLs": self._cluster_client_urls}, indent=2).encode() + b"\n",
+            0o600)
+
+    def record_cluster(self) -> None:
+        """Record the client URLs of every member (see the module docstring); quiet when
+        etcd does not answer (it is then recorded at the next try)."""
+        try:
+            urls = sorted({url for member in self.members() for url in member.client_urls})
+        except EtcdError as error:
+            log.debug("listing etcd members to record them: %s", error)
+            return
+        if urls and urls != self._cluster_client_urls:
+            self._cluster_client_urls = urls
+            self._write_config()
+
+    def _removed_from_cluster(self) -> bool:
+        try:
+            with open(self.files.log_file, "rb") as output:
+                output.seek(self._log_offset)
+                return _REMOVED_MESSAGE in output.read()
+        except FileNotFoundError:
+            return False
 
     def _spawn(self) -> None:
         self.files.db_dir.mkdir(parents=True, exist_ok=True)
         with open(self.files.log_file, "ab") as output:
             output.write(f"--- etcd starting at {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
             output.flush()
+            self._log_offset = output.tell()
             self._process = subprocess.Popen(self._argv, stdin=subprocess.DEVNULL, stdout=output,
                                              stderr=subprocess.STDOUT, preexec_fn=_die_with_parent, close_fds=True)
         log.info("etcd started (pid %d): %s", self._process.pid, self.files.log_file)
 
     async def _supervise(self) -> None:
         backoff = 1.0
+        recorded_at = time.monotonic()
         while not self._stopping:
             await asyncio.sleep(0.5)
             process = self._process
+            if process is not None and process.poll() is None and time.monotonic() - recorded_at > 30:
+                recorded_at = time.monotonic()
+                await asyncio.to_thread(self.record_cluster)
             if process is None or process.poll() is None or self._stopping:
                 continue
+            if self._removed_from_cluster():
+                # Restarting cannot help: the cluster refuses this member for good.
+                self.removed = MemberRemoved(self.name, self.files)
+                log.error("%s", self.removed)
+                return
             log.error("etcd exited with status %s (log %s); restarting in %.0fs", process.returncode,
                       self.files.log_file, backoff)
             await asyncio.sleep(backoff)
@@ -337,6 +421,8 @@ class EmbeddedEtcd:
     async def wait_healthy(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while True:
+            if self.removed is not None:
+                raise self.removed
             if self._process is not None and self._process.poll() is not None and self._supervisor is None:
                 raise EtcdError(f"etcd exited with status {self._process.returncode}; see {self.files.log_file}")
             if await asyncio.to_thread(self.healthy):
@@ -378,6 +464,22 @@ def local_client_endpoint(data_dir: Path) -> str:
     if not urls:
         raise EtcdError(f"no embedded etcd in {data_dir} (start the server with --cluster-init or --server)")
     return urls[0]
+
+
+def cluster_client_endpoints(data_dir: Path) -> list[str]:
+    """This data dir's member first, then the other members its server last recorded: the
+    cluster answers through them while this server is stopped."""
+    endpoints = [local_client_endpoint(data_dir)]
+    recorded = _recorded(data_dir)
+    for url in recorded.get("clusterClientURLs") or []:
+        if url not in endpoints and url not in (recorded.get("clientURLs") or []):
+            endpoints.append(url)
+    return endpoints
+
+
+def recorded_member_name(data_dir: Path) -> str:
+    """The name of this data dir's member (without making one up, unlike member_name)."""
+    return _recorded(data_dir).get("name", "")
 
 
 def recorded_advertise_address(data_dir: Path) -> str:

@@ -5,7 +5,8 @@
   first with `--cluster-reset-restore-path`, k3s's flag; migrating the objects of an
   existing SQLite state, as k3s moves from kine to etcd); with `--server URL --token T` fetch
   the shared keys from that server (cluster/serverjoin.py) and join as a new member; on a
-  restart just start the member again. Returns the member (or None on SQLite) and the store.
+  restart just start the member again, or stop with how to rejoin when the cluster removed
+  it. Returns the member (or None on SQLite) and the store.
 - `MemberRemover`: a Node deleted whose annotation names an etcd member removes that
   member (k3s's etcd member-removal controller), so `kubectl delete node` of a server takes
   it out of the etcd cluster; the embedded agent's Node carries the annotation.
@@ -21,7 +22,7 @@ import os
 import time
 from pathlib import Path
 
-from pyk8s.cluster.embeddedetcd import EmbeddedEtcd, EtcdError, remove_member, restore_snapshot
+from pyk8s.cluster.embeddedetcd import EmbeddedEtcd, EtcdError, MemberRemoved, remove_member, restore_snapshot
 
 log = logging.getLogger("pyk8s.servercluster")
 
@@ -55,7 +56,11 @@ async def start_embedded_datastore(config, advertise: str, extra_hosts: list[str
         join_endpoints = await fetch_bootstrap(config.join_server, parse_server_token(config.token), config.data_dir)
         log.info("joining the etcd cluster of %s (members %s)", config.join_server, ",".join(join_endpoints))
     etcd.prepare(list(extra_hosts))
-    await etcd.start(join_endpoints=join_endpoints)
+    try:
+        await etcd.start(join_endpoints=join_endpoints)
+    except MemberRemoved as removed:
+        await etcd.stop()
+        raise SystemExit(f"pyk8s server: {removed}")
 
     def new_store() -> EtcdStore:
         return EtcdStore(f"https://{etcd.local_endpoint.split('://', 1)[1]}", ca_file=str(etcd.files.server_ca_cert),

@@ -1,0 +1,119 @@
+"""`pyk8s etcd-member list|remove`: the members of the embedded etcd cluster a server's data
+dir belongs to, and taking one out (k3s removes a server's member when its Node is deleted;
+a server without a Node, `--disable-agent`, needs this instead).
+
+Everything goes through etcdctl with the data dir's own client certificate
+(cluster/embeddedetcd.py), to this member's client URL first, then to the other members'
+URLs its server recorded, so the cluster is reached from the data dir of a stopped server too.
+
+A removal is refused, changing nothing, when it would break the cluster or a server:
+- an unknown member (the error lists the known ones), or the only member;
+- this data dir's member while its server runs (its pid file, as `pyk8s status` reads it, or
+  its etcd still answering: a `pyk8s server` run in the foreground writes no pid file);
+- another member that still answers, unless forced: its server runs, and a removed member
+  stops for good (its server then needs its etcd data wiped and a new join). Forcing is the
+  way out of a two-member cluster, which holds no quorum once either member is stopped;
+- a removal after which the members that answer would not hold quorum of the smaller
+  cluster (etcd could not commit the removal, or the cluster would stop taking writes).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from pyk8s.cluster import daemon
+from pyk8s.cluster.embeddedetcd import (EtcdError, EtcdFiles, Member, cluster_client_endpoints, etcdctl,
+                                         list_members, member_health, recorded_member_name)
+
+
+class RemovalRefused(EtcdError):
+    """The removal would break the cluster or a running server; nothing was changed."""
+
+
+@dataclass
+class MemberState:
+    member: Member
+    local: bool  # this data dir's own member
+    healthy: bool | None  # None: never started, nothing to ask
+
+
+def quorum(size: int) -> int:
+    return size // 2 + 1
+
+
+def member_states(data_dir: Path) -> list[MemberState]:
+    data_dir = Path(data_dir)
+    files = EtcdFiles(data_dir)
+    members = list_members(files, cluster_client_endpoints(data_dir))
+    health = member_health(files, members)
+    own_name = recorded_member_name(data_dir)
+    return [MemberState(member, local=bool(own_name) and member.name == own_name,
+                        healthy=health.get(member.id) if member.started else None)
+            for member in members]
+
+
+def find(states: list[MemberState], name_or_id: str) -> MemberState | None:
+    """By name, or by hex ID (an added member that never started has no name)."""
+    for state in states:
+        if state.member.name and state.member.name == name_or_id:
+            return state
+    wanted = name_or_id.lower().removeprefix("0x")
+    for state in states:
+        if state.member.hex_id == wanted:
+            return state
+    return None
+
+
+def remove(data_dir: Path, name_or_id: str, *, force: bool = False) -> MemberState:
+    """Remove a member after the checks of the module docstring; the removed member's state,
+    or RemovalRefused."""
+    data_dir = Path(data_dir)
+    states = member_states(data_dir)
+    target = find(states, name_or_id)
+    if target is None:
+        known = ", ".join(state.member.name or f"{state.member.hex_id} (unstarted)" for state in states)
+        raise RemovalRefused(f"no member named {name_or_id!r}; the members are: {known}")
+    label = target.member.name or target.member.hex_id
+    if len(states) == 1:
+        raise RemovalRefused(f"member {label} is the only member of the cluster: removing it would leave no cluster")
+    if target.local:
+        running = daemon.running_server(data_dir)
+        if running is not None or target.healthy:
+            which = f"pid {running.pid}" if running is not None else "its etcd still answers"
+            raise RemovalRefused(
+                f"member {label} belongs to this data dir ({data_dir}), whose server is running ({which}): stop that "
+                f"server first (pyk8s down --data-dir {data_dir}, or stop its `pyk8s server`), then remove its member")
+    elif target.healthy and not force:
+        raise RemovalRefused(
+            f"member {label} still answers at {target.member.client_urls[0]}: its server is running; stop that "
+            f"server first, then remove its member (or pass --force: a removed member stops for good, and its "
+            f"server must be joined again with its etcd data wiped)")
+    remaining = [state for state in states if state is not target]
+    answering = [state for state in remaining if state.healthy]
+    if not answering:
+        raise RemovalRefused(
+            f"no other member answers: the cluster has no quorum ({len(states)} members need "
+            f"{quorum(len(states))} running), so etcd cannot remove a member; start the stopped servers first, "
+            f"or restore a snapshot as a new cluster (pyk8s etcd-snapshot restore)")
+    if len(answering) < quorum(len(remaining)):
+        down = ", ".join(state.member.name or state.member.hex_id for state in remaining if not state.healthy)
+        raise RemovalRefused(
+            f"removing member {label} leaves {len(remaining)} members of which {len(answering)} answer, fewer than "
+            f"the {quorum(len(remaining))} the cluster needs to take writes; start the servers of {down} first")
+    endpoints = [state.member.client_urls[0] for state in answering]
+    etcdctl(EtcdFiles(data_dir), endpoints, "member", "remove", target.member.hex_id)
+    return target
+
+
+def table(states: list[MemberState]) -> str:
+    """kubectl-like aligned columns."""
+    rows = [("NAME", "ID", "STATUS", "HEALTH", "PEER URLS", "CLIENT URLS", "LOCAL")]
+    for state in states:
+        member = state.member
+        health = "<unknown>" if state.healthy is None else ("healthy" if state.healthy else "unhealthy")
+        rows.append((member.name or "<none>", member.hex_id, "started" if member.started else "unstarted", health,
+                     ",".join(member.peer_urls) or "<none>", ",".join(member.client_urls) or "<none>",
+                     "yes" if state.local else "no"))
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    return "\n".join("   ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows)

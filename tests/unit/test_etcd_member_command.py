@@ -1,0 +1,163 @@
+"""`pyk8s etcd-member`: which removals are refused (cluster/etcdmembers.py) and the command's
+output, against a stand-in etcd (the listing, health and removal etcdctl would give)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pyk8s.cli import main as cli
+from pyk8s.cluster import embeddedetcd, etcdmembers
+from pyk8s.cluster.embeddedetcd import Member
+
+
+class FakeEtcd:
+    """What etcdctl would answer: members, which of them answer, and the removals asked."""
+
+    def __init__(self, monkeypatch, members: list[Member], healthy: set[str]):
+        self.members = members
+        self.healthy = healthy
+        self.removed: list[str] = []
+        self.list_endpoints: list[list[str]] = []
+        monkeypatch.setattr(etcdmembers, "list_members", self.list_members)
+        monkeypatch.setattr(etcdmembers, "member_health", self.member_health)
+        monkeypatch.setattr(etcdmembers, "etcdctl", self.etcdctl)
+        monkeypatch.setattr(etcdmembers.daemon, "running_server", lambda data_dir: None)
+
+    def list_members(self, files, endpoints):
+        self.list_endpoints.append(list(endpoints))
+        return list(self.members)
+
+    def member_health(self, files, members):
+        return {m.id: m.name in self.healthy for m in members if m.started}
+
+    def etcdctl(self, files, endpoints, *args, **kwargs):
+        assert args[:2] == ("member", "remove")
+        self.removed.append(args[2])
+        return ""
+
+
+def member(name: str, number: int) -> Member:
+    return Member(id=0xA0 + number, name=name, peer_urls=[f"https://127.0.0.{number}:2380"],
+                  client_urls=[f"https://127.0.0.{number}:2379"] if name else [])
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    """The data dir of server s1 (member 127.0.0.1), having recorded the other members."""
+    files = embeddedetcd.EtcdFiles(tmp_path)
+    files.etcd_dir.mkdir(parents=True)
+    files.config_file.write_text(json.dumps({
+        "name": "s1", "advertiseAddress": "127.0.0.1", "clientURLs": ["https://127.0.0.1:2379"],
+        "peerURL": "https://127.0.0.1:2380",
+        "clusterClientURLs": ["https://127.0.0.1:2379", "https://127.0.0.2:2379", "https://127.0.0.3:2379"]}))
+    return tmp_path
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_list_asks_this_member_first_then_the_recorded_others_and_marks_this_data_dirs(
+        data_dir, monkeypatch, capsys):
+    etcd = FakeEtcd(monkeypatch, [member("s1", 1), member("s2", 2), member("", 3)], healthy={"s2"})
+    code, out, _ = run(capsys, "etcd-member", "list", "--data-dir", str(data_dir))
+    assert code == 0
+    assert etcd.list_endpoints == [["https://127.0.0.1:2379", "https://127.0.0.2:2379", "https://127.0.0.3:2379"]]
+    header, *rows = out.splitlines()
+    assert header.split() == ["NAME", "ID", "STATUS", "HEALTH", "PEER", "URLS", "CLIENT", "URLS", "LOCAL"]
+    assert [row.split() for row in rows] == [
+        ["s1", "a1", "started", "unhealthy", "https://127.0.0.1:2380", "https://127.0.0.1:2379", "yes"],
+        ["s2", "a2", "started", "healthy", "https://127.0.0.2:2380", "https://127.0.0.2:2379", "no"],
+        ["<none>", "a3", "unstarted", "<unknown>", "https://127.0.0.3:2380", "<none>", "no"]]
+    # Aligned: every column starts at the same offset on every line.
+    assert len({line.index(" a") for line in out.splitlines()[1:]}) == 1
+    assert header.index("ID") == rows[0].index("a1")
+
+
+def test_removing_a_stopped_member_prints_it_and_asks_only_answering_members(data_dir, monkeypatch, capsys):
+    etcd = FakeEtcd(monkeypatch, [member("s1", 1), member("s2", 2), member("s3", 3)], healthy={"s1", "s2"})
+    code, out, err = run(capsys, "etcd-member", "remove", "s3", "--data-dir", str(data_dir))
+    assert (code, err) == (0, "")
+    assert out == "member s3 (a3) removed\n"
+    assert etcd.removed == ["a3"]
+
+
+def test_unknown_member_is_refused_with_the_known_names(data_dir, monkeypatch, capsys):
+    etcd = FakeEtcd(monkeypatch, [member("s1", 1), member("s2", 2), member("", 3)], healthy={"s1", "s2"})
+    code, out, err = run(capsys, "etcd-member", "remove", "nope", "--data-dir", str(data_dir))
+    assert (code, out) == (1, "")
+    assert "no member named 'nope'" in err and "s1, s2, a3 (unstarted)" in err
+    assert etcd.removed == []
+
+
+def test_unstarted_member_is_removed_by_its_hex_id(data_dir, monkeypatch, capsys):
+    etcd = FakeEtcd(monkeypatch, [member("s1", 1), member("s2", 2), member("", 3)], healthy={"s1", "s2"})
+    code, out, _ = run(capsys, "etcd-member", "remove", "a3", "--data-dir", str(data_dir))
+    assert code == 0 and out == "member <unstarted> (a3) removed\n"
+    assert etcd.removed == ["a3"]
+
+
+@pytest.mark.parametrize("members, healthy, target, refusal", [
+    ([("s1", 1)], set(), "s1", "only member"),
+    # This data dir's member while its etcd answers (a foreground server has no pid file).
+    ([("s1", 1), ("s2", 2), ("s3", 3)], {"s1", "s2", "s3"}, "s1", "stop that server first"),
+    # Another server that runs, without --force.
+    ([("s1", 1), ("s2", 2), ("s3", 3)], {"s1", "s2", "s3"}, "s2", "still answers"),
+    # 5 members, 2 stopped: removing one leaves 4 of which 2 answer, short of 3.
+    ([("s1", 1), ("s2", 2), ("s3", 3), ("s4", 4), ("s5", 5)], {"s1", "s2"}, "s5", "fewer than the 3"),
+    # 2 members, one stopped: no quorum, etcd cannot commit anything.
+    ([("s1", 1), ("s2", 2)], set(), "s2", "no quorum"),
+])
+def test_removals_that_would_break_the_cluster_or_a_running_server_are_refused(
+        data_dir, monkeypatch, capsys, members, healthy, target, refusal):
+    etcd = FakeEtcd(monkeypatch, [member(name, number) for name, number in members], healthy=healthy)
+    code, out, err = run(capsys, "etcd-member", "remove", target, "--data-dir", str(data_dir))
+    assert (code, out) == (1, "")
+    assert err.startswith("pyk8s etcd-member: error: ") and refusal in err, err
+    assert etcd.removed == []
+
+
+def test_this_data_dirs_member_is_refused_while_its_recorded_server_runs(data_dir, monkeypatch, capsys):
+    etcd = FakeEtcd(monkeypatch, [member("s1", 1), member("s2", 2), member("s3", 3)], healthy={"s2", "s3"})
+    monkeypatch.setattr(etcdmembers.daemon, "running_server",
+                        lambda d: cli.daemon.ServerState(pid=4242, url="", data_dir=str(d)))
+    code, _, err = run(capsys, "etcd-member", "remove", "s1", "--data-dir", str(data_dir))
+    assert code == 1 and "pid 4242" in err and "stop that server first" in err
+    assert etcd.removed == []
+
+
+def test_this_data_dirs_stopped_member_is_removed_with_how_to_rejoin(data_dir, monkeypatch, capsys):
+    etcd = FakeEtcd(monkeypatch, [member("s1", 1), member("s2", 2), member("s3", 3)], healthy={"s2", "s3"})
+    code, out, _ = run(capsys, "etcd-member", "remove", "s1", "--data-dir", str(data_dir))
+    assert code == 0 and etcd.removed == ["a1"]
+    first, hint = out.splitlines()
+    assert first == "member s1 (a1) removed"
+    assert str(data_dir / "server" / "db" / "etcd") in hint and "--server" in hint
+
+
+def test_force_removes_a_running_member_of_another_server_but_never_the_local_running_one(
+        data_dir, monkeypatch, capsys):
+    etcd = FakeEtcd(monkeypatch, [member("s1", 1), member("s2", 2)], healthy={"s1", "s2"})
+    assert run(capsys, "etcd-member", "remove", "s1", "--force", "--data-dir", str(data_dir))[0] == 1
+    assert run(capsys, "etcd-member", "remove", "s2", "--force", "--data-dir", str(data_dir))[0] == 0
+    assert etcd.removed == ["a2"]
+
+
+def test_remove_without_a_name_is_a_usage_error(data_dir, capsys):
+    assert run(capsys, "etcd-member", "remove", "--data-dir", str(data_dir))[0] == 2
+
+
+def test_a_data_dir_without_embedded_etcd_is_an_error(tmp_path, capsys):
+    code, out, err = run(capsys, "etcd-member", "list", "--data-dir", str(tmp_path))
+    assert (code, out) == (1, "")
+    assert "no embedded etcd" in err
+
+
+def test_removed_member_message_says_how_to_rejoin(tmp_path):
+    message = str(embeddedetcd.MemberRemoved("s1", embeddedetcd.EtcdFiles(tmp_path)))
+    assert "s1 was removed" in message
+    assert f"delete {tmp_path / 'server' / 'db' / 'etcd'}" in message and "--server" in message
