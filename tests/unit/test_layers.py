@@ -11,14 +11,15 @@ SOURCE = Path(__file__).resolve().parents[2] / "src" / "pyk8s"
 # package -> the pyk8s packages (top-level names under pyk8s) it may import
 ALLOWED = {
     "api": {"api"},
-    "storage": {"storage", "api"},  # CONVENTIONS: storage -> api (store errors are API errors)
+    "storage": {"storage", "api", "grpcclient"},  # CONVENTIONS: storage -> api (store errors are API errors)
+    "grpcclient": {"grpcclient"},  # gRPC over our own HTTP/2: for containerd, probes and etcd
     "client": {"client", "api"},
     "apiserver": {"apiserver", "api", "storage", "httpstream", "spdy",
                   "cluster"},  # cluster.pki only, for its serving and kubelet-client TLS contexts
     "controllers": {"controllers", "client", "api"},
     "scheduler": {"scheduler", "client", "api"},
     "dns": {"dns", "client", "api"},
-    "kubelet": {"kubelet", "client", "api", "httpstream", "spdy", "hostnet",
+    "kubelet": {"kubelet", "client", "api", "httpstream", "spdy", "hostnet", "grpcclient",
                 "proxy",  # the agent starts the service proxy beside the kubelet; cleanup removes its rules
                 "provisioner",  # and the local-path provisioner
                 "flannel"},  # and the pod network across nodes

@@ -17,7 +17,7 @@ from typing import Any, Callable
 import aiohttp
 
 from pyk8s.kubelet.cri import CRIClient, CRIError
-from pyk8s.kubelet.cri.http2 import GrpcChannel, GrpcError
+from pyk8s.grpcclient.http2 import GrpcChannel, GrpcError
 
 log = logging.getLogger("pyk8s.kubelet.probes")
 

@@ -14,9 +14,11 @@ Mapping (what upstream's apiserver does in storage/etcd3):
 - a compacted revision (gRPC OUT_OF_RANGE "required revision has been compacted", or a
   watch cancelled with compact_revision) is the contract's `Compacted`.
 
-Client: a thin `grpc.aio` client over hand-encoded messages (etcdwire.py). DESIGN.md's
-measurements found the Python etcd libraries lose data or semantics (range revision ignored,
-watch resume dropping events); this one is small enough to check by reading. Every call has
+Client: hand-encoded messages (etcdwire.py) over the project's own gRPC-over-HTTP/2 client
+(pyk8s.grpcclient). DESIGN.md's measurements found the Python etcd libraries lose data or
+semantics (range revision ignored, watch resume dropping events); this one is small enough to
+check by reading. grpc.aio cost the API server more CPU per call than the rest of an etcd
+round trip (bench/api.py --datastore etcd, in the note of issue 14). Every call has
 a deadline and carries etcd's `hasleader` metadata, so a member without quorum answers
 "etcdserver: no leader" at once instead of queueing the request; connection failures and
 "no leader" move to the next endpoint until the deadline, then raise `StoreUnavailable`
@@ -39,14 +41,13 @@ import asyncio
 import collections
 import itertools
 import logging
+import ssl
 import time
 from dataclasses import dataclass
 from typing import AsyncIterator
 from urllib.parse import urlsplit
 
-import grpc
-import grpc.aio
-
+from pyk8s.grpcclient.http2 import BidiStream, GrpcChannel, GrpcError
 from pyk8s.storage import etcdwire as wire
 from pyk8s.storage.interface import (
     Compacted,
@@ -133,46 +134,30 @@ def _kv(message: wire.KeyValueMessage) -> KeyValue:
 
 
 class EtcdClient:
-    """Unary calls with deadline and endpoint failover, and watch streams, over grpc.aio."""
+    """Unary calls with deadline and endpoint failover, and watch streams, over our own
+    HTTP/2 (pyk8s.grpcclient): one connection per member, opened when first used."""
 
     def __init__(self, endpoints: list[Endpoint], *, ca_file: str = "", cert_file: str = "",
                  key_file: str = "", request_timeout: float = 5.0):
         self.endpoints = endpoints
         self.request_timeout = request_timeout
-        self._credentials = None
+        self._ssl: ssl.SSLContext | None = None
         if ca_file or cert_file or any(endpoint.tls for endpoint in endpoints):
-            def read(path: str) -> bytes | None:
-                if not path:
-                    return None
-                with open(path, "rb") as file:
-                    return file.read()
-            self._credentials = grpc.ssl_channel_credentials(read(ca_file), read(key_file), read(cert_file))
-        self._channels: dict[int, grpc.aio.Channel] = {}
+            self._ssl = ssl.create_default_context(cafile=ca_file or None)
+            if cert_file:
+                self._ssl.load_cert_chain(cert_file, key_file or None)
+        self._channels: dict[int, GrpcChannel] = {}
         self._current = 0
-        self._methods: dict[tuple[int, str], grpc.aio.UnaryUnaryMultiCallable] = {}
 
-    def channel(self, index: int) -> grpc.aio.Channel:
+    def channel(self, index: int) -> GrpcChannel:
         channel = self._channels.get(index)
         if channel is None:
-            options = [
-                ("grpc.max_receive_message_length", MAX_RECEIVE_MESSAGE),
-                ("grpc.max_send_message_length", 16 * 1024 * 1024),
-                # A member coming back is used within a second, not after grpc's default
-                # backoff (up to two minutes).
-                ("grpc.initial_reconnect_backoff_ms", 100),
-                ("grpc.min_reconnect_backoff_ms", 100),
-                ("grpc.max_reconnect_backoff_ms", 1000),
-                ("grpc.keepalive_time_ms", 10_000),
-                ("grpc.keepalive_timeout_ms", 5_000),
-                ("grpc.keepalive_permit_without_calls", 1),
-                ("grpc.enable_retries", 0),
-            ]
-            target = self.endpoints[index].target
-            if self._credentials is not None:
-                channel = grpc.aio.secure_channel(target, self._credentials, options=options)
-            else:
-                channel = grpc.aio.insecure_channel(target, options=options)
-            self._channels[index] = channel
+            endpoint = self.endpoints[index]
+            # Keepalive: a member gone without closing its connections (a partition) fails
+            # the watch stream within 15 s, and it resumes on another member.
+            channel = self._channels[index] = GrpcChannel.tcp(
+                endpoint.host, endpoint.port, ssl=self._ssl, max_message=MAX_RECEIVE_MESSAGE, metadata=_METADATA,
+                user_agent="pyk8s-etcd-store", keepalive=10.0, keepalive_timeout=5.0)
         return channel
 
     @property
@@ -185,28 +170,24 @@ class EtcdClient:
 
     async def call(self, method: str, request: bytes, *, timeout: float | None = None) -> bytes:
         """One unary call. Connection failures and "no leader" try the next endpoint (after
-        a full round, 100 ms later) until the deadline."""
+        a full round, 100 ms later) until the deadline. Other errors raise GrpcError."""
         deadline = time.monotonic() + (timeout or self.request_timeout)
-        last_error: grpc.aio.AioRpcError | None = None
+        last_error: GrpcError | None = None
         tried_in_round = 0
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise _unavailable(method, last_error, self.endpoints)
             index = self._current
-            callable_ = self._methods.get((index, method))
-            if callable_ is None:
-                callable_ = self._methods[(index, method)] = self.channel(index).unary_unary(method)
             try:
-                return await callable_(request, timeout=remaining, metadata=_METADATA)
-            except grpc.aio.AioRpcError as error:
-                code = error.code()
-                if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                return await self.channel(index).unary(method, request, timeout=remaining)
+            except GrpcError as error:
+                if error.code == "DEADLINE_EXCEEDED":
                     raise StoreTimeout(
                         f"etcd did not answer {method.rsplit('/', 1)[-1]} within "
                         f"{timeout or self.request_timeout:g}s ({self.endpoints[index].target}): "
                         "the cluster may have lost quorum") from None
-                if code != grpc.StatusCode.UNAVAILABLE:
+                if error.code != "UNAVAILABLE":
                     raise
                 last_error = error
                 self.next_endpoint(index)
@@ -217,13 +198,12 @@ class EtcdClient:
 
     async def close(self) -> None:
         channels, self._channels = list(self._channels.values()), {}
-        self._methods.clear()
         for channel in channels:
             await channel.close()
 
 
-def _unavailable(method: str, error: grpc.aio.AioRpcError | None, endpoints: list[Endpoint]) -> StoreUnavailable:
-    detail = error.details() if error is not None else "no answer"
+def _unavailable(method: str, error: GrpcError | None, endpoints: list[Endpoint]) -> StoreUnavailable:
+    detail = error.details if error is not None else "no answer"
     where = ",".join(endpoint.target for endpoint in endpoints)
     return StoreUnavailable(f"etcd cluster is unavailable or misconfigured ({where}): {detail}")
 
@@ -418,7 +398,6 @@ class _WatchStream:
         backoff = 0.05
         while not self._closed:
             index = client._current
-            call = client.channel(index).stream_stream(wire.WATCH)(metadata=_METADATA)
             outbox: asyncio.Queue[bytes] = asyncio.Queue()
             # Resume every watch after the last revision it delivered.
             for watcher in list(self._watchers.values()):
@@ -426,40 +405,40 @@ class _WatchStream:
             self._outbox = outbox
             self._progress_in_flight = False
             self._progress_candidate = None
-            writer = asyncio.get_running_loop().create_task(self._write(call, outbox))
+            call: BidiStream | None = None
+            writer: asyncio.Task | None = None
             try:
-                while True:
-                    message = await call.read()
-                    if message is grpc.aio.EOF:
-                        break
+                call = await client.channel(index).open_stream(wire.WATCH, timeout=client.request_timeout)
+                writer = asyncio.get_running_loop().create_task(self._write(call, outbox))
+                while (message := await call.read()) is not None:
                     backoff = 0.05
                     self._handle(wire.decode_watch_response(message))
-            except grpc.aio.AioRpcError as error:
+            except GrpcError as error:
                 if not self._closed:
                     log.info("etcd watch stream to %s ended (%s: %s); resuming",
-                             client.endpoints[index].target, error.code().name, error.details())
+                             client.endpoints[index].target, error.code, error.details)
                 client.next_endpoint(index)
             except asyncio.CancelledError:
-                call.cancel()
-                writer.cancel()
                 raise
             except Exception:
                 log.exception("etcd watch stream failed; resuming")
             finally:
                 self._outbox = None
-                writer.cancel()
-                call.cancel()
+                if writer is not None:
+                    writer.cancel()
+                if call is not None:
+                    call.cancel()
             if self._closed:
                 return
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 1.0)
 
     @staticmethod
-    async def _write(call, outbox: asyncio.Queue[bytes]) -> None:
+    async def _write(call: BidiStream, outbox: asyncio.Queue[bytes]) -> None:
         try:
             while True:
-                await call.write(await outbox.get())
-        except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
+                await call.send(await outbox.get())
+        except GrpcError:
             pass  # the reader sees the stream end and reconnects
 
     def _handle(self, response: wire.WatchResponse) -> None:
@@ -588,8 +567,8 @@ class EtcdStore(Store):
     async def _readable(self, revision: int) -> bool:
         try:
             await self.client.call(wire.RANGE, wire.range_request(b"\x00", revision=revision, count_only=True))
-        except grpc.aio.AioRpcError as error:
-            if _COMPACTED_MESSAGE in (error.details() or ""):
+        except GrpcError as error:
+            if _COMPACTED_MESSAGE in error.details:
                 return False
             raise
         return True
@@ -726,13 +705,13 @@ class EtcdStore(Store):
     async def _range(self, request: bytes, revision: int) -> wire.RangeResponse:
         try:
             response = wire.decode_range_response(await self.client.call(wire.RANGE, request))
-        except grpc.aio.AioRpcError as error:
+        except GrpcError as error:
             raise self._read_error(error, revision) from None
         self._saw(response.revision)
         return response
 
-    def _read_error(self, error: grpc.aio.AioRpcError, revision: int) -> Exception:
-        details = error.details() or ""
+    def _read_error(self, error: GrpcError, revision: int) -> Exception:
+        details = error.details
         if _COMPACTED_MESSAGE in details:
             self._note_compacted(revision + 1)
             return Compacted(revision, self._compacted_revision)
@@ -858,8 +837,8 @@ class EtcdStore(Store):
                 return
             try:
                 response = await self.client.call(wire.COMPACT, wire.compaction_request(revision))
-            except grpc.aio.AioRpcError as error:
-                details = error.details() or ""
+            except GrpcError as error:
+                details = error.details
                 if _COMPACTED_MESSAGE in details:  # another server compacted further already
                     self._note_compacted(revision)
                     return

@@ -1,5 +1,5 @@
 """An asyncio CRI client: runtime.v1 RuntimeService and ImageService over gRPC on a unix
-socket, with the hand-written messages of `messages.py` and our own HTTP/2 (`http2.py`).
+socket, with the hand-written messages of `messages.py` and our own HTTP/2 (`pyk8s.grpcclient`).
 
 `await cri.call("RunPodSandbox", {...})` returns the decoded response dict. gRPC errors
 surface as `CRIError` with the status code name (NOT_FOUND, UNKNOWN, ...) and message.
@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from pyk8s.kubelet.cri import messages, proto
-from pyk8s.kubelet.cri.http2 import GrpcChannel, GrpcError
+from pyk8s.grpcclient.http2 import GrpcChannel, GrpcError
 
 
 class CRIError(Exception):

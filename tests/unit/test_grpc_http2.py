@@ -1,4 +1,4 @@
-"""The kubelet's own gRPC-over-HTTP/2 client (kubelet/cri/http2.py) against grpcio's server:
+"""Our own gRPC-over-HTTP/2 client (grpcclient/http2.py) against grpcio's server:
 unary calls, status codes and messages, large messages in both directions (flow control,
 frame splitting), concurrency, deadlines, and a server that goes away between calls."""
 
@@ -11,9 +11,9 @@ import tempfile
 import grpc
 import pytest
 
-from pyk8s.kubelet.cri import hpack
+from pyk8s.grpcclient import hpack
 from pyk8s.kubelet.cri.client import CRIClient, CRIError
-from pyk8s.kubelet.cri.http2 import GrpcChannel, GrpcError
+from pyk8s.grpcclient.http2 import GrpcChannel, GrpcError
 
 
 def _handler(method: str, behaviour):
@@ -44,13 +44,38 @@ async def _metadata(request, context):
     return str(context.time_remaining()).encode()
 
 
-async def _server(path: str) -> grpc.aio.Server:
+async def _invocation_metadata(request, context):
+    return repr(sorted((key, value) for key, value in context.invocation_metadata()
+                       if key in ("hasleader", "user-agent"))).encode()
+
+
+async def _chat(requests, context):
+    """A streaming method: answers each request with it reversed, "end" ends the call with
+    OK, "fail" with an error status after one more message."""
+    async for request in requests:
+        if request == b"end":
+            return
+        yield request[::-1]
+        if request == b"fail":
+            await context.abort(grpc.StatusCode.OUT_OF_RANGE, "required revision has been compacted")
+
+
+def _stream_handler():
+    return grpc.method_handlers_generic_handler("test.Echo", {"Chat": grpc.stream_stream_rpc_method_handler(
+        _chat, request_deserializer=lambda b: b, response_serializer=lambda b: b)})
+
+
+async def _server(path: str, *, tls: tuple[bytes, bytes] | None = None) -> grpc.aio.Server:
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", 32 * 1024 * 1024),
                                       ("grpc.max_send_message_length", 32 * 1024 * 1024)])
     for name, behaviour in (("Echo", _echo), ("Double", _double), ("Fail", _fail), ("Slow", _slow),
-                            ("Timeout", _metadata)):
+                            ("Timeout", _metadata), ("Metadata", _invocation_metadata)):
         server.add_generic_rpc_handlers((_handler(name, behaviour),))
-    server.add_insecure_port(f"unix://{path}")
+    server.add_generic_rpc_handlers((_stream_handler(),))
+    if tls is None:
+        server.add_insecure_port(f"unix://{path}")
+    else:
+        server.add_secure_port(path, grpc.ssl_server_credentials([(tls[1], tls[0])]))
     await server.start()
     return server
 
@@ -331,3 +356,102 @@ def test_grpc_probe_checks_health_over_tcp():
         finally:
             await server.stop(None)
     asyncio.run(main())
+
+
+def test_streams_carry_messages_both_ways_beside_unary_calls():
+    async def scenario(path, server):
+        channel = GrpcChannel.unix(path, max_message=4 * 1024 * 1024)
+        stream = await channel.open_stream("/test.Echo/Chat")
+        await stream.send(b"abc")
+        assert await stream.read() == b"cba"
+        big = os.urandom(2 * 1024 * 1024 + 3)  # split over many frames and window updates, both ways
+        await stream.send(big)
+        assert await channel.unary("/test.Echo/Echo", b"meanwhile") == b"meanwhile"
+        assert await stream.read() == big[::-1]
+        for word in (b"one", b"two", b"three"):
+            await stream.send(word)
+        assert [await stream.read() for _ in range(3)] == [b"eno", b"owt", b"eerht"]
+        await stream.send(b"end")
+        assert await stream.read() is None  # ended with OK
+        failing = await channel.open_stream("/test.Echo/Chat")
+        await failing.send(b"fail")
+        assert await failing.read() == b"liaf"
+        with pytest.raises(GrpcError) as failure:
+            await failing.read()
+        assert failure.value.code == "OUT_OF_RANGE" and "compacted" in failure.value.details
+        cancelled = await channel.open_stream("/test.Echo/Chat")
+        await cancelled.send(b"x")
+        assert await cancelled.read() == b"x"
+        cancelled.cancel()
+        with pytest.raises(GrpcError) as failure:
+            await cancelled.read()
+        assert failure.value.code == "CANCELLED"
+        assert await channel.unary("/test.Echo/Echo", b"after") == b"after"
+        assert channel._connection.streams == {}  # every stream forgotten
+        await channel.close()
+    run(scenario)
+
+
+def test_metadata_is_sent_with_every_call():
+    async def scenario(path, server):
+        channel = GrpcChannel.unix(path, metadata=(("hasleader", "true"),), user_agent="pyk8s-test")
+        for _ in range(2):  # the second call reuses the cached header block
+            sent = await channel.unary("/test.Echo/Metadata", b"", timeout=5)
+            assert b"('hasleader', 'true')" in sent and b"pyk8s-test" in sent
+        await channel.close()
+    run(scenario)
+
+
+def test_tls_with_alpn_h2_and_a_verified_server_name(tmp_path):
+    from pyk8s.cluster.pki import ensure_ca, ensure_leaf_cert
+
+    ensure_ca(tmp_path / "ca.crt", tmp_path / "ca.key", "test-ca")
+    ensure_leaf_cert(tmp_path / "ca.crt", tmp_path / "ca.key", tmp_path / "server.crt", tmp_path / "server.key",
+                     common_name="server", server=True, client=False, hosts=["127.0.0.1"])
+
+    async def main():
+        import socket
+        import ssl
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        server = await _server(f"127.0.0.1:{port}", tls=((tmp_path / "server.crt").read_bytes(),
+                                                          (tmp_path / "server.key").read_bytes()))
+        try:
+            context = ssl.create_default_context(cafile=str(tmp_path / "ca.crt"))
+            channel = GrpcChannel.tcp("127.0.0.1", port, ssl=context)
+            assert await channel.unary("/test.Echo/Echo", b"secret", timeout=5) == b"secret"
+            stream = await channel.open_stream("/test.Echo/Chat")
+            await stream.send(b"tls")
+            assert await stream.read() == b"slt"
+            stream.cancel()
+            await channel.close()
+            untrusted = GrpcChannel.tcp("127.0.0.1", port, ssl=ssl.create_default_context())
+            with pytest.raises(GrpcError) as failure:
+                await untrusted.unary("/test.Echo/Echo", b"x", timeout=5)
+            assert failure.value.code == "UNAVAILABLE" and "CERTIFICATE_VERIFY_FAILED" in failure.value.details
+            await untrusted.close()
+        finally:
+            await server.stop(None)
+    asyncio.run(main())
+
+
+def test_keepalive_ends_a_connection_whose_peer_stopped_answering():
+    async def never_answer(number, stream_id, request, writer):
+        pass  # and ignores PINGs: like a peer behind a dropped link
+
+    server = ScriptedServer(never_answer)
+
+    async def scenario(channel):
+        channel.keepalive, channel.keepalive_timeout = 0.2, 0.3
+        stream = await channel.open_stream("/test.Echo/Chat")
+        await stream.send(b"hello")
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(GrpcError) as failure:
+            await asyncio.wait_for(stream.read(), 10)
+        assert failure.value.code == "UNAVAILABLE" and "keepalive" in failure.value.details
+        assert asyncio.get_running_loop().time() - started < 3
+        assert any(frame_type == 6 and not flags & 1 for _, frame_type, flags, _ in server.received)  # it pinged
+
+    run_scripted(server, scenario)
