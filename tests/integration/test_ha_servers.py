@@ -4,8 +4,9 @@ on 127.0.0.2-4 (all loopback), each with its own data dir and etcd member, no ag
 Covers joining with the server token, the bootstrap endpoint's authentication, the
 `kubernetes` endpoints following the live servers, leader election of the controller
 manager and the scheduler with a kill -9 of the leader (failover time printed), quorum loss
-and recovery through the API, member removal by Node deletion, snapshot save and restore
-into a new cluster, and moving a SQLite cluster to etcd.
+and recovery through the API, member removal by Node deletion and by `pyk8s etcd-member
+remove` (a stopped server's member, which then cannot start again and rejoins with its etcd
+data wiped), snapshot save and restore into a new cluster, and moving a SQLite cluster to etcd.
 """
 
 from __future__ import annotations
@@ -122,6 +123,30 @@ class Server:
     def member_name(self) -> str:
         return (self.data_dir / "server" / "db" / "etcd" / "name").read_text().strip()
 
+    def member_ids(self) -> dict[str, str]:
+        """name -> hex ID, from etcdctl."""
+        members = json.loads(self.etcdctl("member", "list", "-w", "json"))["members"]
+        return {m.get("name", ""): f"{m['ID']:x}" for m in members}
+
+
+def etcd_member(server: Server, *args: str) -> subprocess.CompletedProcess:
+    """`pyk8s etcd-member ARGS --data-dir <server's>`."""
+    return subprocess.run([sys.executable, "-m", "pyk8s", "etcd-member", *args, "--data-dir", str(server.data_dir)],
+                          capture_output=True, text=True, timeout=60)
+
+
+def member_rows(output: str) -> dict[str, dict[str, str]]:
+    """`etcd-member list` output -> {name: {column: value}} (the columns are split on the
+    header's offsets: the header has names with spaces)."""
+    header, *lines = output.splitlines()
+    columns = ["NAME", "ID", "STATUS", "HEALTH", "PEER URLS", "CLIENT URLS", "LOCAL"]
+    starts = [header.index(column) for column in columns]
+    rows = {}
+    for line in lines:
+        cells = [line[start:end].strip() for start, end in zip(starts, starts[1:] + [None])]
+        rows[cells[0]] = dict(zip(columns, cells))
+    return rows
+
 
 def configmap(name: str, value: str = "v") -> dict:
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"k": value}}
@@ -166,6 +191,45 @@ def test_servers_join_with_the_server_token_as_etcd_members(servers):
     first.request("POST", CONFIGMAPS, configmap("written-on-first"))
     for server in (second, third):
         assert server.request("GET", f"{CONFIGMAPS}/written-on-first")["data"] == {"k": "v"}
+
+
+def test_etcd_member_list_shows_every_member_and_marks_this_data_dirs(servers):
+    second = servers[1]
+    listed = etcd_member(second, "list")
+    assert listed.returncode == 0, listed.stderr
+    rows = member_rows(listed.stdout)
+    assert rows.keys() == {s.member_name() for s in servers}
+    ids = second.member_ids()
+    for server in servers:
+        row = rows[server.member_name()]
+        assert row["ID"] == ids[server.member_name()]
+        assert row["PEER URLS"] == f"https://{server.address}:2380"
+        assert row["CLIENT URLS"] == f"https://{server.address}:2379"
+        assert (row["STATUS"], row["HEALTH"]) == ("started", "healthy")
+        assert row["LOCAL"] == ("yes" if server is second else "no")
+
+
+def test_etcd_member_remove_of_an_unknown_name_fails_and_changes_nothing(servers):
+    first = servers[0]
+    before = first.member_ids()
+    refused = etcd_member(first, "remove", "no-such-member")
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert "no member named 'no-such-member'" in refused.stderr
+    assert all(name in refused.stderr for name in before)  # the known ones are listed
+    assert first.member_ids() == before
+
+
+def test_etcd_member_remove_of_a_running_servers_member_is_refused(servers):
+    first, second, _ = servers
+    before = first.member_ids()
+    own = etcd_member(second, "remove", second.member_name())
+    assert own.returncode == 1 and own.stdout == ""
+    assert "stop that server first" in own.stderr and str(second.data_dir) in own.stderr
+    # Another server's member, while that server runs: refused too without --force.
+    other = etcd_member(first, "remove", second.member_name())
+    assert other.returncode == 1 and "still answers" in other.stderr
+    assert first.member_ids() == before
+    assert second.request("GET", "/readyz", raw=True) == b"ok"
 
 
 def test_bootstrap_endpoint_needs_the_server_token(servers):
@@ -298,6 +362,40 @@ def _created(server: Server, name: str, path: str = CONFIGMAPS, body: dict | Non
         return False
     except OSError:
         return False
+
+
+def test_stopped_servers_member_removed_with_etcd_member_then_it_rejoins_wiped(servers):
+    first, second, third = servers
+    member = second.member_name()
+    second.stop()
+    # From the stopped server's own data dir: the cluster answers through the other members.
+    listed = etcd_member(second, "list")
+    assert listed.returncode == 0, listed.stderr
+    rows = member_rows(listed.stdout)
+    assert (rows[member]["LOCAL"], rows[member]["HEALTH"]) == ("yes", "unhealthy")
+    assert rows[first.member_name()]["HEALTH"] == "healthy"
+
+    removed = etcd_member(first, "remove", member)
+    assert removed.returncode == 0, removed.stderr
+    assert removed.stdout.strip() == f"member {member} ({rows[member]['ID']}) removed"
+    assert set(first.member_ids()) == {first.member_name(), third.member_name()}
+    first.request("POST", CONFIGMAPS, configmap("after-etcd-member-remove"))
+    assert third.request("GET", f"{CONFIGMAPS}/after-etcd-member-remove")["data"] == {"k": "v"}
+
+    # Its data can never start again: the server stops, saying so and how to rejoin.
+    second.start(wait=False)
+    second.process.wait(60)
+    assert second.process.returncode != 0
+    tail = second.log_tail(10)
+    assert f"etcd member {member} was removed from its cluster" in tail and "--server" in tail, tail
+    assert set(first.member_ids()) == {first.member_name(), third.member_name()}
+
+    # As told: its etcd data wiped, it joins again (its flags have --server and --token).
+    shutil.rmtree(second.data_dir / "server" / "db" / "etcd")
+    second.start(timeout=60)
+    assert second.member_name() != member
+    assert set(first.member_ids()) == {s.member_name() for s in servers}
+    assert second.request("GET", f"{CONFIGMAPS}/after-etcd-member-remove")["data"] == {"k": "v"}
 
 
 def test_deleting_a_servers_node_removes_its_etcd_member(servers):
