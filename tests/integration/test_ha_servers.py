@@ -6,7 +6,7 @@ Covers joining with the server token, the bootstrap endpoint's authentication, t
 manager and the scheduler with a kill -9 of the leader (failover time printed), quorum loss
 and recovery through the API, member removal by Node deletion and by `pyk8s etcd-member
 remove` (a stopped server's member, which then cannot start again and rejoins with its etcd
-data wiped), snapshot save and restore into a new cluster, and moving a SQLite cluster to etcd.
+data wiped; a running one's with --force, which stops that server), snapshot save and restore into a new cluster, and moving a SQLite cluster to etcd.
 """
 
 from __future__ import annotations
@@ -396,6 +396,23 @@ def test_stopped_servers_member_removed_with_etcd_member_then_it_rejoins_wiped(s
     assert second.member_name() != member
     assert set(first.member_ids()) == {s.member_name() for s in servers}
     assert second.request("GET", f"{CONFIGMAPS}/after-etcd-member-remove")["data"] == {"k": "v"}
+
+
+def test_running_servers_member_removed_with_force_stops_that_server(servers):
+    first, second, third = servers
+    member = third.member_name()
+    forced = etcd_member(first, "remove", member, "--force")
+    assert forced.returncode == 0, forced.stderr
+    # Its etcd is refused by the others: the server stops, saying how to rejoin (no restart loop).
+    third.process.wait(60)
+    assert third.process.returncode != 0
+    tail = third.log_tail(10)
+    assert f"etcd member {member} was removed from its cluster" in tail, tail
+    assert set(first.member_ids()) == {first.member_name(), second.member_name()}
+    first.request("POST", CONFIGMAPS, configmap("after-forced-remove"))
+    shutil.rmtree(third.data_dir / "server" / "db" / "etcd")
+    third.start(timeout=60)
+    assert set(first.member_ids()) == {s.member_name() for s in servers}
 
 
 def test_deleting_a_servers_node_removes_its_etcd_member(servers):

@@ -161,3 +161,25 @@ def test_removed_member_message_says_how_to_rejoin(tmp_path):
     message = str(embeddedetcd.MemberRemoved("s1", embeddedetcd.EtcdFiles(tmp_path)))
     assert "s1 was removed" in message
     assert f"delete {tmp_path / 'server' / 'db' / 'etcd'}" in message and "--server" in message
+
+
+def test_removal_waits_out_etcds_unhealthy_cluster_right_after_a_join_but_not_other_errors(
+        data_dir, monkeypatch, capsys):
+    etcd = FakeEtcd(monkeypatch, [member("s1", 1), member("s2", 2), member("s3", 3)], healthy={"s1", "s2"})
+    answers = [embeddedetcd.EtcdError("etcdctl member remove a3: Error: etcdserver: unhealthy cluster"), None]
+
+    def etcdctl(files, endpoints, *args, **kwargs):
+        answer = answers.pop(0)
+        if answer is not None:
+            raise answer
+        etcd.removed.append(args[2])
+        return ""
+    monkeypatch.setattr(etcdmembers, "etcdctl", etcdctl)
+    monkeypatch.setattr(etcdmembers.time, "sleep", lambda seconds: None)
+    assert run(capsys, "etcd-member", "remove", "s3", "--data-dir", str(data_dir))[0] == 0
+    assert etcd.removed == ["a3"] and answers == []
+
+    answers[:] = [embeddedetcd.EtcdError("etcdctl member remove a3: Error: etcdserver: member not found"), None]
+    code, _, err = run(capsys, "etcd-member", "remove", "s3", "--data-dir", str(data_dir))
+    assert code == 1 and "member not found" in err
+    assert etcd.removed == ["a3"] and len(answers) == 1

@@ -27,7 +27,7 @@ Membership is done with `etcdctl` (member add/remove/list, snapshot save/restore
 health) using the API server's client certificate. A member removed from the cluster
 (`pyk8s etcd-member remove`, or its Node deleted) cannot start again from its data: etcd
 exits saying so, and the server then stops with MemberRemoved, which says how to rejoin,
-instead of restarting it forever.
+instead of restarting it forever (at start, or while it runs: `on_removed`).
 """
 
 from __future__ import annotations
@@ -232,6 +232,7 @@ class EmbeddedEtcd:
         self._log_offset = 0  # where the running etcd's output starts in the log
         self._cluster_client_urls: list[str] = []
         self.removed: MemberRemoved | None = None
+        self.on_removed = lambda: None  # called once the cluster has removed this member while it ran
 
     # -- addresses --------------------------------------------------------------------
 
@@ -403,6 +404,7 @@ class EmbeddedEtcd:
                 # Restarting cannot help: the cluster refuses this member for good.
                 self.removed = MemberRemoved(self.name, self.files)
                 log.error("%s", self.removed)
+                self.on_removed()
                 return
             log.error("etcd exited with status %s (log %s); restarting in %.0fs", process.returncode,
                       self.files.log_file, backoff)

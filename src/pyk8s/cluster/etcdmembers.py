@@ -19,12 +19,16 @@ A removal is refused, changing nothing, when it would break the cluster or a ser
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from pyk8s.cluster import daemon
 from pyk8s.cluster.embeddedetcd import (EtcdError, EtcdFiles, Member, cluster_client_endpoints, etcdctl,
                                          list_members, member_health, recorded_member_name)
+
+
+UNHEALTHY_CLUSTER_RETRY_SECONDS = 15.0
 
 
 class RemovalRefused(EtcdError):
@@ -102,8 +106,17 @@ def remove(data_dir: Path, name_or_id: str, *, force: bool = False) -> MemberSta
             f"removing member {label} leaves {len(remaining)} members of which {len(answering)} answer, fewer than "
             f"the {quorum(len(remaining))} the cluster needs to take writes; start the servers of {down} first")
     endpoints = [state.member.client_urls[0] for state in answering]
-    etcdctl(EtcdFiles(data_dir), endpoints, "member", "remove", target.member.hex_id)
-    return target
+    # etcd refuses to remove a running member ("unhealthy cluster") until every other member
+    # has been connected for 5 s (its health interval): right after a server (re)joined.
+    deadline = time.monotonic() + UNHEALTHY_CLUSTER_RETRY_SECONDS
+    while True:
+        try:
+            etcdctl(EtcdFiles(data_dir), endpoints, "member", "remove", target.member.hex_id)
+            return target
+        except EtcdError as error:
+            if "unhealthy cluster" not in str(error) or time.monotonic() > deadline:
+                raise
+        time.sleep(0.5)
 
 
 def table(states: list[MemberState]) -> str:

@@ -140,6 +140,8 @@ async def serve(config: ServerConfig, stop: asyncio.Event) -> None:
     from pyk8s.cluster.servercluster import start_embedded_datastore
     # A joining server fetches the cluster's CA before its certificates are made.
     etcd_member, etcd_store = await start_embedded_datastore(config, advertise, hosts)
+    if etcd_member is not None:
+        etcd_member.on_removed = stop.set  # removed from the cluster while running: nothing left to serve
     from pyk8s.cluster.datastore import is_etcd_datastore
     shared_store = etcd_member is not None or is_etcd_datastore(config.datastore)
     pki = ensure_pki(config.data_dir / "server" / "tls", hosts)
@@ -292,6 +294,8 @@ async def serve(config: ServerConfig, stop: asyncio.Event) -> None:
         if etcd_member is not None:
             await etcd_member.stop()
         log.info("stopped")
+    if etcd_member is not None and etcd_member.removed is not None:
+        raise SystemExit(f"pyk8s server: {etcd_member.removed}")
 
 
 async def _start_dns_addon(config: ServerConfig, component_client) -> None:
