@@ -609,10 +609,29 @@ async def watch_latency(url: str, context: ssl.SSLContext, writer: Target, write
         await session.close()
 
 
+async def floor_creates(plan: Plan, floor: BaselineServer) -> dict[int, float]:
+    """Creates/s on the HTTP floor at each concurrency of the plan (the same client code)."""
+    target = Target("floor", floor.url, client_ssl_context(floor.tls_dir))
+    rates = {}
+    try:
+        for concurrency, count in zip(plan.concurrency, plan.creates_per_level):
+            names = [f"floor-c{concurrency}-{i:05d}" for i in range(count)]
+            created, seconds, _ = await run_creates(target, BENCH_NAMESPACE, names, concurrency, plan.phase_time_limit)
+            rates[concurrency] = created / seconds
+            say(f"[floor ] creates, {concurrency:>2} tasks: {created} in {seconds:5.2f}s = {created / seconds:7,.0f}/s")
+    finally:
+        await target.close()
+    return rates
+
+
 async def compare_datastores(plan: Plan, servers: dict[str, str], etcd_datastore: str, tls_dir: Path,
-                             report: Report, pids: dict[str, int] | None = None) -> None:
+                             report: Report, pids: dict[str, int] | None = None,
+                             floor: dict[int, float] | None = None) -> None:
     """The same API workload on each server (one per datastore), then raw etcd creates
-    (with --py-spy, each server's create phases are recorded as <datastore>-creates-<n>)."""
+    (with --py-spy, each server's create phases are recorded as <datastore>-creates-<n>).
+    With `floor` (HTTP floor creates/s per concurrency), each ratio is printed beside what a
+    server doing no work at all reaches: an API create is at least one HTTP exchange, and at
+    one task it is that exchange and then an etcd txn, one after the other."""
     from pyk8s.api.resources import lookup
     from pyk8s.client import Client
 
@@ -661,7 +680,17 @@ async def compare_datastores(plan: Plan, servers: dict[str, str], etcd_datastore
         say(f"[raw   ] etcd txn-creates, {concurrency:>2} tasks, same client: {raw:7,.0f}/s; API on etcd = "
             f"{api / raw:.0%} of it")
         report.add(f"raw etcd txn-creates/s, {concurrency} concurrent", f"{raw:,.0f}", "")
-        report.add(f"API creates on etcd / raw, {concurrency} concurrent", f"{api / raw:.0%}", ">= 70%", api / raw >= 0.7)
+        ceiling_note = ""
+        if floor and concurrency in floor:
+            # No API server can beat the floor; serially (one task) not even floor and txn in turn.
+            ceiling = 1 / (1 / floor[concurrency] + 1 / raw) if concurrency == 1 else floor[concurrency]
+            ceiling_note = (f"ceiling {ceiling / raw:.0%} of raw: " +
+                            ("HTTP floor round trip + one raw txn, serially" if concurrency == 1 else
+                             f"HTTP floor {floor[concurrency]:,.0f}/s"))
+            say(f"[raw   ] {concurrency:>2} tasks: a server doing no work reaches at most {ceiling:7,.0f}/s = "
+                f"{ceiling / raw:.0%} of raw ({ceiling_note.split(': ', 1)[1]}); the API reaches {api / ceiling:.0%} of that")
+        report.add(f"API creates on etcd / raw, {concurrency} concurrent", f"{api / raw:.0%}", ">= 70%", api / raw >= 0.7,
+                   ceiling_note)
 
 
 # ---------------------------------------------------------------- the run
@@ -1059,12 +1088,17 @@ def main_datastores(plan: Plan, scratch: Path, keep: bool) -> int:
             f"etcd {etcd_datastore} (one member, data on the same disk as the SQLite file)")
         for server in servers.values():
             server.start(timeout=60)
+        floor = BaselineServer(servers["etcd"].data_dir / "server" / "tls", 10, scratch / "floor.log").start()
+        try:
+            floor_rates = asyncio.run(floor_creates(plan, floor))
+        finally:
+            floor.stop()
         # One CA per data dir: the client certificate of the first server's dir is trusted by
         # neither of the other, so each server is driven with its own.
         for name, server in servers.items():
             asyncio.run(compare_datastores(plan, {name: server.url}, etcd_datastore,
                                            server.data_dir / "server" / "tls", report, {name: server.process.pid})
-                        if name == "sqlite" else _etcd_phase(plan, server, etcd_datastore, report))
+                        if name == "sqlite" else _etcd_phase(plan, server, etcd_datastore, report, floor_rates))
         report.notes.append("raw = EtcdStore.create (one guarded Txn per create) from this process, the client the "
                             "API server uses; the API figure includes HTTPS, admission, validation and encoding.")
         report.print()
@@ -1085,9 +1119,9 @@ def main_datastores(plan: Plan, scratch: Path, keep: bool) -> int:
             shutil.rmtree(scratch, ignore_errors=True)
 
 
-async def _etcd_phase(plan: Plan, server, etcd_datastore: str, report: Report) -> None:
+async def _etcd_phase(plan: Plan, server, etcd_datastore: str, report: Report, floor: dict[int, float]) -> None:
     await compare_datastores(plan, {"etcd": server.url}, etcd_datastore, server.data_dir / "server" / "tls", report,
-                             {"etcd": server.process.pid})
+                             {"etcd": server.process.pid}, floor)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import subprocess
 import time
 
@@ -125,6 +126,56 @@ def test_one_of_three_members_down_writes_and_watches_go_on(three_members):
     failover_seconds = asyncio.run(scenario())
     # an election (2 s here) plus at most one timed-out write (5 s)
     assert failover_seconds < 10
+
+
+def _leader_index(cluster: EtcdCluster) -> int:
+    statuses = json.loads(subprocess.run(
+        ["etcdctl", "--endpoints", ",".join(member.client_url for member in cluster.members), "endpoint", "status",
+         "-w", "json"], check=True, capture_output=True, text=True,
+        env={"ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"}).stdout)
+    for index, status in enumerate(statuses):
+        if status["Status"]["header"]["member_id"] == status["Status"]["leader"]:
+            return index
+    raise AssertionError(f"no leader in {statuses}")
+
+
+def test_reads_and_writes_move_off_a_member_that_stops_answering(three_members):
+    """A member that keeps its connections but answers nothing (frozen with SIGSTOP here; a
+    partitioned member holding linearizable reads, or one whose leader just died, looks the
+    same from the client): a read or write sent to it is sent to the next member after a
+    third of the deadline and answered within the deadline, not failed with 504."""
+    async def scenario():
+        store = EtcdStore(three_members.endpoints, compact_interval=0, request_timeout=5)
+        await store.start()
+        frozen = None
+        try:
+            for i in range(10):
+                await store.create(f"/r/k-{i}", b"x")
+            leader = _leader_index(three_members)
+            follower = (leader + 1) % 3
+            store.client._current = follower
+            assert (await store.get("/r/k-0")).value == b"x"  # connected to the follower
+            frozen = three_members.members[follower].process
+            frozen.send_signal(signal.SIGSTOP)
+            timings = []
+            for operation in (lambda: store.get("/r/k-3"), lambda: store.list("/r/"),
+                              lambda: store.create("/r/while-frozen", b"y")):
+                began = time.monotonic()
+                result = await operation()
+                timings.append(time.monotonic() - began)
+                assert result is not None
+            assert (await store.get("/r/while-frozen")).value == b"y"
+            assert len((await store.list("/r/")).items) == 11
+            return timings
+        finally:
+            if frozen is not None:
+                frozen.send_signal(signal.SIGCONT)
+            await store.close()
+
+    timings = asyncio.run(scenario())
+    # The first call waits out one attempt (a third of 5 s) and moves on; the others start on
+    # the member it moved to.
+    assert 1.0 < timings[0] < 4 and max(timings[1:]) < 1.0, timings
 
 
 def test_two_of_three_members_down_writes_fail_clearly_then_recover(three_members):

@@ -607,35 +607,41 @@ class EtcdStore(Store):
 
     # -- writes --------------------------------------------------------------------------
 
-    async def _txn(self, request: bytes) -> tuple[wire.TxnResponse, bool]:
-        """Send a guarded write until it is answered or the request deadline passes:
-        (response, whether an earlier attempt may have committed).
+    async def _attempts(self, method: str, request: bytes) -> tuple[bytes, bool]:
+        """Send a request until it is answered or the request deadline passes: (answer,
+        whether an earlier attempt went unanswered).
 
-        An attempt that times out or loses its member (a leader election: etcd drops the
-        proposals of a member whose leader died; "leader changed") may have committed all
-        the same, so it is sent again, to the next member, after a shorter per-attempt
-        deadline: the guard (key absent / mod_revision) makes the second attempt fail if
-        the first committed, and the caller then reads the outcome off the guard's range
-        (the key holds our value: the write is ours). Only "no leader" and connection
-        refusals are known not to have committed; they are retried all the same."""
+        An attempt gets a third of the deadline; one that times out or loses its member goes
+        to the next member. A leader election is the reason: etcd drops the proposals of a
+        member whose leader died ("leader changed"), and holds its linearizable reads until
+        its read index times out (longer than our whole deadline), while the other members
+        answer as soon as they have elected a leader. Only "no leader" and connection
+        refusals are known not to have reached etcd; they are retried all the same."""
         client = self.client
         deadline = time.monotonic() + client.request_timeout
         per_attempt = max(1.0, client.request_timeout / 3)
-        uncertain = False
+        unanswered = False
         while True:
             remaining = deadline - time.monotonic()
             try:
-                raw = await client.call(wire.TXN, request, timeout=min(per_attempt, remaining))
+                return await client.call(method, request, timeout=min(per_attempt, remaining)), unanswered
             except (StoreTimeout, StoreUnavailable):
                 if deadline - time.monotonic() < 0.05:
                     raise
-                uncertain = True
+                unanswered = True
                 client.next_endpoint(client._current)
                 await asyncio.sleep(0.05)
-                continue
-            response = wire.decode_txn_response(raw)
-            self._saw(response.revision)
-            return response, uncertain
+
+    async def _txn(self, request: bytes) -> tuple[wire.TxnResponse, bool]:
+        """A guarded write through `_attempts`: (response, whether an earlier attempt may have
+        committed). A write that may have committed is sent again all the same: the guard
+        (key absent / mod_revision) makes the second attempt fail if the first committed, and
+        the caller then reads the outcome off the guard's range (the key holds our value: the
+        write is ours)."""
+        raw, uncertain = await self._attempts(wire.TXN, request)
+        response = wire.decode_txn_response(raw)
+        self._saw(response.revision)
+        return response, uncertain
 
     async def create(self, key: str, value: bytes) -> KeyValue:
         raw_key = key.encode()
@@ -704,7 +710,7 @@ class EtcdStore(Store):
 
     async def _range(self, request: bytes, revision: int) -> wire.RangeResponse:
         try:
-            response = wire.decode_range_response(await self.client.call(wire.RANGE, request))
+            response = wire.decode_range_response((await self._attempts(wire.RANGE, request))[0])
         except GrpcError as error:
             raise self._read_error(error, revision) from None
         self._saw(response.revision)
