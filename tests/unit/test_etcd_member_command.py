@@ -183,3 +183,67 @@ def test_removal_waits_out_etcds_unhealthy_cluster_right_after_a_join_but_not_ot
     code, _, err = run(capsys, "etcd-member", "remove", "s3", "--data-dir", str(data_dir))
     assert code == 1 and "member not found" in err
     assert etcd.removed == ["a3"] and len(answers) == 1
+
+
+def test_server_netns_comes_from_up_isolated_state_or_marker_or_the_multinode_cluster(tmp_path):
+    from pyk8s.cluster import daemon, multinode
+
+    single = tmp_path / "single"
+    single.mkdir()
+    assert etcdmembers.server_netns(single) is None
+    (single / daemon.NETNS_MARKER).write_text("made-by-up\n")  # a stopped `up --isolated` server
+    assert etcdmembers.server_netns(single) == "made-by-up"
+    daemon.write_state(daemon.ServerState(pid=1, url="", data_dir=str(single), netns="recorded"))
+    assert etcdmembers.server_netns(single) == "recorded"
+
+    cluster = tmp_path / "cluster"
+    node_dir = cluster / "nodes" / "pyk8s-server-1"
+    node_dir.mkdir(parents=True)
+    multinode.ClusterState(name="pyk8s", data_dir=str(cluster), network_netns="pyk8s-net", subnet="10.45.0.0/24",
+                           https_port=6443, nodes=[
+                               multinode.NodeInfo(name=name, role="server", netns=f"{name}-ns", address="10.45.0.10",
+                                                  data_dir=str(cluster / "nodes" / name), veth="veth-s0")
+                               for name in ("pyk8s-server-0", "pyk8s-server-1")]).save()
+    assert etcdmembers.server_netns(node_dir) == "pyk8s-server-1-ns"
+    assert etcdmembers.server_netns(cluster) is None
+
+
+def test_command_runs_itself_inside_the_servers_netns(data_dir, monkeypatch):
+    from pyk8s.cluster import netns
+
+    (data_dir / "netns-created").write_text("iso\n")
+    monkeypatch.setattr(netns, "netns_exists", lambda name: name == "iso")
+    monkeypatch.setattr(etcdmembers, "inside_netns", lambda name: False)
+    executed = []
+
+    def execvp(program, command):
+        executed.append(command)
+        raise SystemExit(0)
+    monkeypatch.setattr("os.execvp", execvp)
+    with pytest.raises(SystemExit):
+        cli.main(["etcd-member", "remove", "s2", "--force", "--data-dir", str(data_dir)])
+    prefix, rest = executed[0][:2], executed[0][2:]
+    assert prefix == ["nsenter", "--net=/var/run/netns/iso"]
+    assert rest[1:] == ["-m", "pyk8s", "etcd-member", "remove", "s2", "--force", "--data-dir", str(data_dir)]
+
+
+def test_this_process_is_inside_its_own_netns_only(tmp_path, monkeypatch):
+    from pyk8s.cluster import netns
+
+    monkeypatch.setattr(netns, "NETNS_DIR", tmp_path)
+    (tmp_path / "self").symlink_to("/proc/self/ns/net")
+    (tmp_path / "other").write_text("")  # any other inode
+    assert etcdmembers.inside_netns("self")
+    assert not etcdmembers.inside_netns("other")
+
+
+def test_no_member_answering_is_one_clear_line(data_dir, monkeypatch, capsys):
+    def list_members(files, endpoints):
+        raise embeddedetcd.EtcdError('etcdctl member list -w json: {"level":"warn","msg":"retrying"}\n'
+                                     'Error: context deadline exceeded')
+    monkeypatch.setattr(etcdmembers, "list_members", list_members)
+    code, out, err = run(capsys, "etcd-member", "list", "--data-dir", str(data_dir))
+    assert (code, out) == (1, "")
+    assert err == ("pyk8s etcd-member: error: no etcd member answers at https://127.0.0.1:2379, "
+                   "https://127.0.0.2:2379, https://127.0.0.3:2379 (does a server of this cluster run?): "
+                   "Error: context deadline exceeded\n")

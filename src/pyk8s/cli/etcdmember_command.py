@@ -36,6 +36,18 @@ def run_etcd_member(args: argparse.Namespace) -> int:
     from pyk8s.cluster.embeddedetcd import EtcdError, EtcdFiles
 
     data_dir = (args.data_dir or Path(os.environ.get("PYK8S_DATA_DIR") or "/var/lib/pyk8s")).absolute()
+    netns = etcdmembers.server_netns(data_dir)
+    if netns is not None:
+        from pyk8s.cluster.netns import netns_exists, nsenter_prefix
+
+        if netns_exists(netns) and not etcdmembers.inside_netns(netns):
+            # Its etcd listens in that namespace only: run this same command there.
+            command = [*nsenter_prefix(netns), sys.executable, "-m", "pyk8s", "etcd-member", args.action,
+                       *([args.name] if args.name else []), *(["--force"] if args.force else []),
+                       "--data-dir", str(data_dir)]
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.execvp(command[0], command)
     try:
         if args.action == "list":
             print(etcdmembers.table(etcdmembers.member_states(data_dir)))

@@ -5,6 +5,9 @@ a server without a Node, `--disable-agent`, needs this instead).
 Everything goes through etcdctl with the data dir's own client certificate
 (cluster/embeddedetcd.py), to this member's client URL first, then to the other members'
 URLs its server recorded, so the cluster is reached from the data dir of a stopped server too.
+A server that pyk8s put in a network namespace (`up --isolated`, a node of `up --servers N`)
+has its etcd reachable only from there: `server_netns` says which, and the command runs
+itself inside it.
 
 A removal is refused, changing nothing, when it would break the cluster or a server:
 - an unknown member (the error lists the known ones), or the only member;
@@ -19,6 +22,7 @@ A removal is refused, changing nothing, when it would break the cluster or a ser
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +46,34 @@ class MemberState:
     healthy: bool | None  # None: never started, nothing to ask
 
 
+def server_netns(data_dir: Path) -> str | None:
+    """The network namespace pyk8s runs (or ran) the server of `data_dir` in, if any: the one
+    `up --isolated` recorded (or created, for a stopped server), or the node's namespace when
+    `data_dir` is a server node of `up --servers N` (`<cluster data dir>/nodes/<name>`)."""
+    data_dir = Path(data_dir).absolute()
+    state = daemon.read_state(data_dir)
+    if state is not None and state.netns:
+        return state.netns
+    marker = data_dir / daemon.NETNS_MARKER
+    if marker.is_file() and marker.read_text().strip():
+        return marker.read_text().strip()
+    from pyk8s.cluster.multinode import ClusterState
+
+    cluster = ClusterState.load(data_dir.parent.parent)
+    for node in cluster.servers if cluster is not None else []:
+        if Path(node.data_dir).absolute() == data_dir:
+            return node.netns
+    return None
+
+
+def inside_netns(name: str) -> bool:
+    """Whether this process already runs in network namespace `name`."""
+    from pyk8s.cluster.netns import netns_path
+
+    here, there = os.stat("/proc/self/ns/net"), os.stat(netns_path(name))
+    return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
+
+
 def quorum(size: int) -> int:
     return size // 2 + 1
 
@@ -49,7 +81,13 @@ def quorum(size: int) -> int:
 def member_states(data_dir: Path) -> list[MemberState]:
     data_dir = Path(data_dir)
     files = EtcdFiles(data_dir)
-    members = list_members(files, cluster_client_endpoints(data_dir))
+    endpoints = cluster_client_endpoints(data_dir)
+    try:
+        members = list_members(files, endpoints)
+    except EtcdError as error:
+        # etcdctl's last line is its error; the lines before are its client's retry log.
+        raise EtcdError(f"no etcd member answers at {', '.join(endpoints)} (does a server of this cluster run?): "
+                        f"{str(error).strip().splitlines()[-1]}") from None
     health = member_health(files, members)
     own_name = recorded_member_name(data_dir)
     return [MemberState(member, local=bool(own_name) and member.name == own_name,
