@@ -157,7 +157,10 @@ class MemberRemover:
         try:
             removed = await asyncio.to_thread(remove_member, self.etcd.files, [self.etcd.local_endpoint], member)
         except EtcdError as error:
-            log.error("removing etcd member %s of deleted node %s failed: %s", member, node, error)
+            if "member not found" in str(error).lower():  # every server races to remove it; one wins
+                log.info("etcd member %s of deleted node %s: already removed", member, node)
+            else:
+                log.error("removing etcd member %s of deleted node %s failed: %s", member, node, error)
             return
         if removed:
             log.info("node %s deleted: removed its etcd member %s", node, member)
