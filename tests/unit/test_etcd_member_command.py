@@ -227,6 +227,25 @@ def test_command_runs_itself_inside_the_servers_netns(data_dir, monkeypatch):
     assert rest[1:] == ["-m", "pyk8s", "etcd-member", "remove", "s2", "--force", "--data-dir", str(data_dir)]
 
 
+def test_snapshot_save_also_runs_inside_the_servers_netns(data_dir, monkeypatch):
+    from pyk8s.cluster import netns
+
+    (data_dir / "netns-created").write_text("iso\n")
+    monkeypatch.setattr(netns, "netns_exists", lambda name: name == "iso")
+    monkeypatch.setattr(etcdmembers, "inside_netns", lambda name: False)
+    executed = []
+
+    def execvp(program, command):
+        executed.append(command)
+        raise SystemExit(0)
+    monkeypatch.setattr("os.execvp", execvp)
+    with pytest.raises(SystemExit):
+        cli.main(["etcd-snapshot", "save", "--name", "before-upgrade", "--data-dir", str(data_dir)])
+    assert executed[0][:2] == ["nsenter", "--net=/var/run/netns/iso"]
+    assert executed[0][3:] == ["-m", "pyk8s", "etcd-snapshot", "save", "--name", "before-upgrade",
+                               "--data-dir", str(data_dir)]
+
+
 def test_this_process_is_inside_its_own_netns_only(tmp_path, monkeypatch):
     from pyk8s.cluster import netns
 

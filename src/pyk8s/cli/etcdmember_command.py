@@ -31,23 +31,31 @@ def add_etcd_member_parser(commands) -> argparse.ArgumentParser:
     return parser
 
 
+def run_in_server_netns(data_dir: Path, command: list[str]) -> None:
+    """Re-run `pyk8s <command> --data-dir <data_dir>` inside the network namespace of that
+    data dir's server (`up --isolated`, or a node of `up --servers N`), where alone its etcd
+    listens; returns when already there or when the server has no namespace."""
+    from pyk8s.cluster import etcdmembers
+
+    netns = etcdmembers.server_netns(data_dir)
+    if netns is None:
+        return
+    from pyk8s.cluster.netns import netns_exists, nsenter_prefix
+
+    if netns_exists(netns) and not etcdmembers.inside_netns(netns):
+        argv = [*nsenter_prefix(netns), sys.executable, "-m", "pyk8s", *command, "--data-dir", str(data_dir)]
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execvp(argv[0], argv)
+
+
 def run_etcd_member(args: argparse.Namespace) -> int:
     from pyk8s.cluster import etcdmembers
     from pyk8s.cluster.embeddedetcd import EtcdError, EtcdFiles
 
     data_dir = (args.data_dir or Path(os.environ.get("PYK8S_DATA_DIR") or "/var/lib/pyk8s")).absolute()
-    netns = etcdmembers.server_netns(data_dir)
-    if netns is not None:
-        from pyk8s.cluster.netns import netns_exists, nsenter_prefix
-
-        if netns_exists(netns) and not etcdmembers.inside_netns(netns):
-            # Its etcd listens in that namespace only: run this same command there.
-            command = [*nsenter_prefix(netns), sys.executable, "-m", "pyk8s", "etcd-member", args.action,
-                       *([args.name] if args.name else []), *(["--force"] if args.force else []),
-                       "--data-dir", str(data_dir)]
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.execvp(command[0], command)
+    run_in_server_netns(data_dir, ["etcd-member", args.action, *([args.name] if args.name else []),
+                                   *(["--force"] if args.force else [])])
     try:
         if args.action == "list":
             print(etcdmembers.table(etcdmembers.member_states(data_dir)))

@@ -347,6 +347,9 @@ def etcd_snapshot(args: argparse.Namespace) -> int:
     files = embeddedetcd.EtcdFiles(data_dir)
     try:
         if args.action == "save":
+            from pyk8s.cli.etcdmember_command import run_in_server_netns
+
+            run_in_server_netns(data_dir, ["etcd-snapshot", "save", *(["--name", args.name] if args.name else [])])
             print(embeddedetcd.save_snapshot(data_dir, embeddedetcd.local_client_endpoint(data_dir), args.name))
         elif args.action == "ls":
             for path in sorted(files.snapshot_dir.glob("*")) if files.snapshot_dir.exists() else []:
