@@ -6,10 +6,11 @@ writes) and bidirectional streams (the etcd store's one watch stream). Client si
 server push, no compression.
 
 Flow: `GrpcChannel.unary()` opens the connection on first use (and again after it broke),
-writes HEADERS + DATA for a new stream in one write and waits for the stream's response
+queues HEADERS + DATA for a new stream and waits for the stream's response
 headers, message and trailers, which one reader task per connection demultiplexes. The
 reader takes whatever bytes have arrived and handles every whole frame in them, so a burst
-of answers costs one wake-up, not two reads per frame. Request header blocks are literals
+of answers costs one wake-up, not two reads per frame; the frames that concurrent calls queue
+in one turn of the event loop leave in one write. Request header blocks are literals
 without indexing, so a method's block is encoded once and reused; only grpc-timeout is
 written per call. `open_stream()` gives a `BidiStream`: messages go out as DATA frames
 without END_STREAM, and come back split out of the stream's DATA as they complete.
@@ -48,8 +49,6 @@ DEFAULT_WINDOW = 65535
 RECEIVE_WINDOW = 1 << 20
 MAX_FRAME_SIZE = 16384  # what we accept (the protocol default; we do not raise it)
 READ_CHUNK = 256 * 1024
-# Above this much unsent data in the transport, a call waits for it to drain.
-WRITE_HIGH_WATER = 256 * 1024
 
 STATUS_CODES = ("OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
                 "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
@@ -146,6 +145,7 @@ class _Connection:
         self._header_stream = 0
         self._header_end_stream = False
         self._ping_answer: asyncio.Future | None = None
+        self._outgoing: list[bytes] = []
         settings = struct.pack(">HI", SETTINGS_ENABLE_PUSH, 0) + struct.pack(">HI", SETTINGS_INITIAL_WINDOW_SIZE,
                                                                              RECEIVE_WINDOW)
         writer.write(PREFACE + _frame(SETTINGS, 0, 0, settings)
@@ -158,6 +158,21 @@ class _Connection:
     @property
     def usable(self) -> bool:
         return not (self.closed or self.going_away) and self.next_stream_id < (1 << 31) - 2
+
+    # ---- writing -----------------------------------------------------------------------
+    def _send(self, data: bytes) -> None:
+        """Queue frames; all that concurrent calls queue in one turn of the event loop go out
+        in one write at the start of the next (one send syscall, not one per call)."""
+        if not self._outgoing:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._outgoing.append(data)
+
+    def _flush(self) -> None:
+        if self._outgoing:
+            data = b"".join(self._outgoing)
+            self._outgoing.clear()
+            if not self.writer.is_closing():
+                self.writer.write(data)
 
     # ---- calls -------------------------------------------------------------------------
     def _headers_for(self, path: str, timeout: float | None) -> bytes:
@@ -193,14 +208,12 @@ class _Connection:
             # Stream ids must reach the server in increasing order: write the HEADERS in the
             # same step as the id was allocated (no await in between).
             if size <= self.send_window and size <= stream.send_window and size <= self.peer_max_frame:
-                self.writer.write(_frame(HEADERS, END_HEADERS, stream.id, block)
+                self._send(_frame(HEADERS, END_HEADERS, stream.id, block)
                                   + _frame(DATA, END_STREAM, stream.id, payload))
                 self.send_window -= size
                 stream.send_window -= size
-                if self.writer.transport.get_write_buffer_size() > WRITE_HIGH_WATER:
-                    await self._drain()
             else:
-                self.writer.write(_frame(HEADERS, END_HEADERS, stream.id, block))
+                self._send(_frame(HEADERS, END_HEADERS, stream.id, block))
                 await self._send_data(stream, payload, end_stream=True)
             await stream.done
         except BaseException:
@@ -216,10 +229,11 @@ class _Connection:
     async def open_stream(self, path: str) -> "BidiStream":
         block = self._headers_for(path, None)
         stream = await self._open(path, None, True)
-        self.writer.write(_frame(HEADERS, END_HEADERS, stream.id, block))
+        self._send(_frame(HEADERS, END_HEADERS, stream.id, block))
         return BidiStream(self, stream)
 
     async def _drain(self) -> None:
+        self._flush()
         try:
             await self.writer.drain()
         except OSError as error:
@@ -244,7 +258,7 @@ class _Connection:
                     await stream.window_open.wait()
                 continue
             last = size == len(view)
-            self.writer.write(_frame(DATA, END_STREAM if last and end_stream else 0, stream.id, bytes(view[:size])))
+            self._send(_frame(DATA, END_STREAM if last and end_stream else 0, stream.id, bytes(view[:size])))
             self.send_window -= size
             stream.send_window -= size
             view = view[size:]
@@ -274,7 +288,7 @@ class _Connection:
 
     def _reset(self, stream_id: int, error_code: int) -> None:
         if not self.writer.is_closing():
-            self.writer.write(_frame(RST_STREAM, 0, stream_id, struct.pack(">I", error_code)))
+            self._send(_frame(RST_STREAM, 0, stream_id, struct.pack(">I", error_code)))
 
     def _finish(self, stream: _Stream, error: GrpcError | None = None) -> None:
         if error is not None and stream.error is None:
@@ -333,6 +347,7 @@ class _Connection:
             self._ping_answer.set_result(False)
         if self.keepalive_task is not None and self.keepalive_task is not asyncio.current_task():
             self.keepalive_task.cancel()
+        self._flush()  # a GOAWAY with our error, if any
         self.writer.close()
 
     def _on_frame(self, frame_type: int, flags: int, stream_id: int, payload: bytes) -> None:
@@ -367,7 +382,7 @@ class _Connection:
                 self._on_settings(payload)
         elif frame_type == PING:
             if not flags & ACK:
-                self.writer.write(_frame(PING, ACK, 0, payload))
+                self._send(_frame(PING, ACK, 0, payload))
             elif self._ping_answer is not None and not self._ping_answer.done():
                 self._ping_answer.set_result(True)
         elif frame_type == GOAWAY:
@@ -408,7 +423,7 @@ class _Connection:
                     updates += _frame(WINDOW_UPDATE, 0, stream_id, struct.pack(">I", stream.unacknowledged))
                     stream.unacknowledged = 0
         if updates:
-            self.writer.write(updates)
+            self._send(updates)
 
     def _split_messages(self, stream: _Stream) -> None:
         body = stream.body
@@ -457,7 +472,7 @@ class _Connection:
             elif identifier == SETTINGS_MAX_CONCURRENT_STREAMS:
                 self.peer_max_streams = value
                 self.stream_slot_free.set()
-        self.writer.write(_frame(SETTINGS, ACK, 0))
+        self._send(_frame(SETTINGS, ACK, 0))
 
     def _on_goaway(self, payload: bytes) -> None:
         last_stream_id = struct.unpack(">I", payload[:4])[0] & 0x7FFFFFFF
@@ -485,7 +500,7 @@ class _Connection:
             if self.closed:
                 return
             self._ping_answer = loop.create_future()
-            self.writer.write(_frame(PING, 0, 0, b"pyk8s-ka"))
+            self._send(_frame(PING, 0, 0, b"pyk8s-ka"))
             try:
                 async with asyncio.timeout(timeout):
                     await self._ping_answer
@@ -497,12 +512,13 @@ class _Connection:
 
     def _send_goaway(self, error_code: int) -> None:
         if not self.writer.is_closing():
-            self.writer.write(_frame(GOAWAY, 0, 0, struct.pack(">II", max(0, self.next_stream_id - 2), error_code)))
+            self._send(_frame(GOAWAY, 0, 0, struct.pack(">II", max(0, self.next_stream_id - 2), error_code)))
 
     def close(self) -> None:
         if not self.closed:
             self.closed = True
             self._send_goaway(NO_ERROR)
+            self._flush()
             self.reader_task.cancel()
             if self.keepalive_task is not None:
                 self.keepalive_task.cancel()
