@@ -184,6 +184,20 @@ def test_status_lists_every_node_with_its_namespace_address_and_data_dir(cluster
     assert re.search(r"ready nodes: 5/5 ", result.stdout), result.stdout
 
 
+def test_etcd_members_are_named_after_their_servers_and_listed_from_the_host(cluster):
+    """`pyk8s etcd-member list` run from the host's namespace (it runs itself again in the
+    server's): one started, healthy member per server, named k3s's way, `<node name>-<8 hex>`."""
+    server = cluster.state.servers[1]
+    result = subprocess.run([sys.executable, "-m", "pyk8s", "etcd-member", "list", "--data-dir", server.data_dir],
+                            capture_output=True, text=True, env=cluster.env, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = [line.split() for line in result.stdout.splitlines()[1:] if line.strip()]
+    prefixes = sorted(re.fullmatch(r"(.+)-[0-9a-f]{8}", row[0]).group(1) for row in rows)
+    assert prefixes == sorted(node.name for node in cluster.state.servers), result.stdout
+    assert all(row[2:4] == ["started", "healthy"] for row in rows), result.stdout
+    assert [row[0] for row in rows if row[-1] == "yes"] == [r[0] for r in rows if r[0].startswith(server.name + "-")]
+
+
 def test_every_node_is_ready_with_its_own_pod_cidr_and_flannels_vxlan_layout(cluster):
     nodes = cluster.nodes()
     assert sorted(nodes) == sorted(node.name for node in cluster.state.nodes)

@@ -126,15 +126,16 @@ class EtcdFiles:
     def has_member_data(self) -> bool:
         return (self.etcd_dir / "member").is_dir()
 
-    def member_name(self) -> str:
-        """This server's member name, made once and kept."""
+    def member_name(self, node_name: str = "") -> str:
+        """This server's member name, made once and kept: k3s's `<node name>-<8 hex>` (the
+        node name defaults to the hostname)."""
         try:
             name = self.name_file.read_text().strip()
             if name:
                 return name
         except FileNotFoundError:
             pass
-        name = f"{socket.gethostname().lower()}-{secrets.token_hex(4)}"
+        name = f"{(node_name or socket.gethostname()).lower()}-{secrets.token_hex(4)}"
         self.etcd_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.etcd_dir, 0o700)
         write_file_atomic(self.name_file, (name + "\n").encode(), 0o600)
@@ -219,9 +220,10 @@ class EmbeddedEtcd:
     """One supervised etcd member of this server."""
 
     def __init__(self, data_dir: Path, advertise_address: str, *, client_port: int = CLIENT_PORT,
-                 peer_port: int = PEER_PORT):
+                 peer_port: int = PEER_PORT, node_name: str = ""):
         self.files = EtcdFiles(data_dir)
         self.advertise_address = advertise_address
+        self.node_name = node_name
         self.client_port = client_port
         self.peer_port = peer_port
         self.name = ""
@@ -268,7 +270,7 @@ class EmbeddedEtcd:
 
     def prepare(self, extra_hosts: list[str] = ()) -> None:
         """Certificates and the member name; creates the etcd CAs on a first server."""
-        self.name = self.files.member_name()
+        self.name = self.files.member_name(self.node_name)
         hosts = sorted({"127.0.0.1", "localhost", self.advertise_address, socket.gethostname().lower(),
                         *extra_hosts})
         self.files.ensure_certs(hosts)

@@ -40,7 +40,7 @@ async def start_embedded_datastore(config, advertise: str, extra_hosts: list[str
         return None, None
     from pyk8s.storage.etcd import EtcdStore
 
-    etcd = EmbeddedEtcd(config.data_dir, advertise)
+    etcd = EmbeddedEtcd(config.data_dir, advertise, node_name=config.node_name)
     fresh = not etcd.files.has_member_data()
     join_endpoints = None
     if config.cluster_reset_restore_path:
