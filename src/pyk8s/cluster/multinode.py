@@ -249,6 +249,15 @@ def process_alive(pid: int | None) -> bool:
     return process_is_running(pid)
 
 
+def api_listening(state: ClusterState, node: NodeInfo, timeout: float = 2.0) -> bool:
+    """Whether a server's API port accepts connections, from inside its namespace."""
+    try:
+        connect_in_netns(node.netns, "127.0.0.1", state.https_port, timeout).close()
+    except OSError:
+        return False
+    return True
+
+
 def server_ready(state: ClusterState, node: NodeInfo, timeout: float = 2.0) -> bool:
     """GET /readyz from inside the server's namespace with the admin certificate."""
     import http.client
@@ -334,13 +343,17 @@ def up(state: ClusterState, *, timeout: float = 180.0, server_args: list[str] = 
     for node in state.servers:
         start_node(state, node)
         progress(f"server {node.name} (pid {node.pid}, {node.address}, namespace {node.netns})")
-        # The next server joins this one's etcd cluster: wait until its member serves.
-        if not _wait(state, lambda: server_ready(state, node) and (Path(node.data_dir) / token_file).exists(),
-                     deadline, [node]):
-            raise TimeoutError(f"server {node.name} not ready within {timeout:g}s:\n{log_tail(node.log_path)}")
+        # The next server joins this one's etcd cluster: wait until its member serves (the
+        # token is written once it does) and its API listens for the join. Its own node
+        # comes up meanwhile (most of that is importing the node's images).
+        if not _wait(state, lambda: (Path(node.data_dir) / token_file).exists() and api_listening(state, node),
+                     deadline, state.servers[:state.servers.index(node) + 1]):
+            raise TimeoutError(f"server {node.name} not serving within {timeout:g}s:\n{log_tail(node.log_path)}")
     for node in state.agents:
         start_node(state, node)
         progress(f"agent {node.name} (pid {node.pid}, {node.address})")
+    if not _wait(state, lambda: server_ready(state, first), deadline, state.nodes):
+        raise TimeoutError(f"server {first.name} not ready within {timeout:g}s:\n{log_tail(first.log_path)}")
     shutil.copyfile(Path(first.data_dir) / KUBECONFIG_FILE, state.kubeconfig)
     os.chmod(state.kubeconfig, 0o600)
     names = {node.name for node in state.nodes}

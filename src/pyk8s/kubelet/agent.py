@@ -24,7 +24,8 @@ from pyk8s.kubelet import cni
 from pyk8s.kubelet.containerd import Containerd
 from pyk8s.kubelet.cri import CRIClient, CRIError
 from pyk8s.kubelet.cri.messages import CONTAINER_RUNNING
-from pyk8s.kubelet.images import build_images
+from pyk8s.kubelet.images import BUSYBOX_IMAGE, PAUSE_IMAGE, WHOAMI_IMAGE, build_images, docker_reference
+from pyk8s.kubelet.images.python import dns_image_name
 from pyk8s.kubelet.logs import KubeletServer
 from pyk8s.flannel import FlannelNetwork
 from pyk8s.kubelet.node import NODES, NodeStatusManager, default_node_ip, first_pod_cidr
@@ -70,6 +71,7 @@ class Agent:
         self.proxy: ServiceProxy | None = None
         self.provisioner: LocalPathProvisioner | None = None
         self._runtime_version = ""
+        self._background_imports: dict[str, asyncio.Task] = {}
 
     async def _wait_for_pod_cidr(self, node: dict[str, Any]) -> str:
         """The podCIDR the node IPAM controller writes on our Node (--pod-cidr overrides).
@@ -119,7 +121,8 @@ class Agent:
         await self.node.start()
         self.pods = PodManager(self.client, self.cri, node_name=self.node_name, node_ip=self.node_ip,
                                data_dir=self.data_dir, log_root=self.log_root, cluster_dns=self.cluster_dns,
-                               cluster_domain=self.cluster_domain, prober=self.prober, resolv_conf=self.resolv_conf)
+                               cluster_domain=self.cluster_domain, prober=self.prober, resolv_conf=self.resolv_conf,
+                               pending_image_import=self.pending_image_import)
         await self.pods.start()
         self.proxy = ServiceProxy(self.client, node_name=self.node_name, cluster_cidr=self.cluster_cidr,
                                   mode=self.proxy_mode)
@@ -132,13 +135,39 @@ class Agent:
                  self.pod_cidr, self.kubelet_port)
 
     async def import_project_images(self) -> None:
-        """Build (cached) and import the pause and busybox images unless containerd has them."""
+        """Build (cached) and import the project's images that containerd lacks. Only the
+        pause image (every pod's sandbox) is imported before the node is Ready; the others
+        one after another in the background (the DNS server's is the large one, about 3 s to
+        build and import, as long as the rest of a node's start). A pod that needs one of
+        them meanwhile waits for its import (`pending_image_import`)."""
         assert self.cri is not None
-        archives = await asyncio.to_thread(build_images, self.data_dir / "images")
+        await self._import_images({PAUSE_IMAGE})
+        previous: asyncio.Task | None = None
+        for name in (BUSYBOX_IMAGE, WHOAMI_IMAGE, dns_image_name()):
+            previous = self._background_imports[name] = asyncio.get_running_loop().create_task(
+                self._import_in_background(name, after=previous), name=f"import {name}")
+
+    async def _import_in_background(self, name: str, after: asyncio.Task | None) -> None:
+        if after is not None:
+            await asyncio.wait([after])
+        try:
+            await self._import_images({name})
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # noqa: BLE001 - pods needing it then fail to pull, visibly
+            log.error("importing %s failed: %s", name, error)
+
+    async def _import_images(self, names: set[str]) -> None:
+        archives = await asyncio.to_thread(build_images, self.data_dir / "images", names)
         for name, archive in archives.items():
             if await self.cri.image_status(name) is None:
                 await asyncio.to_thread(self.containerd.import_image, archive)
                 log.info("imported %s", name)
+
+    def pending_image_import(self, image: str) -> asyncio.Task | None:
+        """The background import of one of the node's own images, while it runs."""
+        task = self._background_imports.get(docker_reference(image))
+        return task if task is not None and not task.done() else None
 
     async def _version(self) -> str:
         return self._runtime_version
@@ -177,6 +206,9 @@ class Agent:
         return path, still_running
 
     async def stop(self, *, remove_pods: bool = False) -> None:
+        for task in self._background_imports.values():
+            task.cancel()
+        await asyncio.gather(*self._background_imports.values(), return_exceptions=True)
         if self.provisioner is not None:
             await self.provisioner.stop()
         if self.proxy is not None:

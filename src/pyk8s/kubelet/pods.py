@@ -218,8 +218,11 @@ class PodRecord:
 
 class PodManager:
     def __init__(self, client, cri: CRIClient, *, node_name: str, node_ip: str, data_dir: Path, log_root: Path,
-                 cluster_dns: str = "", cluster_domain: str = "cluster.local", prober=None, resolv_conf: str = ""):
+                 cluster_dns: str = "", cluster_domain: str = "cluster.local", prober=None, resolv_conf: str = "",
+                 pending_image_import=lambda image: None):
         self.client = client
+        # image -> the still-running import of one of the node's own images (Agent)
+        self.pending_image_import = pending_image_import
         self.resolv_conf = resolv_conf
         self.cri = cri
         self.node_name = node_name
@@ -685,6 +688,10 @@ class PodManager:
         name = container_spec["name"]
         policy = container_spec.get("imagePullPolicy") or (
             "Always" if ":" not in image.rsplit("/", 1)[-1] or image.endswith(":latest") else "IfNotPresent")
+        importing = self.pending_image_import(image)
+        if importing is not None:
+            # One of the node's own images, still being imported since the node started.
+            await asyncio.shield(importing)
         present = await self.cri.image_status(image)
         if present and policy != "Always":
             self._event(pod, "Normal", "Pulled", f'Container image "{image}" already present on machine', name)

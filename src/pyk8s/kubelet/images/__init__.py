@@ -178,8 +178,20 @@ def build_whoami_layer() -> bytes:
     return layer.finish()
 
 
-def build_images(out_dir: Path) -> dict[str, Path]:
-    """Build (or reuse) every project image; returns image name -> archive path."""
+def docker_reference(image: str) -> str:
+    """An image name as containerd stores it: `busybox` -> `docker.io/library/busybox`,
+    `pyk8s/dns:x` -> `docker.io/pyk8s/dns:x` (names with a registry host stay as they are)."""
+    first, _, rest = image.partition("/")
+    if not rest:
+        return f"docker.io/library/{image}"
+    if "." in first or ":" in first or first == "localhost":
+        return image
+    return f"docker.io/{image}"
+
+
+def build_images(out_dir: Path, names: set[str] | None = None) -> dict[str, Path]:
+    """Build (or reuse) the project's images (those in `names`, default all); returns image
+    name -> archive path."""
     out_dir = Path(out_dir)
     images = {
         PAUSE_IMAGE: (out_dir / "pause.tar", build_pause_layer,
@@ -195,6 +207,8 @@ def build_images(out_dir: Path) -> dict[str, Path]:
     images[dns_image] = (out_dir / f"dns-{dns_image.rpartition(':')[2]}.tar", build_dns_layer, dns_image_config())
     built = {}
     for name, (path, build_layer, config) in images.items():
+        if names is not None and name not in names:
+            continue
         if not path.exists():
             write_oci_archive(path, name, build_layer(), config)
         built[name] = path
