@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import sys
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
@@ -24,7 +25,8 @@ from pyk8s.kubelet import cni
 from pyk8s.kubelet.containerd import Containerd
 from pyk8s.kubelet.cri import CRIClient, CRIError
 from pyk8s.kubelet.cri.messages import CONTAINER_RUNNING
-from pyk8s.kubelet.images import BUSYBOX_IMAGE, PAUSE_IMAGE, WHOAMI_IMAGE, build_images, docker_reference
+from pyk8s.kubelet.images import (BUSYBOX_IMAGE, PAUSE_IMAGE, SMALL_IMAGES, WHOAMI_IMAGE, archive_paths,
+                                 build_images, docker_reference)
 from pyk8s.kubelet.images.python import dns_image_name
 from pyk8s.kubelet.logs import KubeletServer
 from pyk8s.flannel import FlannelNetwork
@@ -158,7 +160,21 @@ class Agent:
             log.error("importing %s failed: %s", name, error)
 
     async def _import_images(self, names: set[str]) -> None:
-        archives = await asyncio.to_thread(build_images, self.data_dir / "images", names)
+        out_dir = self.data_dir / "images"
+        archives = archive_paths(out_dir, names)
+        missing = sorted(name for name, archive in archives.items() if not archive.exists())
+        if missing and set(missing) <= SMALL_IMAGES:
+            await asyncio.to_thread(build_images, out_dir, set(missing))
+        elif missing:
+            # Built by a child process: a layer is assembled in memory (the DNS server's is
+            # about 50 MB), and the agent, which runs for days, would keep that heap.
+            builder = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "pyk8s.kubelet.images", "--out", str(out_dir),
+                *[f"--image={name}" for name in missing],
+                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+            _, errors = await builder.communicate()
+            if builder.returncode != 0:
+                raise RuntimeError(f"building {', '.join(missing)} failed: {errors.decode(errors='replace')[-2000:]}")
         for name, archive in archives.items():
             if await self.cri.image_status(name) is None:
                 await asyncio.to_thread(self.containerd.import_image, archive)

@@ -29,6 +29,8 @@ HERE = Path(__file__).resolve().parent
 PAUSE_IMAGE = "docker.io/pyk8s/pause:3.10"
 BUSYBOX_IMAGE = "docker.io/pyk8s/busybox:1.35"
 WHOAMI_IMAGE = "docker.io/pyk8s/whoami:1"
+# Layers of a few MB at most, cheap to assemble in memory in a long-running process.
+SMALL_IMAGES = frozenset({PAUSE_IMAGE, BUSYBOX_IMAGE, WHOAMI_IMAGE})
 BUSYBOX_BINARY = "/bin/busybox"
 # Written at start, not at build time: the page must name the pod that serves it.
 WHOAMI_SCRIPT = b"""#!/bin/sh
@@ -189,7 +191,7 @@ def docker_reference(image: str) -> str:
     return f"docker.io/{image}"
 
 
-def build_images(out_dir: Path, names: set[str] | None = None) -> dict[str, Path]:
+def build_images(out_dir: Path, names: set[str] | None = None, *, build: bool = True) -> dict[str, Path]:
     """Build (or reuse) the project's images (those in `names`, default all); returns image
     name -> archive path."""
     out_dir = Path(out_dir)
@@ -209,17 +211,23 @@ def build_images(out_dir: Path, names: set[str] | None = None) -> dict[str, Path
     for name, (path, build_layer, config) in images.items():
         if names is not None and name not in names:
             continue
-        if not path.exists():
+        if build and not path.exists():
             write_oci_archive(path, name, build_layer(), config)
         built[name] = path
     return built
 
 
+def archive_paths(out_dir: Path, names: set[str] | None = None) -> dict[str, Path]:
+    """Where `build_images` puts (or has put) each archive, without building anything."""
+    return build_images(out_dir, names, build=False)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="build pyk8s's own OCI image archives")
     parser.add_argument("--out", type=Path, default=Path("images/out"))
+    parser.add_argument("--image", action="append", default=[], metavar="NAME", help="build only this image (repeatable)")
     args = parser.parse_args(argv)
-    for name, path in build_images(args.out).items():
+    for name, path in build_images(args.out, set(args.image) or None).items():
         print(f"{name}\t{path}")
     return 0
 
