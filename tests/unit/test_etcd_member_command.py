@@ -208,7 +208,9 @@ def test_server_netns_comes_from_up_isolated_state_or_marker_or_the_multinode_cl
     assert etcdmembers.server_netns(cluster) is None
 
 
-def test_command_runs_itself_inside_the_servers_netns(data_dir, monkeypatch):
+def _exec_captured(data_dir, monkeypatch) -> list[list[str]]:
+    """Make `data_dir`'s server live in namespace "iso" (this process outside it) and record
+    the command the CLI would exec there instead of execing it."""
     from pyk8s.cluster import netns
 
     (data_dir / "netns-created").write_text("iso\n")
@@ -220,6 +222,11 @@ def test_command_runs_itself_inside_the_servers_netns(data_dir, monkeypatch):
         executed.append(command)
         raise SystemExit(0)
     monkeypatch.setattr("os.execvp", execvp)
+    return executed
+
+
+def test_command_runs_itself_inside_the_servers_netns(data_dir, monkeypatch):
+    executed = _exec_captured(data_dir, monkeypatch)
     with pytest.raises(SystemExit):
         cli.main(["etcd-member", "remove", "s2", "--force", "--data-dir", str(data_dir)])
     prefix, rest = executed[0][:2], executed[0][2:]
@@ -228,17 +235,7 @@ def test_command_runs_itself_inside_the_servers_netns(data_dir, monkeypatch):
 
 
 def test_snapshot_save_also_runs_inside_the_servers_netns(data_dir, monkeypatch):
-    from pyk8s.cluster import netns
-
-    (data_dir / "netns-created").write_text("iso\n")
-    monkeypatch.setattr(netns, "netns_exists", lambda name: name == "iso")
-    monkeypatch.setattr(etcdmembers, "inside_netns", lambda name: False)
-    executed = []
-
-    def execvp(program, command):
-        executed.append(command)
-        raise SystemExit(0)
-    monkeypatch.setattr("os.execvp", execvp)
+    executed = _exec_captured(data_dir, monkeypatch)
     with pytest.raises(SystemExit):
         cli.main(["etcd-snapshot", "save", "--name", "before-upgrade", "--data-dir", str(data_dir)])
     assert executed[0][:2] == ["nsenter", "--net=/var/run/netns/iso"]
