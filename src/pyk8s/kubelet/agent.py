@@ -172,7 +172,12 @@ class Agent:
                 sys.executable, "-m", "pyk8s.kubelet.images", "--out", str(out_dir),
                 *[f"--image={name}" for name in missing],
                 stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
-            _, errors = await builder.communicate()
+            try:
+                _, errors = await builder.communicate()
+            except asyncio.CancelledError:  # the agent stops: leave no builder behind
+                builder.kill()
+                await builder.wait()
+                raise
             if builder.returncode != 0:
                 raise RuntimeError(f"building {', '.join(missing)} failed: {errors.decode(errors='replace')[-2000:]}")
         for name, archive in archives.items():
