@@ -310,8 +310,10 @@ auth:
                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     log.close()
     url = f"http://127.0.0.1:{port}"
-    passwords = urllib.request.HTTPPasswordMgrWithDefaultRealm()
-    passwords.add_password(None, url, user, password)
+    # Credentials sent with the first request: answered 401 first, an upload would be cut off
+    # mid-body when the registry closes the connection (a broken pipe, seen once in CI-like runs).
+    passwords = urllib.request.HTTPPasswordMgrWithPriorAuth()
+    passwords.add_password(None, url, user, password, is_authenticated=True)
     try:
         def answers_with_401():
             try:
