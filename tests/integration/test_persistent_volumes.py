@@ -455,14 +455,18 @@ def test_failed_provisioning_warns_reschedules_and_retries_until_the_directory_c
                 task.cancel()
             await asyncio.gather(*watchers, return_exceptions=True)
             await provisioner.stop()
-            for resource, name, namespace in ((PODS, pod_name, "default"), (PVCS, claim_name, "default"),
-                                              (STORAGE_CLASSES, cls, None)):
-                try:
-                    await client.delete(resource, name, namespace, grace_period_seconds=0 if resource is PODS else None)
-                except errors.NotFound:
-                    pass
+            await _delete_pod_claim_and_class(client, pod_name, claim_name, cls)
 
     run_async(server, scenario)
+
+
+async def _delete_pod_claim_and_class(client, pod_name: str, claim_name: str, class_name: str) -> None:
+    for resource, name, namespace in ((PODS, pod_name, "default"), (PVCS, claim_name, "default"),
+                                      (STORAGE_CLASSES, class_name, None)):
+        try:
+            await client.delete(resource, name, namespace, grace_period_seconds=0 if resource is PODS else None)
+        except errors.NotFound:
+            pass
 
 
 async def _bound_pod(client, name: str) -> bool:
@@ -562,11 +566,6 @@ def test_node_provisioner_that_may_not_change_the_claim_retries_on_its_node_with
         finally:
             await provisioner.stop()
             await node.close()
-            for resource, name, namespace in ((PODS, pod_name, "default"), (PVCS, claim_name, "default"),
-                                              (STORAGE_CLASSES, cls, None)):
-                try:
-                    await admin.delete(resource, name, namespace, grace_period_seconds=0 if resource is PODS else None)
-                except errors.NotFound:
-                    pass
+            await _delete_pod_claim_and_class(admin, pod_name, claim_name, cls)
 
     run_async(server, scenario)

@@ -410,12 +410,11 @@ def test_tls_with_alpn_h2_and_a_verified_server_name(tmp_path):
                      common_name="server", server=True, client=False, hosts=["127.0.0.1"])
 
     async def main():
-        import socket
         import ssl
 
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
+        from pyk8s.cluster.localcluster import free_port
+
+        port = free_port()
         server = await _server(f"127.0.0.1:{port}", tls=((tmp_path / "server.crt").read_bytes(),
                                                           (tmp_path / "server.key").read_bytes()))
         try:

@@ -186,7 +186,7 @@ class _Connection:
             block += hpack.encode([("grpc-timeout", _timeout_value(timeout))])
         return block
 
-    async def _open(self, path: str, timeout: float | None, streaming: bool) -> _Stream:
+    async def _open(self, streaming: bool) -> _Stream:
         while len(self.streams) >= self.peer_max_streams:
             self.stream_slot_free.clear()
             await self.stream_slot_free.wait()
@@ -201,7 +201,7 @@ class _Connection:
 
     async def call(self, path: str, message: bytes, timeout: float | None) -> bytes:
         block = self._headers_for(path, timeout)
-        stream = await self._open(path, timeout, False)
+        stream = await self._open(streaming=False)
         try:
             payload = b"\x00" + struct.pack(">I", len(message)) + message
             size = len(payload)
@@ -228,7 +228,7 @@ class _Connection:
 
     async def open_stream(self, path: str) -> "BidiStream":
         block = self._headers_for(path, None)
-        stream = await self._open(path, None, True)
+        stream = await self._open(streaming=True)
         self._send(_frame(HEADERS, END_HEADERS, stream.id, block))
         return BidiStream(self, stream)
 
