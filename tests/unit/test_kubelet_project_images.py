@@ -1,5 +1,6 @@
 """The node's own images: names as containerd stores them, and a pod whose image is still
-being imported since the node started waits for that import instead of trying a pull."""
+being imported since the node started shows ContainerCreating and syncs again when the import
+is done, instead of trying a pull."""
 
 from __future__ import annotations
 
@@ -53,9 +54,17 @@ def test_a_pod_waits_for_its_image_still_being_imported_then_finds_it_present(tm
             await asyncio.sleep(0.2)
             cri.present.add("docker.io/pyk8s/dns:x")
         imports["docker.io/pyk8s/dns:x"] = asyncio.get_running_loop().create_task(slow_import())
+        woken = []
+        manager.wake = woken.append
         pod = {"metadata": {"name": "dns", "namespace": "kube-system", "uid": "u1"}, "spec": {}}
         spec = {"name": "coredns", "image": "pyk8s/dns:x", "imagePullPolicy": "IfNotPresent"}
-        reference = await manager._ensure_image(PodRecord("u1"), pod, spec)
+        waiting = PodRecord("u1")
+        assert await manager._ensure_image(waiting, pod, spec) is None  # not started yet, no pull tried
+        assert waiting.waiting["coredns"] == {"reason": "ContainerCreating"} and cri.pulls == [] and events == []
+        await imports["docker.io/pyk8s/dns:x"]
+        await asyncio.sleep(0)
+        assert woken == ["u1"]  # the pod syncs again once its image is in
+        reference = await manager._ensure_image(waiting, pod, spec)
         assert reference == "sha256:docker.io/pyk8s/dns:x" and cri.pulls == []
         assert events == [("Pulled", 'Container image "pyk8s/dns:x" already present on machine')]
         # Without a pending import the same missing image goes to a pull (which fails here).

@@ -690,8 +690,11 @@ class PodManager:
             "Always" if ":" not in image.rsplit("/", 1)[-1] or image.endswith(":latest") else "IfNotPresent")
         importing = self.pending_image_import(image)
         if importing is not None:
-            # One of the node's own images, still being imported since the node started.
-            await asyncio.shield(importing)
+            # One of the node's own images, still being imported since the node started: the
+            # pod shows ContainerCreating, as during a pull, and syncs again once it is in.
+            record.waiting[name] = {"reason": "ContainerCreating"}
+            importing.add_done_callback(lambda _: self.wake(record.uid))
+            return None
         present = await self.cri.image_status(image)
         if present and policy != "Always":
             self._event(pod, "Normal", "Pulled", f'Container image "{image}" already present on machine', name)
